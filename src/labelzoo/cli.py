@@ -1,0 +1,81 @@
+"""The ``labelzoo`` command line: ``fire`` over the plain functions of the package, nothing else.
+
+Run ``labelzoo --help`` for the list of commands and ``labelzoo COMMAND --help`` for one of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import fire
+
+from labelzoo import __version__
+from labelzoo.data import build_sample_studies
+from labelzoo.errors import LabelZooError
+from labelzoo.serve import serve
+
+
+def version() -> str:
+    """Print the LabelZoo version. Example: labelzoo version
+    """
+    return __version__
+
+
+def sample_data(out: str, n_images: int = 8, n_labeled: int = 3, shape: str = "96,96,64",
+                spacing: str = "1.5,1.5,2.0", seed: int = 0, layout: str = "monailabel",
+                overwrite: bool = False) -> str:
+    """Build the synthetic CT demo studies (no download) in OUT.
+
+    Labels use BTCV numbering (spleen 1, left kidney 3, liver 6). With --layout monailabel (default)
+    OUT is a MONAI Label local datastore (images, labels/final); with --layout msd it is a Medical
+    Segmentation Decathlon dataset (imagesTr, labelsTr, imagesTs, dataset.json).
+    Example: labelzoo sample-data data/sample --n_images 8 --n_labeled 3
+
+    Args:
+        out: destination folder; must be empty unless --overwrite.
+        n_images: number of cases.
+        n_labeled: cases with a label (the rest are for annotation).
+        shape: volume size in voxels, X,Y,Z.
+        spacing: voxel size in mm, X,Y,Z.
+        seed: base random seed (the same seed gives the same data).
+        layout: monailabel or msd.
+        overwrite: write into a non-empty folder.
+    """
+    path = build_sample_studies(out, n_images=n_images, n_labeled=n_labeled, shape=shape, spacing=spacing,
+                                seed=seed, layout=layout, overwrite=overwrite)
+    return f"wrote {n_images} cases ({n_labeled} labelled) to {path}"
+
+
+COMMANDS = {
+    "serve": serve,
+    "sample-data": sample_data,
+    "version": version,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``labelzoo`` console script; returns the exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        result = fire.Fire(COMMANDS, command=argv, name="labelzoo", serialize=_serialize)
+    except LabelZooError as e:
+        print(f"labelzoo: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except fire.core.FireExit as e:
+        return int(e.code or 0)
+    if isinstance(result, int) and not isinstance(result, bool):
+        return result
+    return 0
+
+
+def _serialize(value: object) -> object:
+    """Print strings as they are; return codes (ints) are not printed."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return None
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())
