@@ -10,7 +10,7 @@ PORT    ?= 8000
 STUDIES ?= data/sample
 PYTEST_ARGS ?=
 
-.PHONY: setup serve sample-data test test-slow lint bench clean
+.PHONY: setup system-deps serve sample-data test test-slow lint bench clean
 
 setup: $(STAMP)
 
@@ -20,6 +20,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
+
+# Debian packages the tests use: Orthanc and its DICOMweb plugin (a real PACS for the DICOMweb
+# datastore tests, started by the tests themselves on 127.0.0.1). Installed when missing and root
+# (or password-less sudo) is available; otherwise those tests are skipped with a reason (outside CI).
+ORTHANC_OK := test -x /usr/sbin/Orthanc -a -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so
+APT_INSTALL := apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	orthanc orthanc-dicomweb
+system-deps:
+	@if $(ORTHANC_OK); then :; \
+	elif [ "$$(id -u)" = 0 ]; then $(APT_INSTALL) >/dev/null; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo sh -c '$(APT_INSTALL)' >/dev/null; \
+	else echo "note: Orthanc is not installed (sudo apt-get install orthanc orthanc-dicomweb): DICOMweb tests skip"; fi
 
 # The demo studies are built once (into a temporary folder, then renamed) and reused.
 $(STUDIES): | $(STAMP)
@@ -36,11 +48,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 # The default suite: everything but the tests marked `slow`.
-test: $(STAMP) lint
+test: $(STAMP) system-deps lint
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # Long tests: real training to convergence, multi-process runs.
-test-slow: $(STAMP)
+test-slow: $(STAMP) system-deps
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 clean:

@@ -150,6 +150,87 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
         yield factory
 
 
+ORTHANC_PLUGIN_DIRS = ("/usr/share/orthanc/plugins", "/usr/lib/orthanc")
+
+
+class Orthanc:
+    """A real Orthanc PACS (Debian packages ``orthanc`` + ``orthanc-dicomweb``) on 127.0.0.1."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.dicomweb = f"{url}/dicom-web"
+
+    def upload(self, paths: list[Path]) -> None:
+        """Store DICOM files through Orthanc's REST API."""
+        import requests
+
+        for path in paths:
+            requests.post(f"{self.url}/instances", data=Path(path).read_bytes(), timeout=30).raise_for_status()
+
+    def series_modalities(self) -> list[str]:
+        import requests
+
+        ids = requests.get(f"{self.url}/series", timeout=30).json()
+        tags = [requests.get(f"{self.url}/series/{i}", timeout=30).json()["MainDicomTags"] for i in ids]
+        return sorted(t["Modality"] for t in tags)
+
+
+def _orthanc_plugin() -> str | None:
+    for folder in ORTHANC_PLUGIN_DIRS:
+        hits = sorted(Path(folder).glob("libOrthancDicomWeb.so*")) if Path(folder).is_dir() else []
+        if hits:
+            return str(hits[0])
+    return None
+
+
+@pytest.fixture
+def orthanc(tmp_path: Path) -> Iterator[Orthanc]:
+    """An empty Orthanc with the DICOMweb plugin on a free loopback port, stopped afterwards.
+
+    Installed by ``make system-deps`` (part of ``make test``). Outside CI a machine without Orthanc
+    skips the DICOMweb tests with a reason; in CI (``CI`` set) a missing Orthanc is an error.
+    """
+    import json
+
+    import requests
+
+    binary, plugin = shutil.which("Orthanc") or shutil.which("Orthanc", path="/usr/sbin"), _orthanc_plugin()
+    if not binary or not plugin:
+        message = "Orthanc + DICOMweb plugin not installed (Debian: orthanc, orthanc-dicomweb; `make system-deps`)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    port = find_free_port()
+    config = {
+        "Name": "labelzoo-test", "StorageDirectory": str(tmp_path / "orthanc-db"),
+        "IndexDirectory": str(tmp_path / "orthanc-db"), "HttpPort": port, "HttpBindAddress": "127.0.0.1",
+        "DicomServerEnabled": False, "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
+        "Plugins": [plugin], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+    }
+    (tmp_path / "orthanc.json").write_text(json.dumps(config))
+    with open(tmp_path / "orthanc.log", "wb") as log:
+        proc = subprocess.Popen([binary, str(tmp_path / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(f"{url}/dicom-web/studies", timeout=5).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"Orthanc did not start:\n{(tmp_path / 'orthanc.log').read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield Orthanc(url)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory: pytest.TempPathFactory, sample_studies_template: Path) -> Iterator[LiveServer]:
     """A live LabelZoo server on a private copy of the sample studies, shared by one test module."""

@@ -29,7 +29,8 @@ def sample_data(out: str, n_images: int = 8, n_labeled: int = 3, shape: str = "9
 
     Labels use BTCV numbering (spleen 1, left kidney 3, liver 6). With --layout monailabel (default)
     OUT is a MONAI Label local datastore (images, labels/final); with --layout msd it is a Medical
-    Segmentation Decathlon dataset (imagesTr, labelsTr, imagesTs, dataset.json).
+    Segmentation Decathlon dataset (imagesTr, labelsTr, imagesTs, dataset.json); with --layout dicom
+    one DICOM CT series per case, to load into a PACS (e.g. Orthanc) for the DICOMweb datastore.
     Example: labelzoo sample-data data/sample --n_images 8 --n_labeled 3
 
     Args:
@@ -39,7 +40,7 @@ def sample_data(out: str, n_images: int = 8, n_labeled: int = 3, shape: str = "9
         shape: volume size in voxels, X,Y,Z.
         spacing: voxel size in mm, X,Y,Z.
         seed: base random seed (the same seed gives the same data).
-        layout: monailabel or msd.
+        layout: monailabel, msd or dicom.
         overwrite: write into a non-empty folder.
     """
     path = build_sample_studies(out, n_images=n_images, n_labeled=n_labeled, shape=shape, spacing=spacing,

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
+import shutil
 import socket
+import sys
 from pathlib import Path
 
 from labelzoo.appconf import parse_conf
@@ -46,6 +49,22 @@ def check_studies(studies: str) -> str:
     return str(path.resolve())
 
 
+def ensure_dicom_tools() -> None:
+    """Put this environment's scripts on PATH and check that dcmqi's ``itkimage2segimage`` is there.
+
+    MONAI Label's DICOMweb datastore converts labels to DICOM SEG with dcmqi and downloads dcmqi
+    from the internet when the tool is not on PATH; the ``dcmqi`` package (a LabelZoo dependency)
+    installs it next to the Python executable, which is not on PATH unless the venv is activated.
+    """
+    scripts = str(Path(sys.executable).parent)
+    if scripts not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = scripts + os.pathsep + os.environ.get("PATH", "")
+    if not shutil.which("itkimage2segimage"):
+        raise LabelZooError(
+            "a DICOMweb --studies needs dcmqi's itkimage2segimage on PATH (install it with `pip install dcmqi`)"
+        )
+
+
 def server_args(studies: str, host: str, port: int, conf: dict[str, str], app: str, log_level: str) -> list[str]:
     """The ``monailabel start_server`` argument list for these settings."""
     args = ["start_server", "--app", app, "--studies", studies, "--host", host, "--port", str(port),
@@ -76,6 +95,8 @@ def serve(studies: str = "data/sample", host: str = "127.0.0.1", port: int = 800
     if not (Path(app_path) / "main.py").is_file():
         raise LabelZooError(f"--app {app_path} is not a MONAI Label app folder (no main.py)")
     studies_path = check_studies(str(studies))
+    if studies_path.startswith(("http://", "https://")):
+        ensure_dicom_tools()
     app_conf = parse_conf(conf)
     check_port_free(host, port)
     args = server_args(studies_path, host, port, app_conf, app_path, log_level)

@@ -75,3 +75,18 @@ def test_refuses_non_empty_folder_unless_overwrite(tmp_path):
 def test_bad_arguments_are_named(tmp_path, kwargs, word):
     with pytest.raises(LabelZooError, match=word):
         build_sample_studies(tmp_path / "x", **{"n_images": 2, "n_labeled": 1, "shape": "32,32,16", **kwargs})
+
+
+def test_dicom_layout_round_trips_geometry(tmp_path):
+    import SimpleITK as sitk
+
+    out = build_sample_studies(tmp_path / "d", n_images=1, n_labeled=0, shape="32,28,16", layout="dicom")
+    files = sorted((out / "case_000").glob("*.dcm"))
+    assert len(files) == 16
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(out / "case_000")))
+    series = reader.Execute()
+    assert series.GetSize() == (32, 28, 16)
+    np.testing.assert_allclose(series.GetSpacing(), (1.5, 1.5, 2.0))
+    image, _, _ = make_ct_case(0, shape=(32, 28, 16))
+    np.testing.assert_allclose(sitk.GetArrayFromImage(series).transpose(2, 1, 0), np.rint(image))

@@ -26,6 +26,9 @@ CT_LABELS: dict[str, int] = {"background": 0, "spleen": 1, "left kidney": 3, "li
 DEFAULT_SHAPE: tuple[int, int, int] = (96, 96, 64)
 DEFAULT_SPACING: tuple[float, float, float] = (1.5, 1.5, 2.0)
 
+#: Output layouts of :func:`build_sample_studies`.
+LAYOUTS = ("monailabel", "msd", "dicom")
+
 
 def _ellipsoid(grid: tuple[np.ndarray, ...], centre: np.ndarray, radii: np.ndarray) -> np.ndarray:
     """Boolean mask of the voxels inside an axis-aligned ellipsoid (all in voxel units)."""
@@ -129,6 +132,8 @@ def build_sample_studies(
         ``n_labeled`` cases: the MONAI Label local datastore (the default, what ``labelzoo serve`` uses).
         ``msd``: ``OUT/imagesTr``, ``OUT/labelsTr``, ``OUT/imagesTs`` and ``OUT/dataset.json`` in the
         Medical Segmentation Decathlon format, for ``python -m monai.bundle run`` and the planner.
+        ``dicom``: ``OUT/case_XXX/slice_NNNN.dcm``, one DICOM CT series per case (no labels), to load
+        into a PACS such as Orthanc and serve through DICOMweb.
 
     Args:
         out: destination folder; created if missing.
@@ -137,7 +142,7 @@ def build_sample_studies(
         shape: volume size in voxels, ``"X,Y,Z"``.
         spacing: voxel size in mm, ``"X,Y,Z"``.
         seed: base seed; case ``i`` uses ``seed + i``.
-        layout: ``monailabel`` or ``msd``.
+        layout: ``monailabel``, ``msd`` or ``dicom``.
         overwrite: allow writing into a folder that already has files.
 
     Returns:
@@ -150,8 +155,8 @@ def build_sample_studies(
     out = Path(out).expanduser()
     shape = _parse_triple(shape, "shape", int)
     spacing = _parse_triple(spacing, "spacing", float)
-    if layout not in ("monailabel", "msd"):
-        raise LabelZooError(f"--layout must be 'monailabel' or 'msd', got {layout!r}")
+    if layout not in LAYOUTS:
+        raise LabelZooError(f"--layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     if not isinstance(n_images, int) or n_images < 1:
         raise LabelZooError(f"--n_images must be a positive integer, got {n_images!r}")
     if not isinstance(n_labeled, int) or not 0 <= n_labeled <= n_images:
@@ -169,6 +174,11 @@ def build_sample_studies(
     training, test = [], []
     for i, name in enumerate(names):
         image, label, affine = make_ct_case(seed + i, shape, spacing)
+        if layout == "dicom":
+            from labelzoo.data.dicom import write_ct_series
+
+            write_ct_series(image, affine, out / name, patient_id=f"LZ{i:04d}", series_description=f"LabelZoo {name}")
+            continue
         labeled = i < n_labeled
         img_dir = image_dir if (labeled or layout == "monailabel") else out / "imagesTs"
         save_nifti(image, affine, img_dir / f"{name}.nii.gz")
