@@ -128,6 +128,22 @@ class DataFormat:
     channels_as_files: bool = False
 
 
+def default_label_values(channel_def: dict[int, str]) -> tuple[int, ...]:
+    """Label values when smoke ``data.label_values`` is absent.
+
+    With a ``background`` channel (softmax over exclusive classes) the values are the channel indices;
+    without one (sigmoid outputs, one per class or region) channel ``i`` is label ``i + 1`` and 0 is
+    background, so a single-channel binary bundle gets ``(0, 1)``.
+
+    Example:
+        >>> default_label_values({0: "background", 1: "spleen"}), default_label_values({0: "lung"})
+        ((0, 1), (0, 1))
+    """
+    if any(name.strip().lower() == "background" for name in channel_def.values()):
+        return tuple(sorted(channel_def))
+    return (0, *(k + 1 for k in sorted(channel_def)))
+
+
 def data_format(meta: dict[str, Any], data: dict[str, Any] | None = None) -> DataFormat:
     """Derive the synthetic data's format from metadata ``network_data_format`` and smoke ``data``.
 
@@ -144,7 +160,7 @@ def data_format(meta: dict[str, Any], data: dict[str, Any] | None = None) -> Dat
     pred = next(iter(fmt.get("outputs", {}).values()), {})
     dims = len(image.get("spatial_shape") or [0, 0, 0])
     cdef = {int(k): str(v) for k, v in (pred.get("channel_def") or {"0": "background", "1": "foreground"}).items()}
-    values = tuple(int(v) for v in data.get("label_values", sorted(cdef)))
+    values = tuple(int(v) for v in data.get("label_values", default_label_values(cdef)))
     size = tuple(int(s) for s in data.get("spatial_size", [48] * dims if dims == 3 else [64] * dims))
     spacing = tuple(float(s) for s in data.get("spacing", [1.0] * dims))
     return DataFormat(
@@ -152,7 +168,7 @@ def data_format(meta: dict[str, Any], data: dict[str, Any] | None = None) -> Dat
         spatial_dims=dims,
         modality=str(image.get("modality", "")),
         label_values=values,
-        label_names={v: cdef.get(v, f"class {v}") for v in values},
+        label_names=_label_names(cdef, values),
         spatial_size=size,
         spacing=spacing,
         num_training=int(data.get("num_training", 3)),
@@ -160,6 +176,12 @@ def data_format(meta: dict[str, Any], data: dict[str, Any] | None = None) -> Dat
         suffix=str(data.get("suffix", ".nii.gz")),
         channels_as_files=bool(data.get("channels_as_files", False)),
     )
+
+
+def _label_names(cdef: dict[int, str], values: tuple[int, ...]) -> dict[int, str]:
+    has_background = any(n.strip().lower() == "background" for n in cdef.values())
+    names = dict(cdef) if has_background else {0: "background", **{k + 1: n for k, n in cdef.items()}}
+    return {v: names.get(v, f"class {v}") for v in values}
 
 
 def synthetic_case(fmt: DataFormat, seed: int) -> tuple[np.ndarray, np.ndarray]:
