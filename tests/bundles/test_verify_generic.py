@@ -102,7 +102,8 @@ def _write_2d_bundle(root: Path) -> Path:
                  "postprocessing": {"_target_": "Compose", "transforms": POST["transforms"] + [
                      {"_target_": "SaveImaged", "keys": "pred", "output_dir": "@output_dir", "output_ext": ".png",
                       "output_postfix": "seg", "output_dtype": "$numpy.uint8", "scale": 255,
-                      "separate_folder": False}]},
+                      "separate_folder": False},
+                     {"_target_": "SqueezeDimd", "keys": "pred", "dim": 0}]},
                  "handlers": [{"_target_": "CheckpointLoader", "load_path": "$@bundle_root + '/models/model.pt'",
                                "load_dict": {"model": "@network"}}],
                  "evaluator": {"_target_": "SupervisedEvaluator", "device": "@device",

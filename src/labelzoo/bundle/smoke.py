@@ -295,6 +295,7 @@ class SmokeWorkspace:
     meta: dict[str, Any]
     spec: SmokeSpec
     variant: Path | None = None
+    name: str = ""
     override_files: dict[str, Path] = field(default_factory=dict)
 
     def output_dir(self, workflow: str) -> Path:
@@ -334,7 +335,8 @@ def prepare_workspace(bundle_dir: Path, workdir: Path, meta: dict[str, Any], var
     variant_cfg: dict[str, Any] = {}
     if variant is not None:
         variant_cfg = json.loads(Path(variant).read_text())
-    ws = SmokeWorkspace(root=workdir, bundle=bundle, data=data, meta=meta, spec=spec, variant=variant)
+    ws = SmokeWorkspace(root=workdir, bundle=bundle, data=data, meta=meta, spec=spec, variant=variant,
+                        name=Path(bundle_dir).resolve().name)
     for workflow, (files, _) in WORKFLOWS.items():
         if not all((bundle / f).is_file() for f in files):
             continue
@@ -414,8 +416,12 @@ def check_outputs(inputs: list[Path], out_dir: Path, dims: int, workflow: str, r
         want_shape, want_affine = _spatial_geometry(src, dims)
         got_shape, got_affine = _spatial_geometry(matches[0], dims)
         if got_shape != want_shape:
+            hint = ""
+            if workflow == "monailabel" and dims == 2:
+                hint = (" (MONAI Label writes 2D predictions as they leave postprocessing: end it with "
+                        "SqueezeDimd(keys='pred', dim=0) after SaveImaged, as MONAI Label's 2D apps do)")
             problems.append(Problem(f"run:{workflow}", rel, f"{matches[0].name} has spatial shape {got_shape}, "
-                                                            f"expected the input's {want_shape}"))
+                                                            f"expected the input's {want_shape}{hint}"))
         elif want_affine is not None and got_affine is not None and not np.allclose(got_affine, want_affine,
                                                                                      atol=1e-3):
             problems.append(Problem(f"run:{workflow}", rel, f"{matches[0].name} has affine "
@@ -453,6 +459,62 @@ def check_workflow_properties(ws: SmokeWorkspace) -> list[Problem]:
     return problems
 
 
+def _monailabel_bundle(ws: SmokeWorkspace) -> Path:
+    """A copy of the trained smoke bundle whose inference.json / train.json have the smoke overrides merged in,
+    as MONAI Label reads those files directly (it takes no override files)."""
+    from monai.bundle import ConfigParser
+
+    dst = ws.root / "monailabel" / (ws.name or ws.bundle.name)
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(ws.bundle, dst)
+    for workflow, rel in (("inference", "configs/inference.json"), ("train", "configs/train.json")):
+        parser = ConfigParser()
+        parser.read_config([str(ws.bundle / rel), str(ws.override_files[workflow])])
+        parser["dataset_dir"] = str(ws.data)
+        ConfigParser.export_config_file(parser.get(), str(dst / rel), indent=4)
+    return dst
+
+
+def check_monailabel_tasks(ws: SmokeWorkspace) -> list[Problem]:
+    """Load the trained smoke bundle with MONAI Label's own ``BundleInferTask`` / ``BundleTrainTask`` and run
+    one inference through MONAI Label's pipeline (its loader, the bundle's pre/post transforms and inferer,
+    its ``Restored``); the label file must have the input's geometry and MONAI Label must find labels."""
+    rel = "configs/inference.json"
+    test = json.loads((ws.data / "dataset.json").read_text())["test"]
+    if not test or isinstance(test[0], list):
+        return []  # MONAI Label sends one image file per request; multi-file cases cannot be sent as is
+    try:
+        bundle = _monailabel_bundle(ws)
+        from monailabel.tasks.infer.bundle import BundleInferTask
+        from monailabel.tasks.train.bundle import BundleTrainTask
+
+        task = BundleInferTask(str(bundle), {})
+        if not task.is_valid():
+            return [Problem("monailabel", rel, "MONAI Label's BundleInferTask rejected the bundle (see its log)")]
+        if not task.labels:
+            return [Problem("monailabel", "configs/metadata.json", "MONAI Label found no label besides background",
+                            "network_data_format#outputs#pred#channel_def")]
+        trainer = BundleTrainTask(str(bundle), {})
+        if not trainer.is_valid():
+            return [Problem("monailabel", "configs/train.json", "MONAI Label's BundleTrainTask rejected the bundle")]
+        trainer.config()
+        image = ws.data / test[0]
+        suffix = ".png" if image.name.endswith(".png") else ".nii.gz"
+        label, _ = task({"image": str(image), "device": "cpu", "result_extension": suffix, "result_dtype": "uint8"})
+    except Exception as e:  # noqa: BLE001 (reported, not raised)
+        return [Problem("monailabel", rel, f"MONAI Label's BundleInferTask failed on {test[0]}: "
+                                           f"{type(e).__name__}: {_error_summary(str(e))}")]
+    try:
+        fmt = data_format(ws.meta, ws.spec.data)
+        out = ws.output_dir("monailabel")
+        out.mkdir(parents=True, exist_ok=True)
+        target = out / f"{image.name.split('.')[0]}_label{suffix}"
+        shutil.move(str(label), target)
+        return check_outputs([image], out, fmt.spatial_dims, "monailabel", rel)
+    except Exception as e:  # noqa: BLE001
+        return [Problem("monailabel", rel, f"MONAI Label's label file {label} is unreadable: {e}")]
+
+
 def smoke_run(ws: SmokeWorkspace, timeout: float = 900) -> list[Problem]:
     """Train 1 epoch, then evaluate and infer, each through ``python -m monai.bundle run``; check outputs."""
     problems = check_workflow_properties(ws)
@@ -482,4 +544,6 @@ def smoke_run(ws: SmokeWorkspace, timeout: float = 900) -> list[Problem]:
         inputs = [ws.data / (t[0] if isinstance(t, list) else t) for t in test]
         problems += check_outputs(inputs, ws.output_dir("inference"), fmt.spatial_dims, "inference",
                                   "configs/inference.json")
+    if not problems:
+        problems += check_monailabel_tasks(ws)
     return problems
