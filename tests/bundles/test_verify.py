@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -160,3 +162,19 @@ def test_network_shape_mismatch(broken: Path) -> None:
     _edit(broken / "configs" / "metadata.json", change)
     problem = _find(verify_bundle(broken, run=False), "network", "configs/inference.json", "network_def")
     assert "13" in problem.message
+
+
+def test_cli_prints_file_and_id_and_exits_1(broken: Path) -> None:
+    _edit(broken / "configs" / "train.json", lambda c: c.pop("network"))
+    proc = subprocess.run([sys.executable, "-m", "labelzoo.cli", "bundle", "verify", str(broken), "--norun"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "configs/train.json#network: MONAI Label's BundleTrainTask reads or overrides this id: missing" \
+        in proc.stderr
+
+
+def test_cli_missing_folder(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "labelzoo.cli", "bundle", "verify", str(tmp_path / "nope")],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("labelzoo: error: bundle folder")

@@ -30,7 +30,11 @@ a missing folder (:class:`~labelzoo.errors.LabelZooError`). The checks, in order
 6. **run** (``run=True``): on a copy of the bundle and synthetic MSD-style data derived from
    ``network_data_format``, ``python -m monai.bundle run`` for train.json (1 epoch), evaluate.json and
    inference.json in subprocesses with the bundle's small-run overrides; ``models/model.pt`` is written,
-   evaluate writes to ``output_dir``, each inference output has its input's shape and affine.
+   evaluate writes to ``output_dir``, each inference output has its input's shape and affine. Then MONAI
+   Label's own ``BundleInferTask`` / ``BundleTrainTask`` load the trained copy (smoke overrides merged into
+   its inference.json / train.json) and one inference runs through MONAI Label's pipeline; its label file
+   must have the input's geometry. Bundles write predictions under the config id ``output_dir`` (the run
+   overrides it) and models to ``bundle_root``/models/model.pt.
 
 Small runs: a bundle ships ``configs/smoke.json`` (format in :mod:`labelzoo.bundle.smoke`) with the
 synthetic data's size and label values and per-workflow override ids (``all``, ``train``, ``evaluate``,
