@@ -46,6 +46,7 @@ reported).
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from pathlib import Path
@@ -72,8 +73,6 @@ def _load_variant(root: Path, variant: str | Path | None) -> tuple[Path | None, 
         raise LabelZooError(f"variant file {variant} not found (as given, nor under {root}): expected an override "
                             "config such as configs/baseline.json")
     try:
-        import json
-
         data = json.loads(path.read_text())
     except ValueError as e:
         return path, {}, [Problem("json", str(variant), f"not valid JSON: {e}")]
@@ -187,8 +186,6 @@ def _applies(parser: Any, key: str) -> bool:
 
 def _own_part(parser: Any, file: Path) -> dict[str, Any]:
     """The ids an override file (evaluate.json, multi_gpu_train.json) sets, resolved in the merged config."""
-    import json
-
     raw = json.loads(file.read_text())
     return {k: parser.get(k) for k in raw if k in parser}
 
