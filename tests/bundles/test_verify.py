@@ -24,9 +24,20 @@ BUNDLES = sorted(p for p in (REPO / "bundles").iterdir() if (p / "configs").is_d
 UNETR = REPO / "bundles" / "btcv_ct_unetr_segmentation"
 
 
-@pytest.mark.parametrize("bundle", BUNDLES, ids=[b.name for b in BUNDLES])
-def test_every_bundle_verifies(bundle: Path, tmp_path: Path) -> None:
-    problems = verify_bundle(bundle, run=True, workdir=tmp_path)
+def _variants(bundle: Path) -> list[str | None]:
+    """None (the bundle as is) plus every override file its configs/smoke.json lists under "variants"."""
+    smoke = bundle / "configs" / "smoke.json"
+    listed = json.loads(smoke.read_text()).get("variants", []) if smoke.is_file() else []
+    return [None, *listed]
+
+
+CASES = [(b, v) for b in BUNDLES for v in _variants(b)]
+
+
+@pytest.mark.parametrize(("bundle", "variant"), CASES,
+                         ids=[b.name + (f"+{Path(v).stem}" if v else "") for b, v in CASES])
+def test_every_bundle_verifies(bundle: Path, variant: str | None, tmp_path: Path) -> None:
+    problems = verify_bundle(bundle, run=True, variant=variant, workdir=tmp_path)
     assert problems == [], format_report(bundle.name, problems)
     # the real run left real outputs: weights from training, a prediction per test image
     assert (tmp_path / "smoke" / "bundle" / "models" / "model.pt").is_file()

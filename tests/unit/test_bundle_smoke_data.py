@@ -91,7 +91,12 @@ def test_smoke_overrides_per_workflow(tmp_path: Path) -> None:
     assert spec.overrides("evaluate") == {"roi_size": [32, 32], "max_epochs": 1, "x": 1}
     assert spec.overrides("multi_gpu") == {"roi_size": [32, 32], "max_epochs": 1}
     (tmp_path / "configs").mkdir()
-    (tmp_path / "configs" / "smoke.json").write_text(json.dumps({"data": {"sise": 1}, "train": []}))
+    (tmp_path / "configs" / "smoke.json").write_text(json.dumps({"data": {"sise": 1}, "train": [],
+                                                                 "variants": ["configs/nope.json"]}))
     _, problems = load_smoke(tmp_path)
     assert {(p.file, p.id) for p in problems} == {("configs/smoke.json", "data#sise"),
-                                                  ("configs/smoke.json", "train")}
+                                                  ("configs/smoke.json", "train"),
+                                                  ("configs/smoke.json", "variants")}
+    (tmp_path / "configs" / "nope.json").write_text("{}")
+    spec, problems = load_smoke(tmp_path)
+    assert spec.variants == ["configs/nope.json"] and all(p.id != "variants" for p in problems)

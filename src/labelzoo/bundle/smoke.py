@@ -19,7 +19,9 @@ file)::
         "train": {"max_epochs": 1, "val_interval": 1},   # train.json runs (also evaluate, multi-GPU)
         "evaluate": {},                                  # evaluate.json only
         "inference": {},                                 # inference.json only
-        "multi_gpu": {}                                  # multi_gpu_train.json only
+        "multi_gpu": {},                                 # multi_gpu_train.json only
+        "variants": ["configs/baseline.json"]            # override files that must verify too (the test
+                                                         # suite verifies each one: verify --variant FILE)
     }
 
 Override keys are MONAI config ids (``a#b#c``), exactly what ``python -m monai.bundle run --a#b#c value``
@@ -73,6 +75,7 @@ class SmokeSpec:
 
     data: dict[str, Any] = field(default_factory=dict)
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    variants: list[str] = field(default_factory=list)
 
     def overrides(self, workflow: str) -> dict[str, Any]:
         """The merged override ids for ``workflow`` (``train``, ``evaluate``, ``inference``, ``multi_gpu``)."""
@@ -95,15 +98,23 @@ def load_smoke(root: Path) -> tuple[SmokeSpec, list[Problem]]:
     if not isinstance(raw, dict):
         return SmokeSpec(), [Problem("smoke", SMOKE_FILE, "must be a JSON object with sections "
                                                           f"{', '.join(SMOKE_SECTIONS)}")]
-    problems = [Problem("smoke", SMOKE_FILE, f"unknown section: expected one of {', '.join(SMOKE_SECTIONS)}", k)
-                for k in raw if k not in SMOKE_SECTIONS]
+    problems = [Problem("smoke", SMOKE_FILE, "unknown section: expected one of "
+                                             f"{', '.join((*SMOKE_SECTIONS, 'variants'))}", k)
+                for k in raw if k not in (*SMOKE_SECTIONS, "variants")]
+    variants = raw.get("variants", [])
+    if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants):
+        problems.append(Problem("smoke", SMOKE_FILE, "must be a list of override files relative to the bundle, "
+                                                     "e.g. [\"configs/baseline.json\"]", "variants"))
+        variants = []
+    problems += [Problem("smoke", SMOKE_FILE, f"variant file {v} does not exist in the bundle", "variants")
+                 for v in variants if not (root / v).is_file()]
     problems += [Problem("smoke", SMOKE_FILE, f"must be an object of config id: value, got {type(v).__name__}", k)
                  for k, v in raw.items() if k in SMOKE_SECTIONS and not isinstance(v, dict)]
     data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
     problems += [Problem("smoke", SMOKE_FILE, f"unknown data key: expected one of {', '.join(DATA_KEYS)}",
                          f"data#{k}") for k in data if k not in DATA_KEYS]
     sections = {k: v for k, v in raw.items() if k in SMOKE_SECTIONS[1:] and isinstance(v, dict)}
-    return SmokeSpec(data=data, sections=sections), problems
+    return SmokeSpec(data=data, sections=sections, variants=list(variants)), problems
 
 
 # ----------------------------------------------------------------------------------------------------------
