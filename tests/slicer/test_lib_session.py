@@ -12,7 +12,7 @@ INFO = {
         "unetr": {"labels": {"background": 0, "spleen": 1, "liver": 6}, "config": {"device": ["cpu", "cuda"]}},
         "segresnet": {"labels": {"spleen": 1}, "config": {}},
     },
-    "trainers": {"unetr": {}},
+    "trainers": {"unetr": {}, "dynunet": {}},
     "strategies": {"random": {}, "epistemic": {}},
     "train_stats": {"unetr": {"epoch": 3, "total_epochs": 10, "best_metric": 0.81,
                               "eval": {"best_metric": 0.81, "best_metric_epoch": 2}}},
@@ -43,8 +43,15 @@ def test_connect_reads_info_and_picks_defaults():
     assert session.progress() == (2, 6)
     assert session.labels.to_names() == {"spleen": 1, "kidney_left": 2, "liver": 3}
     session.select_model("unetr")
-    with pytest.raises(SessionError, match=r"offers \['segresnet', 'unetr'\]"):
+    with pytest.raises(SessionError, match=r"offers \['dynunet', 'segresnet', 'unetr'\]"):
         session.select_model("nnunet")
+    assert session.model_status("unetr") == "trained, best metric 0.8100"
+    assert session.model_status("segresnet") == "trained"
+    assert session.model_status("dynunet") == "untrained"
+    session.select_model("dynunet")
+    session.open_image("case_000")
+    with pytest.raises(SessionError, match="no trained weights yet"):
+        session.begin_infer()
     with pytest.raises(SessionError, match="strategy 'first'"):
         session.select_strategy("first")
 
@@ -101,6 +108,7 @@ def test_submit_needs_a_label():
 def test_training_moves():
     session = connected()
     assert not session.allowed("stop_train")
+    session.select_model("unetr")
     assert session.begin_train() == "unetr"
     status = session.training_update({"status": "RUNNING", "request": {"model": "unetr"},
                                       "details": ["Epoch: 4/10, Iter: 1/2 -- train_loss: 0.5"]})

@@ -186,7 +186,20 @@ class Session:
 
     @property
     def models(self) -> list[str]:
+        """Models that can segment now (MONAI Label lists a model only once its weights exist)."""
         return sorted((self.info.get("models") or {}).keys())
+
+    @property
+    def all_models(self) -> list[str]:
+        """Every model the server knows: trained ones and those that only have a trainer so far."""
+        return sorted(set(self.models) | set(self.trainers))
+
+    def model_status(self, model: str) -> str:
+        """``trained`` (can segment), ``untrained`` (train it first) or ``unknown``; with the best metric."""
+        if model in self.models:
+            best = best_metric(self.info, model)
+            return "trained" if best is None else f"trained, best metric {best:.4f}"
+        return "untrained" if model in self.trainers else "unknown"
 
     @property
     def trainers(self) -> list[str]:
@@ -228,6 +241,9 @@ class Session:
                 raise SessionError("cannot auto-segment: no image is open; press Next sample or upload one")
             if not self.model:
                 raise SessionError(f"cannot auto-segment: choose a model first (the server offers {self.models})")
+            if self.model not in self.models:
+                raise SessionError(f"cannot auto-segment with {self.model!r}: it has no trained weights yet; "
+                                   "press Train, or choose one of " + str(self.models))
         if action == "submit":
             if self.image_id is None:
                 raise SessionError("cannot submit a label: no image is open")
@@ -262,8 +278,8 @@ class Session:
             self.image_id, self.choice, self.has_label = None, None, False
             self.state = State.CONNECTED
             self.labels = LabelTable.from_server(self.info.get("labels"))
-        if self.model not in self.models:
-            self.model = self.models[0] if self.models else None
+        if self.model not in self.all_models:
+            self.model = (self.models or self.all_models or [None])[0]
         if self.strategy not in self.strategies:
             self.strategy = self.strategies[0] if self.strategies else None
 
@@ -272,8 +288,8 @@ class Session:
         self.__init__()  # type: ignore[misc]
 
     def select_model(self, model: str) -> None:
-        if model not in self.models:
-            raise SessionError(f"model {model!r} is not on the server; it offers {self.models}")
+        if model not in self.all_models:
+            raise SessionError(f"model {model!r} is not on the server; it offers {self.all_models}")
         self.model = model
 
     def select_strategy(self, strategy: str) -> None:
@@ -343,10 +359,12 @@ class Session:
         if info is not None:
             self.info = dict(info)
 
-    def discard(self) -> None:
-        """Forget unsaved edits (the widget reloads the image or clears the segmentation)."""
+    def discard(self, cleared: bool = False) -> None:
+        """Forget unsaved edits; ``cleared`` when the widget emptied the segmentation (nothing to submit)."""
         if self.state is State.EDITED:
             self.state = State.IMAGE
+        if cleared:
+            self.has_label = False
 
     def begin_train(self, model: str | None = None) -> str:
         """Check training is legal; returns the trainer to start (``model``, the chosen model, or the first)."""
