@@ -122,6 +122,14 @@ def test_training_moves():
     assert not session.training.running and session.allowed("train")
 
 
+def test_training_status_reads_a_progress_record():
+    task = {"status": "RUNNING", "request": {"model": "m"},
+            "progress": {"epoch": 2, "max_epochs": 4, "loss": 0.25, "best_metric": 0.5, "best_metric_epoch": 2}}
+    status = training_status(task)
+    assert (status.epoch, status.total_epochs, status.percent) == (2, 4, 50)
+    assert status.describe() == "RUNNING (m): epoch 2/4, loss 0.2500, best metric 0.5000 (epoch 2)"
+
+
 def test_training_status_without_anything():
     status = training_status(None)
     assert status.state == "IDLE" and status.percent is None and status.describe() == "IDLE"
@@ -136,6 +144,12 @@ def test_sample_choice_reads_scores():
     scored = sample_choice({"id": "a", "epistemic_entropy": 1.5, "ts": 3}, "epistemic")
     assert (scored.score, scored.score_name) == (1.5, "epistemic_entropy")
     assert scored.describe() == "a chosen by 'epistemic' (epistemic_entropy 1.5)"
+    labelzoo = sample_choice({"id": "b", "score": 0.7, "reason": "highest entropy of 4",
+                              "selection": {"strategy": "entropy", "score": 0.7, "reason": "highest entropy of 4"}},
+                             "entropy")
+    assert labelzoo.describe() == "b chosen by 'entropy' (score 0.7): highest entropy of 4"
+    fallback = sample_choice({"id": "c", "score": None, "selection": {"reason": "no scores yet"}}, "entropy")
+    assert fallback.score is None and fallback.describe() == "c chosen by 'entropy': no scores yet"
     with pytest.raises(SessionError, match="already be labelled"):
         sample_choice({}, "random")
 

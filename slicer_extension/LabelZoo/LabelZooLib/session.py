@@ -47,6 +47,7 @@ class TrainingStatus:
     total_epochs: int | None = None
     best_metric: float | None = None
     best_metric_epoch: int | None = None
+    loss: float | None = None
     last_line: str = ""
 
     @property
@@ -65,6 +66,8 @@ class TrainingStatus:
         parts = [self.state if not self.model else f"{self.state} ({self.model})"]
         if self.epoch is not None and self.total_epochs:
             parts.append(f"epoch {self.epoch}/{self.total_epochs}")
+        if self.loss is not None:
+            parts.append(f"loss {self.loss:.4f}")
         if self.best_metric is not None:
             best = f"best metric {self.best_metric:.4f}"
             if self.best_metric_epoch is not None:
@@ -91,20 +94,39 @@ def training_status(task: Mapping[str, Any] | None, stats: Mapping[str, Any] | N
             if match:
                 status.epoch, status.total_epochs = int(match.group(1)), int(match.group(2))
                 break
-    if stats:
-        epoch = stats.get("epoch", stats.get("current_epoch"))
-        total = stats.get("total_epochs")
-        if isinstance(epoch, int) and isinstance(total, int) and (status.epoch is None or epoch >= status.epoch):
-            status.epoch, status.total_epochs = epoch, total
-        best = stats.get("best_metric")
-        if isinstance(best, (int, float)) and not isinstance(best, bool) and best > -1:
-            status.best_metric = float(best)
-        for group in ("eval", "train"):
-            epoch_of_best = (stats.get(group) or {}).get("best_metric_epoch")
-            if isinstance(epoch_of_best, int) and epoch_of_best > 0:
-                status.best_metric_epoch = epoch_of_best
-                break
+    progress = (task or {}).get("progress") if isinstance((task or {}).get("progress"), Mapping) else None
+    for source in (stats, progress):
+        if source:
+            _read_stats(status, source)
     return status
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        return None
+    return int(value)
+
+
+def _read_stats(status: TrainingStatus, stats: Mapping[str, Any]) -> None:
+    """Fold MONAI Label trainer stats (``epoch``, ``total_epochs``, ``best_metric``, ``eval.best_metric_epoch``)
+    or a progress record (``epoch``, ``max_epochs``, ``best_metric``, ``best_metric_epoch``, ``loss``) into
+    ``status``; later, more advanced epochs win."""
+    epoch = _int(stats.get("epoch", stats.get("current_epoch")))
+    total = _int(stats.get("total_epochs", stats.get("max_epochs")))
+    if epoch is not None and total and (status.epoch is None or epoch >= status.epoch):
+        status.epoch, status.total_epochs = epoch, total
+    best = stats.get("best_metric")
+    if isinstance(best, (int, float)) and not isinstance(best, bool) and best > -1:
+        status.best_metric = float(best)
+    candidates = [stats.get("best_metric_epoch")] + [(stats.get(g) or {}).get("best_metric_epoch")
+                                                     for g in ("eval", "train") if isinstance(stats.get(g), Mapping)]
+    for epoch_of_best in candidates:
+        if _int(epoch_of_best) and _int(epoch_of_best) > 0:
+            status.best_metric_epoch = _int(epoch_of_best)
+            break
+    loss = stats.get("loss")
+    if isinstance(loss, (int, float)) and not isinstance(loss, bool):
+        status.loss = float(loss)
 
 
 def best_metric(info: Mapping[str, Any], model: str) -> float | None:
@@ -120,20 +142,24 @@ class SampleChoice:
     strategy: str
     score: float | None = None
     score_name: str | None = None
+    reason: str | None = None
 
     def describe(self) -> str:
         text = f"{self.image_id} chosen by '{self.strategy}'"
         if self.score is not None:
             text += f" ({self.score_name or 'score'} {self.score:.4g})"
+        if self.reason:
+            text += f": {self.reason}"
         return text
 
 
 def sample_choice(sample: Mapping[str, Any], strategy: str) -> SampleChoice:
     """Read ``POST /activelearning/{strategy}``: the image id and the score that ranked it.
 
-    The score is looked up in this order: ``sample["score"]``, ``sample["strategy"][strategy]["score"]``,
-    then any numeric field whose name holds ``score``, ``entropy`` or ``uncertainty`` (what MONAI Label
-    scoring methods store in the image info).
+    The score is looked up in this order: ``sample["score"]``, ``sample["selection"]["score"]``,
+    ``sample["strategy"][strategy]["score"]``, then any numeric field whose name holds ``score``,
+    ``entropy`` or ``uncertainty`` (what MONAI Label scoring methods store in the image info). The reason
+    is ``sample["reason"]`` or ``sample["selection"]["reason"]`` when the strategy gives one.
 
     Raises:
         SessionError: when the answer has no image id (no unlabelled image left).
@@ -145,16 +171,19 @@ def sample_choice(sample: Mapping[str, Any], strategy: str) -> SampleChoice:
     def number(v: Any) -> float | None:
         return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
-    if number(sample.get("score")) is not None:
-        return SampleChoice(image_id, strategy, number(sample["score"]), "score")
-    per_strategy = (sample.get("strategy") or {}).get(strategy) or {}
-    if isinstance(per_strategy, Mapping) and number(per_strategy.get("score")) is not None:
-        return SampleChoice(image_id, strategy, number(per_strategy["score"]), "score")
+    selection = sample.get("selection") if isinstance(sample.get("selection"), Mapping) else {}
+    reason = sample.get("reason") or selection.get("reason")
+    reason = str(reason) if reason else None
+    per_strategy = (sample.get("strategy") or {}).get(strategy) if isinstance(sample.get("strategy"), Mapping) else {}
+    per_strategy = per_strategy if isinstance(per_strategy, Mapping) else {}
+    for source in (sample, selection, per_strategy):
+        if number(source.get("score")) is not None:
+            return SampleChoice(image_id, strategy, number(source["score"]), "score", reason)
     for key in sorted(sample):
         if any(word in key.lower() for word in ("score", "entropy", "uncertainty")):
             if number(sample[key]) is not None:
-                return SampleChoice(image_id, strategy, number(sample[key]), key)
-    return SampleChoice(image_id, strategy)
+                return SampleChoice(image_id, strategy, number(sample[key]), key, reason)
+    return SampleChoice(image_id, strategy, reason=reason)
 
 
 @dataclass
