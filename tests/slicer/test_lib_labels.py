@@ -28,7 +28,8 @@ def test_table_from_server_list_numbers_from_one():
     assert table.to_names() == {"spleen": 1, "liver": 2}
 
 
-@pytest.mark.parametrize("labels", [{"spleen": 1, "liver": 1}, {"spleen": -2}, {"spleen": 1.5}, {"spleen": "x"}])
+@pytest.mark.parametrize("labels", [{"spleen": 1, "liver": 1}, {"spleen": -2}, {"spleen": 1.5}, {"spleen": "x"},
+                                    {"spleen": float("nan")}])
 def test_table_rejects_bad_values_naming_the_label(labels):
     with pytest.raises(LabelZooLibError, match="spleen|liver"):
         LabelTable.from_server(labels)

@@ -134,6 +134,7 @@ def test_training_status_without_anything():
     status = training_status(None)
     assert status.state == "IDLE" and status.percent is None and status.describe() == "IDLE"
     assert training_status(None, {"best_metric": -1}).best_metric is None
+    assert training_status(None, {"best_metric": float("nan"), "epoch": float("nan")}).best_metric is None
 
 
 def test_sample_choice_reads_scores():

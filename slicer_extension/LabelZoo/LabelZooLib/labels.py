@@ -220,7 +220,8 @@ class LabelTable:
 
 
 def _as_value(name: Any, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float)) or int(value) != value or value < 0:
+    if (isinstance(value, bool) or not isinstance(value, (int, np.integer, float)) or not np.isfinite(value)
+            or int(value) != value or value < 0):
         raise LabelZooLibError(f"label {name!r}: value {value!r} is not a non-negative integer")
     return int(value)
 

@@ -15,6 +15,7 @@ States::
 from __future__ import annotations
 
 import enum
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -102,7 +103,9 @@ def training_status(task: Mapping[str, Any] | None, stats: Mapping[str, Any] | N
 
 
 def _int(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    if value != int(value):
         return None
     return int(value)
 
@@ -116,7 +119,7 @@ def _read_stats(status: TrainingStatus, stats: Mapping[str, Any]) -> None:
     if epoch is not None and total and (status.epoch is None or epoch >= status.epoch):
         status.epoch, status.total_epochs = epoch, total
     best = stats.get("best_metric")
-    if isinstance(best, (int, float)) and not isinstance(best, bool) and best > -1:
+    if isinstance(best, (int, float)) and not isinstance(best, bool) and math.isfinite(best) and best > -1:
         status.best_metric = float(best)
     candidates = [stats.get("best_metric_epoch")] + [(stats.get(g) or {}).get("best_metric_epoch")
                                                      for g in ("eval", "train") if isinstance(stats.get(g), Mapping)]
