@@ -230,6 +230,10 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 combo = qt.QComboBox()
                 combo.addItems(list(option.choices))
                 table.setCellWidget(row, 1, combo)
+            elif option.kind == "bool":
+                box = qt.QCheckBox()
+                box.setChecked(bool(option.default))
+                table.setCellWidget(row, 1, box)
             else:
                 table.setItem(row, 1, qt.QTableWidgetItem(str(option.default)))
 
@@ -240,7 +244,12 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         typed = {}
         for row, option in enumerate(options):
             widget = self.ui.modelOptionsTable.cellWidget(row, 1)
-            value = widget.currentText if widget is not None else self.ui.modelOptionsTable.item(row, 1).text()
+            if isinstance(widget, qt.QCheckBox):
+                value = widget.checked
+            elif widget is not None:
+                value = widget.currentText
+            else:
+                value = self.ui.modelOptionsTable.item(row, 1).text()
             if str(value) != str(option.default):
                 typed[option.name] = value
         return option_values(options, typed)
