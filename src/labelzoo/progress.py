@@ -119,12 +119,19 @@ class TrainProgress:
     def validated(self, engine: Any) -> None:
         metrics = dict(getattr(engine.state, "metrics", {}) or {})
         name = getattr(engine.state, "key_metric_name", None) or next(iter(metrics), None)
-        fields: dict[str, Any] = {"metric_name": name, "metric": _number(metrics.get(name)) if name else None,
+        metric = _number(metrics.get(name)) if name else None
+        epoch = int(getattr(engine.state, "epoch", 0) or 0)  # a MONAI evaluator runs at the trainer's epoch
+        fields: dict[str, Any] = {"metric_name": name, "metric": metric, "metric_epoch": epoch,
                                   "metrics": {k: _number(v) for k, v in metrics.items() if _number(v) is not None}}
-        best = _number(getattr(engine.state, "best_metric", None))
-        if best is not None and best > -1:
-            fields["best_metric"] = best
-            fields["best_metric_epoch"] = int(getattr(engine.state, "best_metric_epoch", 0) or 0)
+        previous = read_progress(self.path)
+        best, best_epoch = _number(previous.get("best_metric")), previous.get("best_metric_epoch")
+        engine_best = _number(getattr(engine.state, "best_metric", None))
+        engine_best_epoch = int(getattr(engine.state, "best_metric_epoch", -1) or -1)
+        if engine_best is not None and engine_best_epoch > 0:
+            best, best_epoch = engine_best, engine_best_epoch
+        if metric is not None and (best is None or metric > best):  # MONAI's default: higher is better
+            best, best_epoch = metric, epoch
+        fields.update(best_metric=best, best_metric_epoch=best_epoch)
         update_progress(self.path, **fields)
 
     def completed(self, engine: Any) -> None:
