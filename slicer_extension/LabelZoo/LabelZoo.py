@@ -359,6 +359,11 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSubmit(self):
         self.logic.syncTable(self.segmentationNode, self.session.labels)
         image_id, params = self.session.begin_submit()
+        outside = self.session.labels_outside(self.session.model) if self.session.model else []
+        if outside and not slicer.util.confirmYesNoDisplay(
+                f"Model {self.session.model} does not predict {', '.join(outside)} (name or value differs): "
+                "training it on this label may fail. Submit anyway?", windowTitle="LabelZoo"):
+            return
         path = os.path.join(self.tmpdir, f"{image_id}_label.nii.gz")
         self.logic.exportLabelmap(self.segmentationNode, self.volumeNode, self.session.labels, path)
         self.client.save_label(image_id, path, params=params)

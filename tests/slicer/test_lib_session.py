@@ -9,8 +9,10 @@ INFO = {
     "name": "LabelZoo",
     "labels": ["spleen", "kidney_left", "liver"],
     "models": {
-        "unetr": {"labels": {"background": 0, "spleen": 1, "liver": 6}, "config": {"device": ["cpu", "cuda"]}},
+        "unetr": {"labels": {"background": 0, "spleen": 1, "liver": 6}, "config": {"device": ["cpu", "cuda"]},
+                  "trained": True},
         "segresnet": {"labels": {"spleen": 1}, "config": {}},
+        "swin": {"labels": {"spleen": 1}, "trained": False},
     },
     "trainers": {"unetr": {}, "dynunet": {}},
     "strategies": {"random": {}, "epistemic": {}},
@@ -38,19 +40,23 @@ def test_disconnected_session_allows_only_connect():
 def test_connect_reads_info_and_picks_defaults():
     session = connected()
     assert session.state is State.CONNECTED
-    assert session.models == ["segresnet", "unetr"] and session.model == "segresnet"
+    assert session.models == ["segresnet", "swin", "unetr"] and session.model == "segresnet"
     assert session.strategy == "epistemic"
     assert session.progress() == (2, 6)
-    assert session.labels.to_names() == {"spleen": 1, "kidney_left": 2, "liver": 3}
+    # values come from the models (MONAI Label's info["labels"] is only a list of names)
+    assert session.labels.to_names() == {"spleen": 1, "liver": 6, "kidney_left": 7}
     session.select_model("unetr")
-    with pytest.raises(SessionError, match=r"offers \['dynunet', 'segresnet', 'unetr'\]"):
+    with pytest.raises(SessionError, match=r"offers \['dynunet', 'segresnet', 'swin', 'unetr'\]"):
         session.select_model("nnunet")
     assert session.model_status("unetr") == "trained, best metric 0.8100"
-    assert session.model_status("segresnet") == "trained"
-    assert session.model_status("dynunet") == "untrained"
-    session.select_model("dynunet")
+    assert session.model_status("segresnet") == "trained"  # plain MONAI Label: listed means trained
+    assert session.model_status("swin") == "untrained: random weights until it is trained"
+    assert session.model_status("dynunet") == "untrained: train it first"
     session.open_image("case_000")
-    with pytest.raises(SessionError, match="no trained weights yet"):
+    session.select_model("swin")
+    assert session.begin_infer() == ("case_000", "swin")
+    session.select_model("dynunet")
+    with pytest.raises(SessionError, match="cannot run it until it is trained"):
         session.begin_infer()
     with pytest.raises(SessionError, match="strategy 'first'"):
         session.select_strategy("first")
@@ -65,7 +71,7 @@ def test_full_cycle_and_dirty_flag_guards():
     image, model = session.begin_infer()
     assert (image, model) == ("case_003", "unetr")
     mapping = session.segmentation_received(INFO["models"]["unetr"]["labels"])
-    assert mapping == {1: 1, 6: 3}, "model values are mapped to the session's by name"
+    assert mapping == {1: 1, 6: 6}, "model values are mapped to the session's by name"
     assert session.dirty and session.state is State.EDITED
     # unsaved edits: no next sample, no other image, no disconnect, no switching servers
     assert not session.allowed("next_sample") and not session.allowed("disconnect")
@@ -75,12 +81,30 @@ def test_full_cycle_and_dirty_flag_guards():
         session.connect("http://other:8000", INFO)
     image, params = session.begin_submit()
     assert image == "case_003"
-    assert params["label_names"] == {"spleen": 1, "kidney_left": 2, "liver": 3}
-    assert [x["name"] for x in params["label_info"]] == ["spleen", "kidney_left", "liver"]
+    assert params["label_names"] == {"spleen": 1, "liver": 6, "kidney_left": 7}
+    assert [x["name"] for x in params["label_info"]] == ["spleen", "liver", "kidney_left"]
     session.submitted({**INFO, "datastore": {"total": 6, "completed": 3}})
     assert not session.dirty and session.progress() == (3, 6) and session.submitted_count == 1
     session.open_image("case_004")
     assert session.image_id == "case_004" and not session.has_label
+
+
+def test_labels_the_model_does_not_predict_are_named():
+    session = connected()
+    session.labels.add("lesion")
+    # unetr predicts spleen 1 and liver 6 only
+    assert session.labels_outside("unetr") == ["kidney_left", "lesion"]
+    assert session.labels_outside("dynunet") == []  # labels unknown: nothing to compare
+
+
+def test_app_label_table_prefers_model_values():
+    from LabelZooLib.session import app_label_table
+
+    assert app_label_table({"labels": {"a": 2}}).to_names() == {"a": 2}
+    info = {"labels": ["spleen", "liver", "x"], "models": {"m": {"labels": {"spleen": 1, "liver": 6}},
+                                                           "n": {"labels": {"liver": 2, "kidney": 6}}}}
+    assert app_label_table(info).to_names() == {"spleen": 1, "liver": 6, "kidney": 7, "x": 8}
+    assert app_label_table({"labels": ["a", "b"]}).to_names() == {"a": 1, "b": 2}
 
 
 def test_discard_and_refresh():

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import SessionError
-from .labels import LabelTable, value_mapping
+from .labels import BACKGROUND_NAMES, LabelTable, normalize_name, value_mapping
 
 
 class State(enum.Enum):
@@ -132,6 +132,28 @@ def _read_stats(status: TrainingStatus, stats: Mapping[str, Any]) -> None:
         status.loss = float(loss)
 
 
+def app_label_table(info: Mapping[str, Any]) -> LabelTable:
+    """The session's label table from ``/info/``: the values the models predict, so submitted label maps
+    train them correctly.
+
+    MONAI Label flattens ``info["labels"]`` to a list of names, losing the values; the models' own
+    ``{name: value}`` dicts are used first (in model-name order), then any remaining names get free values.
+    """
+    labels = info.get("labels")
+    if isinstance(labels, Mapping):
+        return LabelTable.from_server(labels)
+    table = LabelTable()
+    models = info.get("models") or {}
+    for name in sorted(models):
+        model_labels = (models[name] or {}).get("labels")
+        if model_labels:
+            value_mapping(LabelTable.from_server(model_labels), table)
+    for name in labels or []:
+        if normalize_name(name) not in BACKGROUND_NAMES:
+            table.add(str(name))
+    return table
+
+
 def best_metric(info: Mapping[str, Any], model: str) -> float | None:
     """The best validation metric a trained model reached, from ``info()["train_stats"]``."""
     return training_status(None, (info.get("train_stats") or {}).get(model)).best_metric
@@ -218,20 +240,27 @@ class Session:
 
     @property
     def models(self) -> list[str]:
-        """Models that can segment now (MONAI Label lists a model only once its weights exist)."""
+        """Models the server can run now (a LabelZoo server also lists untrained ones, ``"trained": false``)."""
         return sorted((self.info.get("models") or {}).keys())
 
     @property
     def all_models(self) -> list[str]:
-        """Every model the server knows: trained ones and those that only have a trainer so far."""
+        """Every model the server knows: the ones it can run and those that only have a trainer so far."""
         return sorted(set(self.models) | set(self.trainers))
 
+    def is_trained(self, model: str) -> bool:
+        """Whether ``model`` runs with trained weights (plain MONAI Label lists only trained models)."""
+        entry = (self.info.get("models") or {}).get(model)
+        return entry is not None and entry.get("trained", True) is not False
+
     def model_status(self, model: str) -> str:
-        """``trained`` (can segment), ``untrained`` (train it first) or ``unknown``; with the best metric."""
-        if model in self.models:
+        """``trained`` (with its best metric when known), ``untrained`` or ``unknown``, for the status label."""
+        if self.is_trained(model):
             best = best_metric(self.info, model)
             return "trained" if best is None else f"trained, best metric {best:.4f}"
-        return "untrained" if model in self.trainers else "unknown"
+        if model in self.models:
+            return "untrained: random weights until it is trained"
+        return "untrained: train it first" if model in self.trainers else "unknown"
 
     @property
     def trainers(self) -> list[str]:
@@ -274,8 +303,8 @@ class Session:
             if not self.model:
                 raise SessionError(f"cannot auto-segment: choose a model first (the server offers {self.models})")
             if self.model not in self.models:
-                raise SessionError(f"cannot auto-segment with {self.model!r}: it has no trained weights yet; "
-                                   "press Train, or choose one of " + str(self.models))
+                raise SessionError(f"cannot auto-segment with {self.model!r}: the server cannot run it until it is "
+                                   f"trained; press Train, or choose one of {self.models}")
         if action == "submit":
             if self.image_id is None:
                 raise SessionError("cannot submit a label: no image is open")
@@ -309,9 +338,10 @@ class Session:
         if not same_server:
             self.image_id, self.choice, self.has_label = None, None, False
             self.state = State.CONNECTED
-            self.labels = LabelTable.from_server(self.info.get("labels"))
+            self.labels = app_label_table(self.info)
         if self.model not in self.all_models:
-            self.model = (self.models or self.all_models or [None])[0]
+            trained = [m for m in self.models if self.is_trained(m)]
+            self.model = (trained or self.models or self.all_models or [None])[0]
         if self.strategy not in self.strategies:
             self.strategy = self.strategies[0] if self.strategies else None
 
@@ -397,6 +427,15 @@ class Session:
             self.state = State.IMAGE
         if cleared:
             self.has_label = False
+
+    def labels_outside(self, model: str) -> list[str]:
+        """Session labels ``model`` does not predict: training it on them fails or ignores them, so the
+        widget warns before submitting or training. Empty when the server does not list the model's labels."""
+        entry = (self.info.get("models") or {}).get(model) or {}
+        known = LabelTable.from_server(entry.get("labels"))
+        if not len(known):
+            return []
+        return [lb.name for lb in self.labels if known.get(lb.name) is None or known.value_of(lb.name) != lb.value]
 
     def begin_train(self, model: str | None = None) -> str:
         """Check training is legal; returns the trainer to start (``model``, the chosen model, or the first)."""
