@@ -38,7 +38,7 @@ def live_server(tmp_path_factory, sample_studies_template):
     bundles = base / "bundles"
     bundles.mkdir()
     shrink_bundle(bundle_source(), bundles)
-    conf = f"models={BUNDLE_NAME},bundles={bundles},epistemic_samples=2,tta_samples=2,scoring_interval=5"
+    conf = f"models={BUNDLE_NAME},bundles={bundles},epistemic_samples=2,tta_samples=2,scoring_interval=600"
     with run_server(studies, base / "server.log", conf=conf) as server:
         yield server
 
