@@ -17,11 +17,10 @@ class LabelZooLibInSlicerTest(unittest.TestCase):
     def test_label_table_and_merge(self):
         import numpy as np
         from LabelZooLib import LabelTable, merge_labelmap, remap_labelmap
+        from LabelZooLib.labels import value_mapping
 
         model = LabelTable.from_server({"background": 0, "spleen": 1, "liver": 2})
         session = LabelTable.from_server({"liver": 1})
-        from LabelZooLib.labels import value_mapping
-
         mapping = value_mapping(model, session)
         incoming = remap_labelmap(np.array([0, 1, 2]), mapping)
         self.assertEqual(merge_labelmap(np.array([1, 0, 0]), incoming, "fill").tolist(), [1, 2, 1])
