@@ -279,3 +279,36 @@ def test_bad_input_gets_4xx_and_server_keeps_serving(app_server, tmp_path):
     assert info["datastore"]["total"] == total
     assert not (app_server.studies.parent / "x.nii.gz").exists()
     assert client.next_sample("first", {})["id"] in UNLABELLED
+
+
+# ---- training runs that fail or are stopped ----------------------------------------------------------------
+def _train_done(client: MONAILabelClient):
+    task = client.train_status()
+    if task["status"] in ("DONE", "ERROR", "STOPPED") and task.get("progress", {}).get("status") in (
+        "finished", "failed", "stopped"
+    ):
+        return task
+    return None
+
+
+def test_failing_training_run_is_reported(app_server, tmp_path):
+    client = make_client(app_server, tmp_path)
+    # val_split=-1 asks for the bundle's own validation list, read from its dataset_dir: absent here
+    client.train_start(BUNDLE_NAME, {"max_epochs": 1, "val_split": -1, "multi_gpu": False})
+    task = wait_for(lambda: _train_done(client), 300, "the failing run to end")
+    assert task["status"] == "ERROR", task
+    assert task["progress"]["status"] == "failed" and task["progress"]["error"], task["progress"]
+    assert client.info()["train_stats"][BUNDLE_NAME]["status"] == "failed"
+
+
+@pytest.mark.slow
+def test_stopped_training_run_is_reported(app_server, tmp_path):
+    client = make_client(app_server, tmp_path)
+    client.train_start(BUNDLE_NAME, {"max_epochs": 200, "val_split": 0.34, "multi_gpu": False})
+    wait_for(lambda: client.train_status().get("progress", {}).get("status") == "running", 300, "the run to start")
+    client.train_stop()
+    task = wait_for(lambda: _train_done(client), 60, "the stopped run to end")
+    assert task["status"] == "STOPPED" and task["progress"]["status"] == "stopped", task
+    assert task["progress"]["max_epochs"] == 200
+    # the server still serves
+    assert client.info()["datastore"]["total"] == 6
