@@ -126,6 +126,8 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         editor.setMRMLScene(slicer.mrmlScene)
         editor.setMRMLSegmentEditorNode(self.logic.segmentEditorNode())
 
+        self.loadSettings()  # before the settings widgets are connected: loading must not save half a state
+
         self.ui.connectButton.clicked.connect(self.onConnect)
         self.ui.nextSampleButton.clicked.connect(self.onNextSample)
         self.ui.segmentButton.clicked.connect(self.onSegment)
@@ -141,8 +143,6 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             box.toggled.connect(self.saveSettings)
         self.ui.mergeModeComboBox.currentTextChanged.connect(self.saveSettings)
         self.trainTimer.timeout.connect(self.onTrainTimer)
-
-        self.loadSettings()
         self.updateButtons()
 
     def cleanup(self):
@@ -288,7 +288,10 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onStrategyChanged(self, name):
         if name:
-            self.session.select_strategy(name)
+            try:
+                self.session.select_strategy(name)
+            except LabelZooLibError as e:
+                self.ui.statusLabel.setText(str(e))
 
     def _confirmDiscard(self):
         """Ask before dropping unsaved edits; returns whether they may be dropped."""
