@@ -27,14 +27,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     cuda = None
     slicer = shutil.which("Slicer")
     for item in items:
-        if "gpu" in item.keywords:
+        # get_closest_marker, not `in item.keywords`: keywords also hold folder names (tests/slicer/...).
+        if item.get_closest_marker("gpu"):
             if cuda is None:
                 import torch
 
                 cuda = torch.cuda.is_available()
             if not cuda:
                 item.add_marker(pytest.mark.skip(reason="needs a CUDA device; torch.cuda.is_available() is False"))
-        if "slicer" in item.keywords and not slicer:
+        if item.get_closest_marker("slicer") and not slicer:
             item.add_marker(pytest.mark.skip(reason="needs the 3D Slicer executable `Slicer` on PATH"))
 
 

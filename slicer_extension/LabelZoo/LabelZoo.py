@@ -1,0 +1,560 @@
+"""LabelZoo: the 3D Slicer module of the LabelZoo annotation stack.
+
+This file only moves data between Qt widgets / MRML nodes and ``LabelZooLib`` (plain Python, tested
+without Slicer): the HTTP client, the label table and label-map merging, the session state machine and
+the settings all live there.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import shutil
+import tempfile
+import traceback
+
+import numpy as np
+import qt
+import slicer
+from LabelZooLib import (
+    LabelTable,
+    LabelZooClient,
+    LabelZooLibError,
+    Session,
+    Settings,
+    labelmap_to_segments,
+    merge_labelmap,
+    model_options,
+    option_values,
+    remap_labelmap,
+    sample_choice,
+    segments_to_labelmap,
+)
+from LabelZooLib.labels import MERGE_MODES
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+logger = logging.getLogger(__name__)
+
+SETTINGS_GROUP = "LabelZoo"
+TRAIN_POLL_MS = 5000
+
+
+class LabelZoo(ScriptedLoadableModule):
+    """Module description shown by Slicer."""
+
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "LabelZoo"
+        self.parent.categories = ["Active Learning"]
+        self.parent.dependencies = ["Segmentations", "SegmentEditor"]
+        self.parent.contributors = ["LabelZoo developers"]
+        self.parent.helpText = (
+            "Annotate with a LabelZoo (MONAI Label) server: connect, fetch the next sample chosen by active "
+            "learning, auto-segment it with a model, correct it in the Segment Editor, submit the label and "
+            "train. See the LabelZoo README, section 'The 3D Slicer extension'."
+        )
+        self.parent.acknowledgementText = "Built on MONAI and MONAI Label (Apache-2.0)."
+
+
+def reported(method):
+    """Run a widget slot; show a LabelZooLibError's message (or an unexpected error) in one dialog."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            with slicer.util.WaitCursor():
+                return method(self, *args, **kwargs)
+        except LabelZooLibError as e:
+            logger.warning("%s", e)
+            self.ui.statusLabel.setText(str(e))
+            slicer.util.errorDisplay(str(e), windowTitle="LabelZoo")
+        except Exception as e:  # a bug: show it with its traceback instead of failing silently
+            logger.exception("LabelZoo: %s failed", method.__name__)
+            slicer.util.errorDisplay(f"{method.__name__} failed: {e}", windowTitle="LabelZoo",
+                                     detailedText=traceback.format_exc())
+        finally:
+            self.updateButtons()
+
+    return wrapper
+
+
+class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The module panel: widgets in, Lib calls, widgets out."""
+
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self.session = Session()
+        self.client = None
+        self.settings = Settings()
+        self.volumeNode = None
+        self.segmentationNode = None
+        self.tmpdir = tempfile.mkdtemp(prefix="labelzoo-slicer-")
+        self._updatingSegmentation = False
+        self.trainTimer = qt.QTimer()
+
+    # -- set-up ------------------------------------------------------------------------------------------
+
+    def setup(self):
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/LabelZoo.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = LabelZooLogic()
+
+        self.ui.nextSampleButton.setIcon(qt.QIcon(self.resourcePath("Icons/next.svg")))
+        self.ui.segmentButton.setIcon(qt.QIcon(self.resourcePath("Icons/segment.svg")))
+        self.ui.submitButton.setIcon(qt.QIcon(self.resourcePath("Icons/save.svg")))
+        self.ui.trainButton.setIcon(qt.QIcon(self.resourcePath("Icons/train.svg")))
+        self.ui.stopTrainButton.setIcon(qt.QIcon(self.resourcePath("Icons/stop.svg")))
+        self.ui.uploadButton.setIcon(qt.QIcon(self.resourcePath("Icons/upload.svg")))
+
+        self.ui.mergeModeComboBox.addItems(list(MERGE_MODES))
+        self.ui.modelOptionsTable.setHorizontalHeaderLabels(["option", "value"])
+        self.ui.modelOptionsTable.horizontalHeader().setStretchLastSection(True)
+
+        editor = self.ui.embeddedSegmentEditorWidget
+        editor.setMRMLScene(slicer.mrmlScene)
+        editor.setMRMLSegmentEditorNode(self.logic.segmentEditorNode())
+
+        self.loadSettings()  # before the settings widgets are connected: loading must not save half a state
+
+        self.ui.connectButton.clicked.connect(self.onConnect)
+        self.ui.nextSampleButton.clicked.connect(self.onNextSample)
+        self.ui.segmentButton.clicked.connect(self.onSegment)
+        self.ui.submitButton.clicked.connect(self.onSubmit)
+        self.ui.discardButton.clicked.connect(self.onDiscard)
+        self.ui.uploadButton.clicked.connect(self.onUpload)
+        self.ui.trainButton.clicked.connect(self.onTrain)
+        self.ui.stopTrainButton.clicked.connect(self.onStopTrain)
+        self.ui.modelComboBox.currentTextChanged.connect(self.onModelChanged)
+        self.ui.strategyComboBox.currentTextChanged.connect(self.onStrategyChanged)
+        for box in (self.ui.autoNextSampleCheckBox, self.ui.autoSegmentCheckBox, self.ui.autoTrainCheckBox,
+                    self.ui.verifyTlsCheckBox):
+            box.toggled.connect(self.saveSettings)
+        self.ui.mergeModeComboBox.currentTextChanged.connect(self.saveSettings)
+        self.trainTimer.timeout.connect(self.onTrainTimer)
+        self.updateButtons()
+
+    def cleanup(self):
+        self.trainTimer.stop()
+        self.removeObservers()
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+    # -- settings ----------------------------------------------------------------------------------------
+
+    def loadSettings(self):
+        store = qt.QSettings()
+        stored = {}
+        for key in Settings.KEYS:
+            value = store.value(f"{SETTINGS_GROUP}/{key}")
+            if value is not None:
+                stored[key] = value
+        try:
+            self.settings = Settings.from_dict(stored)
+        except LabelZooLibError as e:
+            logger.warning("LabelZoo settings reset to defaults: %s", e)
+            self.settings = Settings()
+        self.ui.serverComboBox.clear()
+        self.ui.serverComboBox.addItems(self.settings.server_history or [self.settings.server_url])
+        self.ui.serverComboBox.setCurrentText(self.settings.server_url)
+        self.ui.autoNextSampleCheckBox.setChecked(self.settings.auto_next_sample)
+        self.ui.autoSegmentCheckBox.setChecked(self.settings.auto_segment)
+        self.ui.autoTrainCheckBox.setChecked(self.settings.auto_train)
+        self.ui.verifyTlsCheckBox.setChecked(self.settings.verify_tls)
+        self.ui.mergeModeComboBox.setCurrentText(self.settings.merge_mode)
+
+    def saveSettings(self, *_):
+        self.settings.auto_next_sample = self.ui.autoNextSampleCheckBox.checked
+        self.settings.auto_segment = self.ui.autoSegmentCheckBox.checked
+        self.settings.auto_train = self.ui.autoTrainCheckBox.checked
+        self.settings.verify_tls = self.ui.verifyTlsCheckBox.checked
+        self.settings.merge_mode = self.ui.mergeModeComboBox.currentText or "replace"
+        store = qt.QSettings()
+        for key, value in self.settings.to_dict().items():
+            store.setValue(f"{SETTINGS_GROUP}/{key}", ";".join(value) if isinstance(value, list) else value)
+
+    # -- widgets from the session ------------------------------------------------------------------------
+
+    def updateButtons(self):
+        allowed = self.session.allowed
+        self.ui.nextSampleButton.enabled = allowed("next_sample") or self.session.dirty
+        self.ui.segmentButton.enabled = allowed("infer")
+        self.ui.submitButton.enabled = allowed("submit")
+        self.ui.discardButton.enabled = self.session.dirty
+        self.ui.uploadButton.enabled = self.session.connected
+        self.ui.trainButton.enabled = allowed("train")
+        self.ui.stopTrainButton.enabled = allowed("stop_train")
+
+    def showSessionInfo(self):
+        info = self.session.info
+        self.ui.appLabel.setText(f"{info.get('name', '?')} {info.get('version', '')}".strip())
+        labelled, total = self.session.progress()
+        self.ui.labelledProgressBar.setMaximum(max(total, 1))
+        self.ui.labelledProgressBar.setValue(labelled)
+        self._fillCombo(self.ui.strategyComboBox, self.session.strategies, self.session.strategy)
+        self._fillCombo(self.ui.modelComboBox, self.session.all_models, self.session.model)
+        self.showModel()
+
+    @staticmethod
+    def _fillCombo(combo, items, current):
+        combo.blockSignals(True)
+        combo.clear()
+        combo.addItems(items)
+        if current:
+            combo.setCurrentText(current)
+        combo.blockSignals(False)
+
+    def showModel(self):
+        model = self.session.model
+        self.ui.modelStatusLabel.setText(self.session.model_status(model) if model else "no model on the server")
+        table = self.ui.modelOptionsTable
+        table.setRowCount(0)
+        if not model or model not in self.session.models:
+            return
+        for row, option in enumerate(model_options(self.session.info, model)):
+            table.insertRow(row)
+            nameItem = qt.QTableWidgetItem(option.name)
+            nameItem.setFlags(qt.Qt.ItemIsEnabled)
+            table.setItem(row, 0, nameItem)
+            if option.kind == "choice":
+                combo = qt.QComboBox()
+                combo.addItems(list(option.choices))
+                table.setCellWidget(row, 1, combo)
+            elif option.kind == "bool":
+                box = qt.QCheckBox()
+                box.setChecked(bool(option.default))
+                table.setCellWidget(row, 1, box)
+            else:
+                table.setItem(row, 1, qt.QTableWidgetItem(str(option.default)))
+
+    def typedOptions(self):
+        """The option values the annotator changed in the table, parsed by the Lib."""
+        model = self.session.model
+        options = model_options(self.session.info, model)
+        typed = {}
+        for row, option in enumerate(options):
+            widget = self.ui.modelOptionsTable.cellWidget(row, 1)
+            if isinstance(widget, qt.QCheckBox):
+                value = widget.checked
+            elif widget is not None:
+                value = widget.currentText
+            else:
+                value = self.ui.modelOptionsTable.item(row, 1).text()
+            if str(value) != str(option.default):
+                typed[option.name] = value
+        return option_values(options, typed)
+
+    # -- slots -------------------------------------------------------------------------------------------
+
+    @reported
+    def onConnect(self):
+        url = self.ui.serverComboBox.currentText
+        token = self.ui.authTokenLineEdit.text.strip() or None
+        client = LabelZooClient(url, token=token, verify=self.ui.verifyTlsCheckBox.checked,
+                                client_id=slicer.app.applicationName)
+        if not token and client.auth_enabled():
+            user = qt.QInputDialog.getText(slicer.util.mainWindow(), "LabelZoo login", "User name:")
+            password = qt.QInputDialog.getText(slicer.util.mainWindow(), "LabelZoo login", "Password:",
+                                               qt.QLineEdit.Password)
+            client.login(user, password)
+        info = client.info()
+        self.session.connect(client.server_url, info)
+        self.client = client
+        self.settings.remember_server(client.server_url)
+        self._fillCombo(self.ui.serverComboBox, self.settings.server_history, client.server_url)
+        self.saveSettings()
+        self.showSessionInfo()
+        self.onTrainTimer()
+        self.ui.statusLabel.setText(f"connected to {client.server_url}")
+
+    def onModelChanged(self, name):
+        if name:
+            try:
+                self.session.select_model(name)
+                self.showModel()
+            except LabelZooLibError as e:
+                self.ui.statusLabel.setText(str(e))
+        self.updateButtons()
+
+    def onStrategyChanged(self, name):
+        if name:
+            try:
+                self.session.select_strategy(name)
+            except LabelZooLibError as e:
+                self.ui.statusLabel.setText(str(e))
+
+    def _confirmDiscard(self):
+        """Ask before dropping unsaved edits; returns whether they may be dropped."""
+        if not self.session.dirty:
+            return False
+        return slicer.util.confirmYesNoDisplay(
+            f"The segmentation of {self.session.image_id} has unsaved edits. Discard them?", windowTitle="LabelZoo")
+
+    @reported
+    def onNextSample(self):
+        discard = self._confirmDiscard()
+        if self.session.dirty and not discard:
+            return
+        self.session.check("next_sample", discard=discard)
+        strategy = self.session.strategy
+        choice = sample_choice(self.client.next_sample(strategy), strategy)
+        path = self.client.download_image(choice.image_id, self.tmpdir)
+        self.openVolume(self.logic.loadImage(path, choice.image_id))
+        self.session.open_image(choice.image_id, choice, discard=discard)
+        self.ui.sampleInfoLabel.setText(choice.describe())
+        if self.ui.autoSegmentCheckBox.checked and self.session.allowed("infer"):
+            self.onSegment()
+
+    def openVolume(self, volumeNode):
+        """Show a new image with an empty segmentation in the embedded Segment Editor."""
+        if self.segmentationNode is not None:
+            self.removeObservers(self.onSegmentationModified)
+            slicer.mrmlScene.RemoveNode(self.segmentationNode)
+        if self.volumeNode is not None and self.volumeNode is not volumeNode:
+            slicer.mrmlScene.RemoveNode(self.volumeNode)
+        self.volumeNode = volumeNode
+        self.segmentationNode = self.logic.newSegmentation(volumeNode)
+        editor = self.ui.embeddedSegmentEditorWidget
+        editor.setSegmentationNode(self.segmentationNode)
+        if hasattr(editor, "setSourceVolumeNode"):
+            editor.setSourceVolumeNode(volumeNode)
+        else:  # Slicer < 5.2
+            editor.setMasterVolumeNode(volumeNode)
+        segmentation = self.segmentationNode.GetSegmentation()
+        for event in (slicer.vtkSegmentation.SegmentModified, slicer.vtkSegmentation.SegmentAdded,
+                      slicer.vtkSegmentation.SegmentRemoved):
+            self.addObserver(segmentation, event, self.onSegmentationModified)
+
+    def onSegmentationModified(self, caller=None, event=None):
+        if self._updatingSegmentation or self.session.image_id is None:
+            return
+        self.session.edited(has_label=self.segmentationNode.GetSegmentation().GetNumberOfSegments() > 0)
+        self.updateButtons()
+
+    @reported
+    def onSegment(self):
+        image_id, model = self.session.begin_infer()
+        result = self.client.infer(model, image_id, params=self.typedOptions(), dest_dir=self.tmpdir)
+        if result.label_path is None:
+            raise LabelZooLibError(f"model {model!r} returned no label map for {image_id}: {result.params}")
+        model_labels = self.session.info["models"][model].get("labels") or result.params.get("label_names")
+        self._updatingSegmentation = True
+        try:
+            current = self.logic.currentLabelmap(self.segmentationNode, self.volumeNode, self.session.labels)
+            mapping = self.session.segmentation_received(model_labels)
+            self.logic.applyLabelmap(result.label_path, current, mapping, self.ui.mergeModeComboBox.currentText,
+                                     self.segmentationNode, self.volumeNode, self.session.labels)
+        finally:
+            self._updatingSegmentation = False
+        self.ui.statusLabel.setText(f"{model} segmented {image_id}: correct it, then Submit label")
+
+    @reported
+    def onSubmit(self):
+        self.logic.syncTable(self.segmentationNode, self.session.labels)
+        image_id, params = self.session.begin_submit()
+        outside = self.session.labels_outside(self.session.model) if self.session.model else []
+        if outside and not slicer.util.confirmYesNoDisplay(
+                f"Model {self.session.model} does not predict {', '.join(outside)} (name or value differs): "
+                "training it on this label may fail. Submit anyway?", windowTitle="LabelZoo"):
+            return
+        path = os.path.join(self.tmpdir, f"{image_id}_label.nii.gz")
+        self.logic.exportLabelmap(self.segmentationNode, self.volumeNode, self.session.labels, path)
+        self.client.save_label(image_id, path, params=params)
+        self.session.submitted(self.client.info())
+        self.showSessionInfo()
+        self.ui.statusLabel.setText(f"label of {image_id} submitted")
+        if self.ui.autoTrainCheckBox.checked and self.session.allowed("train"):
+            self.onTrain()
+        if self.ui.autoNextSampleCheckBox.checked:
+            self.onNextSample()
+
+    @reported
+    def onDiscard(self):
+        if self._confirmDiscard():
+            self._updatingSegmentation = True
+            try:
+                self.segmentationNode.GetSegmentation().RemoveAllSegments()
+            finally:
+                self._updatingSegmentation = False
+            self.session.discard(cleared=True)
+
+    @reported
+    def onUpload(self):
+        volumeNode = self.ui.inputVolumeSelector.currentNode() or self.volumeNode
+        if volumeNode is None:
+            raise LabelZooLibError("choose a volume to upload first")
+        discard = self._confirmDiscard()
+        if self.session.dirty and not discard:
+            return
+        path = os.path.join(self.tmpdir, f"{volumeNode.GetName()}.nii.gz")
+        if not slicer.util.saveNode(volumeNode, path):
+            raise LabelZooLibError(f"could not write {volumeNode.GetName()} to {path}")
+        image_id = self.client.upload_image(path, image_id=volumeNode.GetName())
+        self.openVolume(volumeNode)
+        self.session.open_image(image_id, discard=discard)
+        self.session.connect(self.client.server_url, self.client.info())
+        self.showSessionInfo()
+        self.ui.sampleInfoLabel.setText(f"{image_id} (uploaded)")
+
+    @reported
+    def onTrain(self):
+        model = self.session.begin_train()
+        self.client.train_start(model)
+        self.session.training_update({"status": "SUBMITTED", "request": {"model": model}}, model)
+        self.trainTimer.start(TRAIN_POLL_MS)
+        self.showTraining()
+
+    @reported
+    def onStopTrain(self):
+        self.session.begin_stop_train()
+        self.client.train_stop()
+        self.onTrainTimer()
+
+    def onTrainTimer(self):
+        if self.client is None:
+            self.trainTimer.stop()
+            return
+        try:
+            task = self.client.train_status()
+            if task is not None and task.get("status") not in ("SUBMITTED", "RUNNING"):
+                self.session.connect(self.client.server_url, self.client.info())  # fresh best metric
+                self.showSessionInfo()
+            self.session.training_update(task)
+        except LabelZooLibError as e:
+            self.ui.trainingStatusLabel.setText(str(e))
+            self.trainTimer.stop()
+            return
+        if self.session.training.running:
+            self.trainTimer.start(TRAIN_POLL_MS)
+        else:
+            self.trainTimer.stop()
+        self.showTraining()
+        self.updateButtons()
+
+    def showTraining(self):
+        status = self.session.training
+        self.ui.trainingStatusLabel.setText(status.describe())
+        self.ui.trainingProgressBar.setValue(status.percent or 0)
+
+
+class LabelZooLogic(ScriptedLoadableModuleLogic):
+    """MRML <-> numpy: loads images, reads and writes segments; the label logic itself is in the Lib."""
+
+    def segmentEditorNode(self):
+        node = slicer.mrmlScene.GetFirstNodeByName("LabelZooSegmentEditor")
+        if node is None:
+            node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode", "LabelZooSegmentEditor")
+        return node
+
+    def loadImage(self, path, name):
+        return slicer.util.loadVolume(str(path), {"name": name, "show": True})
+
+    def newSegmentation(self, volumeNode):
+        node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{volumeNode.GetName()}_segmentation")
+        node.CreateDefaultDisplayNodes()
+        node.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
+        return node
+
+    def segmentMasks(self, segmentationNode, volumeNode):
+        """``{segment name: boolean mask}`` on the volume's voxel grid (KJI order, as arrayFromVolume)."""
+        segmentation = segmentationNode.GetSegmentation()
+        masks = {}
+        for index in range(segmentation.GetNumberOfSegments()):
+            segmentId = segmentation.GetNthSegmentID(index)
+            name = segmentation.GetSegment(segmentId).GetName()
+            masks[name] = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, volumeNode) > 0
+        return masks
+
+    def syncTable(self, segmentationNode, table):
+        """Give segments the annotator added in the Segment Editor a value in the table."""
+        segmentation = segmentationNode.GetSegmentation()
+        for index in range(segmentation.GetNumberOfSegments()):
+            table.add(segmentation.GetSegment(segmentation.GetNthSegmentID(index)).GetName())
+
+    def currentLabelmap(self, segmentationNode, volumeNode, table):
+        masks = self.segmentMasks(segmentationNode, volumeNode)
+        return segments_to_labelmap(masks, table) if masks else None
+
+    def exportLabelmap(self, segmentationNode, volumeNode, table, path):
+        """Write the segments as one label map with the table's values, on the volume's geometry."""
+        labelmap = self.currentLabelmap(segmentationNode, volumeNode, table)
+        if labelmap is None:
+            raise LabelZooLibError("the segmentation has no segments to submit")
+        labelNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "LabelZooExport")
+        try:
+            labelNode.CopyOrientation(volumeNode)
+            slicer.util.updateVolumeFromArray(labelNode, labelmap)
+            if not slicer.util.saveNode(labelNode, str(path)):
+                raise LabelZooLibError(f"could not write the label map to {path}")
+        finally:
+            slicer.mrmlScene.RemoveNode(labelNode)
+        return path
+
+    def applyLabelmap(self, path, current, mapping, mode, segmentationNode, volumeNode, table):
+        """Merge the server's label map (model values mapped to the session's) into the segments."""
+        labelNode = slicer.util.loadLabelVolume(str(path), {"show": False})
+        try:
+            incoming = remap_labelmap(slicer.util.arrayFromVolume(labelNode), mapping)
+        finally:
+            slicer.mrmlScene.RemoveNode(labelNode)
+        merged = merge_labelmap(current, incoming, mode=mode)
+        self.writeSegments(merged, segmentationNode, volumeNode, table)
+
+    def writeSegments(self, labelmap, segmentationNode, volumeNode, table):
+        """One segment per label of the table, named and coloured by it, filled from ``labelmap``."""
+        masks = labelmap_to_segments(labelmap, table)
+        segmentation = segmentationNode.GetSegmentation()
+        for label in table:
+            segmentId = segmentation.GetSegmentIdBySegmentName(label.name)
+            mask = masks.get(label.name)
+            if not segmentId:
+                if mask is None:
+                    continue
+                segmentId = segmentation.AddEmptySegment(label.name, label.name, list(label.color))
+            segmentation.GetSegment(segmentId).SetColor(*label.color)
+            array = mask.astype(np.uint8) if mask is not None else np.zeros(labelmap.shape, np.uint8)
+            slicer.util.updateSegmentBinaryLabelmapFromArray(array, segmentationNode, segmentId, volumeNode)
+
+
+class LabelZooTest(ScriptedLoadableModuleTest):
+    """Runs inside Slicer: the MRML <-> Lib round trip on a synthetic volume (no server needed)."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_segments_round_trip()
+
+    def test_segments_round_trip(self):
+        self.delayDisplay("LabelZoo: segments <-> label map round trip")
+        volumeNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "case")
+        slicer.util.updateVolumeFromArray(volumeNode, np.zeros((8, 9, 10), dtype=np.int16))
+        volumeNode.SetSpacing(1.5, 1.5, 2.0)
+        logic = LabelZooLogic()
+        segmentationNode = logic.newSegmentation(volumeNode)
+        table = LabelTable.from_server({"spleen": 1, "liver": 6})
+        labelmap = np.zeros((8, 9, 10), dtype=np.uint8)
+        labelmap[2:4, 2:5, 3:6] = 6
+        labelmap[5:7, 1:3, 1:3] = 1
+        logic.writeSegments(labelmap, segmentationNode, volumeNode, table)
+        back = logic.currentLabelmap(segmentationNode, volumeNode, table)
+        self.assertTrue(np.array_equal(back, labelmap))
+        segment = segmentationNode.GetSegmentation().GetSegment(
+            segmentationNode.GetSegmentation().GetSegmentIdBySegmentName("liver"))
+        self.assertEqual(tuple(round(c, 4) for c in segment.GetColor()), table.get("liver").color)
+        path = os.path.join(tempfile.mkdtemp(), "label.nii.gz")
+        logic.exportLabelmap(segmentationNode, volumeNode, table, path)
+        loaded = slicer.util.loadLabelVolume(path, {"show": False})
+        self.assertTrue(np.array_equal(slicer.util.arrayFromVolume(loaded), labelmap))
+        self.delayDisplay("LabelZoo: test passed")

@@ -1,0 +1,51 @@
+"""LabelZooLib: the logic of the LabelZoo 3D Slicer module, in plain Python.
+
+Nothing here imports ``slicer``, ``qt``, ``ctk`` or ``vtk``: the module ``LabelZoo.py`` moves data
+between widgets / MRML nodes and these classes, and the tests run them without Slicer.
+
+- :mod:`.client`: the HTTP client for the LabelZoo (MONAI Label) REST API.
+- :mod:`.labels`: label table, segment <-> label-value mapping with stable colours, label-map merging.
+- :mod:`.session`: the annotation session state machine, training status, sample scores.
+- :mod:`.settings`: persisted settings and per-model options.
+"""
+
+from .client import ROUTES, InferResult, LabelZooClient, normalize_server_url
+from .errors import LabelZooLibError, ServerError, SessionError
+from .labels import (
+    Label,
+    LabelTable,
+    labelmap_to_segments,
+    merge_labelmap,
+    remap_labelmap,
+    segments_to_labelmap,
+    stable_color,
+)
+from .session import SampleChoice, Session, State, TrainingStatus, sample_choice, training_status
+from .settings import Option, Settings, model_options, option_values
+
+__all__ = [
+    "ROUTES",
+    "InferResult",
+    "Label",
+    "LabelTable",
+    "LabelZooClient",
+    "LabelZooLibError",
+    "Option",
+    "SampleChoice",
+    "ServerError",
+    "Session",
+    "SessionError",
+    "Settings",
+    "State",
+    "TrainingStatus",
+    "labelmap_to_segments",
+    "merge_labelmap",
+    "model_options",
+    "normalize_server_url",
+    "option_values",
+    "remap_labelmap",
+    "sample_choice",
+    "segments_to_labelmap",
+    "stable_color",
+    "training_status",
+]
