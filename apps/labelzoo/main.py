@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -111,12 +112,16 @@ class LabelZooApp(MONAILabelApp):
         if self.studies.startswith(("http://", "https://")):
             return super().init_datastore()
         logger.info("Init Datastore for: %s", self.studies)
+        # A task subprocess (training, stock scoring) must not rewrite datastore_v2.json from its start-up
+        # snapshot while the server updates it: it skips the reconcile pass when the server already wrote it.
+        in_task_process = "monailabel.app" not in sys.modules
+        config_exists = os.path.exists(os.path.join(self.studies, "datastore_v2.json"))
         return LabelZooDatastore(
             self.studies,
             geometries=[(n, b.spatial_dims, b.channels) for n, b in self.bundles.items() if b.has_infer],
             extensions=settings.MONAI_LABEL_DATASTORE_FILE_EXT,
             auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
-            read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY,
+            read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY or (in_task_process and config_exists),
         )
 
     def init_infers(self) -> dict[str, InferTask]:
