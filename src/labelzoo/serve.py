@@ -7,7 +7,7 @@ import logging
 import socket
 from pathlib import Path
 
-from labelzoo.appconf import parse_conf
+from labelzoo.appconf import check_conf, parse_conf
 from labelzoo.errors import LabelZooError
 from labelzoo.paths import app_dir
 
@@ -77,7 +77,7 @@ def serve(studies: str = "data/sample", host: str = "127.0.0.1", port: int = 800
     if not (Path(app_path) / "main.py").is_file():
         raise LabelZooError(f"--app {app_path} is not a MONAI Label app folder (no main.py)")
     studies_path = check_studies(str(studies))
-    app_conf = parse_conf(conf)
+    app_conf = check_conf(parse_conf(conf))
     check_port_free(host, port)
     args = server_args(studies_path, host, port, app_conf, app_path, log_level)
 
