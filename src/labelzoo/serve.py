@@ -7,7 +7,7 @@ import logging
 import socket
 from pathlib import Path
 
-from labelzoo.appconf import check_conf, parse_conf
+from labelzoo.appconf import check_conf, conf_value, parse_conf
 from labelzoo.errors import LabelZooError
 from labelzoo.paths import app_dir
 
@@ -46,6 +46,16 @@ def check_studies(studies: str) -> str:
     return str(path.resolve())
 
 
+def check_bundles(conf: dict[str, str]) -> list[str]:
+    """The bundles the app will serve for ``conf`` (``models``, ``bundles``); raises on unknown names or folders."""
+    from labelzoo.discovery import find_bundles, select_bundles
+    from labelzoo.paths import bundles_dir
+
+    dirs = [bundles_dir()] if bundles_dir().is_dir() else []
+    dirs += [Path(p.strip()).expanduser() for p in conf_value(conf, "bundles").split(",") if p.strip()]
+    return list(select_bundles(find_bundles(dirs), conf_value(conf, "models")))
+
+
 def server_args(studies: str, host: str, port: int, conf: dict[str, str], app: str, log_level: str) -> list[str]:
     """The ``monailabel start_server`` argument list for these settings."""
     args = ["start_server", "--app", app, "--studies", studies, "--host", host, "--port", str(port),
@@ -78,6 +88,8 @@ def serve(studies: str = "data/sample", host: str = "127.0.0.1", port: int = 800
         raise LabelZooError(f"--app {app_path} is not a MONAI Label app folder (no main.py)")
     studies_path = check_studies(str(studies))
     app_conf = check_conf(parse_conf(conf))
+    if app is None:
+        check_bundles(app_conf)
     check_port_free(host, port)
     args = server_args(studies_path, host, port, app_conf, app_path, log_level)
 

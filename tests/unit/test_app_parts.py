@@ -135,3 +135,12 @@ def test_typed_conf_values_are_checked_before_the_server_starts():
         check_conf({"hybrid_alpha": "2"})
     with pytest.raises(LabelZooError, match="save_original must be true or false"):
         check_conf({"save_original": "maybe"})
+
+
+def test_serve_names_an_unknown_bundle_before_starting(tmp_path, capsys):
+    from labelzoo.cli import main
+
+    assert main(["serve", "--studies", str(tmp_path), "--conf", "models=nosuch", "--dry_run"]) != 0
+    assert "labelzoo: error: --conf models: no bundle named 'nosuch'; available:" in capsys.readouterr().err
+    assert main(["serve", "--studies", str(tmp_path), "--conf", f"bundles={tmp_path / 'none'}", "--dry_run"]) != 0
+    assert "does not exist" in capsys.readouterr().err
