@@ -8,6 +8,10 @@
    re-imports and re-initialises the app (``python -m monailabel.interfaces.utils.app -m scoring``)
    on the same pool.
 
+Every process (this one, the server, the scoring subprocesses) runs with ``--threads`` torch/OpenMP
+threads (default 1): on a loaded 2-core machine OpenMP teams of 2 on a process's main thread were
+measured up to 30x slower than 1 thread, which would swamp what is being compared.
+
 By default the bundle runs with its smoke overrides (``configs/smoke.json``: a small UNETR, 32^3
 ROI) so the benchmark takes a couple of minutes on CPU; ``--full`` uses the bundle as shipped.
 
@@ -98,7 +102,13 @@ def main() -> None:
     ap.add_argument("--shape", default="64,64,48")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--full", action="store_true", help="the bundle as shipped, not its smoke overrides")
+    ap.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads in every process")
     args = ap.parse_args()
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(args.threads)
+    import torch
+
+    torch.set_num_threads(args.threads)
 
     from labelzoo.data import build_sample_studies
 
@@ -139,7 +149,8 @@ def main() -> None:
 
         med_local, med_remote = statistics.median(local), statistics.median(remote)
         n = args.n_images
-        print(f"bundle {args.bundle} ({'full' if args.full else 'smoke overrides'}), {n} images of {args.shape} voxels")
+        print(f"bundle {args.bundle} ({'full' if args.full else 'smoke overrides'}), {n} images of {args.shape} "
+              f"voxels, {args.threads} thread(s) per process")
         print(f"infer, in-process bundle pipeline : {med_local * 1000:8.1f} ms (median of {args.repeats})")
         print(f"infer, server /infer (client)     : {med_remote * 1000:8.1f} ms (median of {args.repeats})")
         print(f"  server / in-process ratio        : {med_remote / med_local:8.2f}")

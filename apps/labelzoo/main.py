@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,7 +35,7 @@ from monailabel.interfaces.tasks.train import TrainTask
 from monailabel.utils.others.generic import name_to_device
 
 import labelzoo
-from labelzoo.appconf import APP_CONF, conf_bool, conf_value, parse_conf
+from labelzoo.appconf import APP_CONF, check_conf, conf_bool, conf_number, conf_value, parse_conf
 from labelzoo.discovery import BundleInfo, find_bundles, read_bundle_info, select_bundles
 from labelzoo.errors import LabelZooError
 from labelzoo.paths import bundles_dir
@@ -55,22 +56,11 @@ def _bundle_dirs(extra: str) -> list[Path]:
     return dirs
 
 
-def _number(conf: dict[str, str], key: str, kind: type, low: float, high: float) -> Any:
-    raw = conf_value(conf, key)
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise LabelZooError(f"--conf {key} must be a {kind.__name__}, got {raw!r}") from None
-    if not low <= value <= high:
-        raise LabelZooError(f"--conf {key} must be between {low} and {high}, got {value}")
-    return value
-
-
 class LabelZooApp(MONAILabelApp):
     """MONAI Label app over every bundle in ``bundles/`` and the ``--conf bundles`` folders."""
 
     def __init__(self, app_dir: str, studies: str, conf: dict[str, str]):
-        conf = {**{k: v.default for k, v in APP_CONF.items()}, **parse_conf(conf or {})}
+        conf = check_conf({**{k: v.default for k, v in APP_CONF.items()}, **parse_conf(conf or {})})
         self.device = conf_value(conf, "device").strip().lower()
         if self.device not in ("auto", "cpu", "cuda"):
             raise LabelZooError(f"--conf device must be auto, cpu or cuda, got {self.device!r}")
@@ -88,14 +78,8 @@ class LabelZooApp(MONAILabelApp):
         self.save_original = conf_bool(conf, "save_original")
         self._scoring: dict[str, Any] | None = None
         self._watcher: TrainWatcher | None = None
-        self._numbers = {
-            "epistemic_samples": _number(conf, "epistemic_samples", int, 1, 100),
-            "epistemic_dropout": _number(conf, "epistemic_dropout", float, 0.0, 0.9),
-            "tta_samples": _number(conf, "tta_samples", int, 2, 7),
-            "strategy_k": _number(conf, "strategy_k", int, 1, 10_000),
-            "hybrid_alpha": _number(conf, "hybrid_alpha", float, 0.0, 1.0),
-            "scoring_interval": _number(conf, "scoring_interval", float, 0.1, 3600),
-        }
+        self._numbers = {k: conf_number(conf, k) for k in ("epistemic_samples", "epistemic_dropout", "tta_samples",
+                                                             "strategy_k", "hybrid_alpha", "scoring_interval")}
         logger.info("LabelZoo bundles: %s", {n: str(b.path) for n, b in self.bundles.items()})
         super().__init__(
             app_dir=app_dir,
@@ -111,12 +95,16 @@ class LabelZooApp(MONAILabelApp):
         if self.studies.startswith(("http://", "https://")):
             return super().init_datastore()
         logger.info("Init Datastore for: %s", self.studies)
+        # A task subprocess (training, stock scoring) must not rewrite datastore_v2.json from its start-up
+        # snapshot while the server updates it: it skips the reconcile pass when the server already wrote it.
+        in_task_process = "monailabel.app" not in sys.modules
+        config_exists = os.path.exists(os.path.join(self.studies, "datastore_v2.json"))
         return LabelZooDatastore(
             self.studies,
             geometries=[(n, b.spatial_dims, b.channels) for n, b in self.bundles.items() if b.has_infer],
             extensions=settings.MONAI_LABEL_DATASTORE_FILE_EXT,
             auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
-            read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY,
+            read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY or (in_task_process and config_exists),
         )
 
     def init_infers(self) -> dict[str, InferTask]:

@@ -17,6 +17,10 @@ class ConfKey:
 
     default: str
     help: str
+    #: value type checked by :func:`check_conf`: "str", "bool", "int" or "float" (numbers within [low, high])
+    kind: str = "str"
+    low: float | None = None
+    high: float | None = None
 
 
 APP_CONF: dict[str, ConfKey] = {
@@ -27,13 +31,18 @@ APP_CONF: dict[str, ConfKey] = {
     "device": ConfKey("auto", "'auto' (CUDA when present, else CPU), 'cpu' or 'cuda'"),
     # active learning and scoring (apps/labelzoo/lib/strategies.py, scoring.py)
     "scoring_model": ConfKey("", "bundle whose uncertainty the strategies rank on (default: the first served bundle)"),
-    "epistemic_samples": ConfKey("5", "Monte-Carlo dropout forward passes per image for the epistemic score"),
-    "epistemic_dropout": ConfKey("0.2", "dropout rate applied to the network's dropout layers while scoring"),
-    "tta_samples": ConfKey("5", "test-time augmentations per image for the tta score (2 to 7)"),
-    "strategy_k": ConfKey("3", "epistemic/tta strategies: rotate through the top k uncertain images"),
-    "hybrid_alpha": ConfKey("0.5", "hybrid strategy: weight of uncertainty against diversity (0 to 1)"),
-    "scoring_interval": ConfKey("2", "seconds between the scoring worker's checks for new weights or images"),
-    "save_original": ConfKey("true", "store each suggestion as label tag 'original' (the dice score compares to it)"),
+    "epistemic_samples": ConfKey("5", "Monte-Carlo dropout forward passes per image for the epistemic score",
+                                 "int", 1, 100),
+    "epistemic_dropout": ConfKey("0.2", "dropout rate applied to the network's dropout layers while scoring",
+                                 "float", 0.0, 0.9),
+    "tta_samples": ConfKey("5", "test-time augmentations per image for the tta score (2 to 7)", "int", 2, 7),
+    "strategy_k": ConfKey("3", "epistemic/tta strategies: rotate through the top k uncertain images", "int", 1, 10_000),
+    "hybrid_alpha": ConfKey("0.5", "hybrid strategy: weight of uncertainty against diversity (0 to 1)",
+                            "float", 0.0, 1.0),
+    "scoring_interval": ConfKey("2", "seconds between the scoring worker's checks for new weights or images",
+                                "float", 0.1, 3600),
+    "save_original": ConfKey("true", "store each suggestion as label tag 'original' (the dice score compares to it)",
+                             "bool"),
 }
 
 TRUE_WORDS = {"true", "1", "yes", "on"}
@@ -94,3 +103,37 @@ def conf_bool(conf: dict[str, str], key: str) -> bool:
     if value in FALSE_WORDS:
         return False
     raise LabelZooError(f"--conf {key} must be true or false, got {value!r}")
+
+
+def conf_number(conf: dict[str, str], key: str) -> float | int:
+    """A numeric setting, checked against its type and range in :data:`APP_CONF`.
+
+    Raises:
+        LabelZooError: naming the key, the expected type and range, and the value given.
+    """
+    spec = APP_CONF[key]
+    raw = conf_value(conf, key).strip()
+    cast = int if spec.kind == "int" else float
+    try:
+        value = cast(raw)
+    except ValueError:
+        expected = "an integer" if cast is int else "a number"
+        raise LabelZooError(f"--conf {key} must be {expected}, got {raw!r}") from None
+    if (spec.low is not None and value < spec.low) or (spec.high is not None and value > spec.high):
+        raise LabelZooError(f"--conf {key} must be between {spec.low:g} and {spec.high:g}, got {raw}")
+    return value
+
+
+def check_conf(conf: dict[str, str]) -> dict[str, str]:
+    """Check every typed setting in ``conf`` (booleans and numbers); return ``conf`` unchanged.
+
+    Raises:
+        LabelZooError: for the first value of the wrong type or out of range.
+    """
+    for key in conf:
+        kind = APP_CONF[key].kind if key in APP_CONF else "str"
+        if kind == "bool":
+            conf_bool(conf, key)
+        elif kind in ("int", "float"):
+            conf_number(conf, key)
+    return conf

@@ -10,7 +10,7 @@ import socket
 import sys
 from pathlib import Path
 
-from labelzoo.appconf import parse_conf
+from labelzoo.appconf import check_conf, conf_value, parse_conf
 from labelzoo.errors import LabelZooError
 from labelzoo.paths import app_dir
 
@@ -65,6 +65,16 @@ def ensure_dicom_tools() -> None:
         )
 
 
+def check_bundles(conf: dict[str, str]) -> list[str]:
+    """The bundles the app will serve for ``conf`` (``models``, ``bundles``); raises on unknown names or folders."""
+    from labelzoo.discovery import find_bundles, select_bundles
+    from labelzoo.paths import bundles_dir
+
+    dirs = [bundles_dir()] if bundles_dir().is_dir() else []
+    dirs += [Path(p.strip()).expanduser() for p in conf_value(conf, "bundles").split(",") if p.strip()]
+    return list(select_bundles(find_bundles(dirs), conf_value(conf, "models")))
+
+
 def server_args(studies: str, host: str, port: int, conf: dict[str, str], app: str, log_level: str) -> list[str]:
     """The ``monailabel start_server`` argument list for these settings."""
     args = ["start_server", "--app", app, "--studies", studies, "--host", host, "--port", str(port),
@@ -98,7 +108,9 @@ def serve(studies: str = "data/sample", host: str = "127.0.0.1", port: int = 800
     studies_path = check_studies(str(studies))
     if studies_path.startswith(("http://", "https://")):
         ensure_dicom_tools()
-    app_conf = parse_conf(conf)
+    app_conf = check_conf(parse_conf(conf))
+    if app is None:
+        check_bundles(app_conf)
     check_port_free(host, port)
     args = server_args(studies_path, host, port, app_conf, app_path, log_level)
 

@@ -86,6 +86,12 @@ def test_info_lists_the_untrained_bundle_with_every_task(app_server):
     log = app_server.log_text()
     for word in ("sam2", "Downloading", "hosting_storage"):
         assert word not in log
+    # MONAI Label's REST API is intact (the routes the Slicer plugin calls), scoring now served in-process
+    paths = requests.get(f"{app_server.url}/openapi.json", timeout=30).json()["paths"]
+    for route in ("/info/", "/activelearning/{strategy}", "/infer/{model}", "/batch/infer/{model}", "/train/",
+                  "/train/{model}", "/scoring/", "/scoring/{method}", "/datastore/image", "/datastore/label",
+                  "/session/"):
+        assert route in paths, route
 
 
 def test_scoring_worker_scores_the_pool_in_process(app_server):

@@ -121,3 +121,26 @@ def test_multi_gpu_failure_is_raised(app_lib):
     task = LabelZooTrainTask.__new__(LabelZooTrainTask)
     with pytest.raises(RuntimeError, match="exited with code 3"):
         task._run_command([sys.executable, "-c", "raise SystemExit(3)"], None)
+
+
+def test_typed_conf_values_are_checked_before_the_server_starts():
+    from labelzoo.appconf import check_conf, conf_number
+
+    assert conf_number({"strategy_k": "4"}, "strategy_k") == 4
+    assert conf_number({}, "hybrid_alpha") == 0.5
+    assert check_conf({"tta_samples": "3", "save_original": "no", "models": "x"})["tta_samples"] == "3"
+    with pytest.raises(LabelZooError, match="strategy_k must be an integer, got 'abc'"):
+        check_conf({"strategy_k": "abc"})
+    with pytest.raises(LabelZooError, match="hybrid_alpha must be between 0 and 1, got 2"):
+        check_conf({"hybrid_alpha": "2"})
+    with pytest.raises(LabelZooError, match="save_original must be true or false"):
+        check_conf({"save_original": "maybe"})
+
+
+def test_serve_names_an_unknown_bundle_before_starting(tmp_path, capsys):
+    from labelzoo.cli import main
+
+    assert main(["serve", "--studies", str(tmp_path), "--conf", "models=nosuch", "--dry_run"]) != 0
+    assert "labelzoo: error: --conf models: no bundle named 'nosuch'; available:" in capsys.readouterr().err
+    assert main(["serve", "--studies", str(tmp_path), "--conf", f"bundles={tmp_path / 'none'}", "--dry_run"]) != 0
+    assert "does not exist" in capsys.readouterr().err

@@ -77,3 +77,10 @@ def test_serve_dry_run_prints_the_url(tmp_path, free_port):
     result = run_cli("serve", "--studies", str(tmp_path), "--port", str(free_port), "--dry_run")
     assert result.returncode == 0, result.stderr
     assert f"http://127.0.0.1:{free_port}" in result.stdout
+
+
+def test_serve_rejects_a_bad_typed_conf_value(tmp_path, capsys):
+    from labelzoo.cli import main
+
+    assert main(["serve", "--studies", str(tmp_path), "--conf", "tta_samples=99", "--dry_run"]) != 0
+    assert "labelzoo: error: --conf tta_samples must be between 2 and 7" in capsys.readouterr().err

@@ -1,7 +1,8 @@
 """Route changes: ``POST /scoring/`` and ``POST /scoring/{method}`` go to the in-process scoring worker.
 
 Same paths, parameters and answer shape as MONAI Label 0.8.5 (a task record per method), so
-existing clients keep working; only the work moves from a subprocess that re-imports the app to the
+existing clients keep working (the OpenAPI schema keeps MONAI Label's description of them: ours are
+matched first); only the work moves from a subprocess that re-imports the app to the
 worker thread. ``GET /scoring/`` is MONAI Label's own and lists the worker's runs.
 """
 

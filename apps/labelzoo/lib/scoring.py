@@ -310,6 +310,7 @@ class ScoringWorker:
         self._status: dict[str, dict[str, Any]] = {m: {"state": "idle", "scored": 0, "pending": None} for m in methods}
         self._last_version: str | None = None
         self._run_lock = threading.Lock()
+        self._last_full_pass = time.monotonic()
         for m in methods.values():
             m.worker = self
 
@@ -347,6 +348,10 @@ class ScoringWorker:
             version = self._version()
             if version != self._last_version:
                 self._last_version = version
+                self._requested.update(self.methods)
+            if time.monotonic() - self._last_full_pass > 10 * self.interval:
+                # images added behind the app's back (uploads, files copied into the folder)
+                self._last_full_pass = time.monotonic()
                 self._requested.update(self.methods)
             requested, self._requested = self._requested, set()
             for m in self.methods:

@@ -139,7 +139,8 @@ class HybridStrategy(_ScoredStrategy):
         if not scores or not features:
             return self._fallback(pool, scores)
         served = self.board.last_served(datastore, pool)
-        labelled = [i for i in datastore.list_images() if i not in set(pool)]
+        unlabelled = set(pool)
+        labelled = [i for i in datastore.list_images() if i not in unlabelled]
         reference_ids = set(labelled) | set(served)
         reference = list(self.board.features(datastore, reference_ids, any_version=True).values())
         candidates = {i: s for i, s in scores.items() if i not in served} or scores
