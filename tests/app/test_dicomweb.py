@@ -15,7 +15,8 @@ def test_dicomweb_next_sample_and_label_round_trip(orthanc, server_factory, tmp_
     orthanc.upload(write_ct_series(image, affine, tmp_path / "series", series_description="lz test"))
     assert orthanc.series_modalities() == ["CT"]
 
-    server = server_factory(orthanc.dicomweb,
+    # the datastore is under test here, not the models: serve one bundle, no background scoring
+    server = server_factory(orthanc.dicomweb, conf="models=btcv_ct_unetr_segmentation,skip_scoring=true",
                             extra_env={"MONAI_LABEL_DICOMWEB_CACHE_PATH": str(tmp_path / "dicom-cache")})
     client = server.client()
     assert client.info()["datastore"]["total"] == 1
