@@ -16,7 +16,9 @@ How a vector becomes a network (:class:`TAutoMLNet`):
 - the outputs of the blocks nobody reads are resampled to full resolution, projected to ``base_channels``,
   summed, and a 1x1x1 convolution gives the ``out_channels`` logits.
 
-Shape contract: ``(B, in_channels, H, W, D) -> (B, out_channels, H, W, D)`` for any ``H, W, D >= 1``.
+Shape contract: ``(B, in_channels, H, W, D) -> (B, out_channels, H, W, D)`` for any sizes that leave more
+than one voxel at the coarsest scale used (instance norm needs it): with blocks at scale 3, at least 9
+voxels per side; 16 or more is sensible.
 
 Blocks (MONAI building blocks where MONAI has them):
 
@@ -45,6 +47,7 @@ from torch import nn
 
 from labelzoo.automl.encoding import InvalidVectorError, decode
 from labelzoo.automl.space import NUM_SCALES
+from labelzoo.networks.axial_attention import AxialAttention
 
 __all__ = ["AxialAttentionSearchBlock", "BottleneckSearchBlock", "ResidualSearchBlock", "TAutoMLNet", "resample"]
 
@@ -109,8 +112,6 @@ class AxialAttentionSearchBlock(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        from labelzoo.networks.axial_attention import AxialAttention
-
         heads = min(4, max(1, channels // 8))
         self.norm = nn.InstanceNorm3d(channels, affine=True)
         self.attention = AxialAttention(spatial_dims=3, channels=channels, num_heads=heads,
