@@ -239,6 +239,19 @@ def inference_config(vector: list[int], info: DatasetInfo, patch_size: list[int]
     }
 
 
+def smoke_config(info: DatasetInfo, patch_size: list[int]) -> dict[str, Any]:
+    """``smoke.json``: how ``labelzoo bundle verify`` runs the bundle small (see :mod:`labelzoo.bundle.smoke`)."""
+    small = [min(int(p), 32) for p in patch_size]
+    return {
+        "data": {"spatial_size": [max(s, 32) for s in small], "label_values": info.label_values, "num_training": 3,
+                 "num_test": 1, "patch_size": small},
+        "all": {"patch_size": small},
+        "train": {"train#trainer#max_epochs": 1, "val_interval": 1},
+        "evaluate": {},
+        "inference": {},
+    }
+
+
 def multi_gpu_train_config() -> dict[str, Any]:
     """``multi_gpu_train.json`` (overrides ``train.json``): DDP, one process per GPU (``torchrun``)."""
     return {
@@ -428,6 +441,7 @@ def emit_bundle(out_dir: str | Path, vector: Sequence[int], info: DatasetInfo, p
     write_json_atomic(configs / "evaluate.json", evaluate_config())
     write_json_atomic(configs / "inference.json", inference_config(vec, info, patch, base_channels))
     write_json_atomic(configs / "multi_gpu_train.json", multi_gpu_train_config())
+    write_json_atomic(configs / "smoke.json", smoke_config(info, patch))
     (configs / "logging.conf").write_text(LOGGING_CONF)
     (tmp / "docs").mkdir()
     (tmp / "docs" / "README.md").write_text(readme(name or out.name, vec, info, dice, summary))
