@@ -69,8 +69,57 @@ def bundle_verify(bundle_dir: str, variant: str | None = None, run: bool = True,
     return 1 if problems else 0
 
 
+def search(dataset: str, budget: int = 16, out: str | None = None, resume: bool = False, pool: int = 500,
+           top_k: int = 2, proxy_iterations: int = 20, full_iterations: int = 200, patch: str = "32,32,32",
+           base_channels: int = 8, seed: int = 0, max_epochs: int = 100, name: str | None = None,
+           threads: int | None = None) -> str | int:
+    """T-AutoML search: find a network, augmentations, loss and learning rate for DATASET; emit a bundle.
+
+    Proxy-trains BUDGET random configurations (appending each finished trial to OUT/trials.jsonl), trains
+    the transformer ranking predictor, ranks a pool of unseen configurations, fully trains the best and
+    writes the winner as a MONAI bundle in OUT. Ctrl-C keeps every finished trial; --resume continues.
+    Example: labelzoo search data/msd --budget 16 --out runs/search --pool 500 --top_k 2
+
+    Args:
+        dataset: a dataset folder in MSD layout (dataset.json, imagesTr, labelsTr).
+        budget: configurations to sample and proxy-train (at least 3).
+        out: search folder (trial log, predictor report, weights, the bundle); default DATASET-search.
+        resume: continue the search in OUT (same dataset, seed and schedule).
+        pool: unseen configurations the predictor ranks.
+        top_k: best-ranked pool configurations to train fully (plus the best proxy one).
+        proxy_iterations: optimiser steps per proxy trial.
+        full_iterations: optimiser steps per full training.
+        patch: training patch X,Y,Z (each at least 16).
+        base_channels: network width at full resolution (multiple of 4).
+        seed: random seed of the sampled configurations and the training.
+        max_epochs: train#trainer#max_epochs written into the bundle's train.json.
+        name: bundle folder name (model-zoo <anatomy>_<modality>_<method>_<task>); default from the dataset.
+        threads: torch CPU threads for training (1 is fastest for small networks on shared cores).
+    """
+    from pathlib import Path
+
+    from labelzoo.automl.search import SearchSettings, parse_patch, run_search
+
+    settings = SearchSettings(dataset=str(dataset), budget=budget, pool=pool, top_k=top_k,
+                              proxy_iterations=proxy_iterations, full_iterations=full_iterations,
+                              patch_size=parse_patch(patch), base_channels=base_channels, seed=seed,
+                              max_epochs=max_epochs, name=name, threads=threads)
+    out_dir = Path(out) if out else Path(f"{Path(str(dataset)).resolve().name}-search")
+    try:
+        result = run_search(settings, out_dir, resume=resume)
+    except KeyboardInterrupt:
+        print(f"labelzoo: interrupted: finished trials are kept in {out_dir / 'trials.jsonl'}; continue with "
+              f"`labelzoo search {dataset} --out {out_dir} --resume`", file=sys.stderr)
+        return 130
+    held = result.predictor.get("heldout") or {}
+    quality = (f"; predictor on held-out configurations: pairwise accuracy {held['pairwise_accuracy']:.3f}, "
+               f"Kendall tau {held['kendall_tau']:.3f}") if held else ""
+    return f"winner: Dice {result.dice:.4f} after {result.trials} trials{quality}\nbundle: {result.bundle}"
+
+
 COMMANDS = {
     "bundle": {"verify": bundle_verify},
+    "search": search,
     "serve": serve,
     "sample-data": sample_data,
     "version": version,

@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +26,7 @@ from torch import nn
 
 from labelzoo.automl import space
 from labelzoo.automl.encoding import check_vector, n_blocks_of
+from labelzoo.automl.train import torch_threads
 from labelzoo.errors import LabelZooError
 
 logger = logging.getLogger(__name__)
@@ -125,18 +125,6 @@ class PairwiseRanker(nn.Module):
         return torch.sigmoid(self.pair_logit(a, b))
 
 
-@contextmanager
-def _threads(num_threads: int | None) -> Iterator[None]:
-    """Run with at most ``num_threads`` torch CPU threads (``None``: leave as is), restoring afterwards."""
-    before = torch.get_num_threads()
-    if num_threads is not None:
-        torch.set_num_threads(max(1, min(before, num_threads)))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def ordered_pairs(scores: Sequence[float]) -> tuple[list[int], list[int], list[float]]:
     """All ordered pairs ``(i, j)``, ``i != j``, with different scores, and the target ``score_i > score_j``."""
     first, second, target = [], [], []
@@ -181,7 +169,7 @@ def fit_predictor(vectors: Sequence[Sequence[int]], scores: Sequence[float], epo
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     loss_fn = nn.BCEWithLogitsLoss()
     model.train()
-    with _threads(num_threads):
+    with torch_threads(num_threads):
         _fit(model, optimizer, loss_fn, packed, a_idx, b_idx, y, epochs, batch_size, gen)
     model.eval()
     return model
@@ -218,7 +206,7 @@ def win_probability(model: PairwiseRanker, candidates: Sequence[Sequence[int]],
     ci = torch.arange(nc).repeat_interleave(nr)
     ri = torch.arange(nr).repeat(nc)
     probs = torch.empty(nc * nr)
-    with _threads(1):
+    with torch_threads(1):
         for start in range(0, nc * nr, batch_size):
             s = slice(start, start + batch_size)
             probs[s] = model(cand[ci[s]], ref[ri[s]])

@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,24 @@ from labelzoo.automl.encoding import decode
 from labelzoo.errors import LabelZooError
 
 logger = logging.getLogger(__name__)
+
+
+@contextmanager
+def torch_threads(num_threads: int | None) -> Iterator[None]:
+    """Run with ``num_threads`` torch CPU threads (``None``: leave as is), restoring the setting afterwards.
+
+    Small networks train much faster on one thread when the cores are shared: measured on 2 busy cores,
+    a proxy trial took 3 s with 1 thread and 65 s with 2 (threads spin-waiting for each other).
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(max(1, int(num_threads)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass
