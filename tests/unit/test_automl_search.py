@@ -116,9 +116,12 @@ def test_cli_refuses_to_overwrite_a_search_and_checks_resume(searched, dataset, 
     out = searched["out"]
     assert main(["search", str(dataset), "--out", str(out), "--budget", "4"]) == 2
     assert "already holds a search (trials.jsonl): pass --resume" in capsys.readouterr().err
-    assert main(["search", str(dataset), "--out", str(out), "--resume", "--seed", "4", "--patch", "16",
-                 "--proxy_iterations", "3", "--full_iterations", "4", "--base_channels", "4"]) == 2
+    same = ["--budget", "4", "--pool", "20", "--top_k", "1", "--patch", "16", "--proxy_iterations", "3",
+            "--full_iterations", "4", "--base_channels", "4"]
+    assert main(["search", str(dataset), "--out", str(out), "--resume", "--seed", "4", *same]) == 2
     assert "--seed is 4 but the search in" in capsys.readouterr().err
+    assert main(["search", str(dataset), "--out", str(out), "--resume", *same[2:], "--budget", "5"]) == 2
+    assert "--budget is 5 but the search in" in capsys.readouterr().err
 
 
 def test_cli_bad_input(tmp_path, capsys):

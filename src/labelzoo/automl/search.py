@@ -59,7 +59,8 @@ class SearchSettings:
     threads: int | None = None
 
     #: Settings that must match the stored ones to resume (they change what the logged trials mean).
-    FIXED = ("dataset", "proxy_iterations", "full_iterations", "patch_size", "base_channels", "seed")
+    FIXED = ("dataset", "budget", "pool", "top_k", "proxy_iterations", "full_iterations", "patch_size",
+             "base_channels", "seed")
 
     def validate(self) -> None:
         """Raise :class:`LabelZooError` naming the first bad setting."""

@@ -46,7 +46,6 @@ from monai.networks.nets.resnet import ResNetBottleneck
 from torch import nn
 
 from labelzoo.automl.encoding import InvalidVectorError, decode
-from labelzoo.automl.space import NUM_SCALES
 from labelzoo.networks.axial_attention import AxialAttention
 
 __all__ = ["AxialAttentionSearchBlock", "BottleneckSearchBlock", "ResidualSearchBlock", "TAutoMLNet", "resample"]
@@ -208,7 +207,6 @@ class TAutoMLNet(nn.Module):
              for i in self.outputs]
         )
         self.head = nn.Conv3d(base_channels, out_channels, kernel_size=1)
-        assert max(b.scale for b in config.blocks) < NUM_SCALES
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, H, W, D) -> (B, out_channels, H, W, D)`` logits."""
