@@ -4,13 +4,15 @@ Luu, H. M. & Park, S.-H., "Extending nn-UNet for brain tumor segmentation", Brai
 challenge, first place), arXiv:2112.04653. Reference implementation: github.com/rixez/Brats21_KAIST_MRI_Lab.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: TorchScript must read the class attribute annotation of _SkipLayer.
 
 from collections.abc import Sequence
+from typing import List  # noqa: UP035 (TorchScript reads the attribute annotation of _SkipLayer)
 
 import torch
 from monai.networks.blocks.dynunet_block import UnetBasicBlock, UnetOutBlock, get_conv_layer
 from monai.networks.nets import DynUNet
+from monai.networks.nets.dynunet import DynUNetSkipLayer
 from torch import nn
 
 from labelzoo.networks.axial_attention import AxialAttention
@@ -87,6 +89,24 @@ class AxialUpBlock(nn.Module):
         return self.conv_block(out)
 
 
+class _SkipLayer(DynUNetSkipLayer):
+    """``DynUNetSkipLayer`` that TorchScript compiles, and that skips its head when not supervising.
+
+    MONAI's layer types ``heads`` as ``Optional[List[Tensor]]`` and assigns into it, which TorchScript
+    (torch 2.14) rejects; here ``heads`` is always a list (empty for layers without a head).
+    """
+
+    heads: List[torch.Tensor]  # noqa: UP006
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        downout = self.downsample(x)
+        nextout = self.next_layer(downout)
+        upout = self.upsample(nextout, downout)
+        if self.super_head is not None and self.supervise and self.index > 0:
+            self.heads[self.index - 1] = self.super_head(upout)
+        return upout
+
+
 def _positive_int(name: str, value: object, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -131,6 +151,10 @@ class AxialDynUNet(DynUNet):
     full-resolution output, index ``k`` the head ``k`` levels lower, upsampled (nearest) to full size (what
     ``monai.losses.DeepSupervisionLoss`` takes after ``torch.unbind(out, dim=1)``).
 
+    The deep supervision heads exist whatever ``deep_supervision`` is, so a network built with
+    ``deep_supervision=False`` (for inference) loads the state dict of one trained with it, strictly, and
+    exports to TorchScript; ``deep_supervision`` only decides whether the heads are computed and returned.
+
     Differences from the reference code, all documented in the BraTS bundle's README: no learned positional
     embedding before the attention (so any patch size divisible by the strides works), the decoder stage
     convolutions run at decoder width (the reference's first decoder conv runs at encoder width).
@@ -151,7 +175,8 @@ class AxialDynUNet(DynUNet):
         attention_levels: number of lowest-resolution decoder stages with axial attention (0 disables it).
         attention_heads: heads at the highest-resolution stage with attention, doubled per stage below.
         attention_head_dim: head dimension at that stage, doubled per stage below.
-        deep_supervision: whether to output the deep supervision heads in training mode.
+        deep_supervision: whether to compute and output the deep supervision heads in training mode (fixed at
+            construction).
         deep_supr_num: number of deep supervision heads; ``None`` gives ``len(strides) - 3``.
         res_block: residual encoder blocks, as ``DynUNet``.
         trans_bias: bias in the transposed convolutions.
@@ -247,11 +272,27 @@ class AxialDynUNet(DynUNet):
             dropout=dropout,
             norm_name=norm_name,
             act_name=act_name,
-            deep_supervision=deep_supervision,
+            deep_supervision=True,  # always build the heads: one state dict for training and inference
             deep_supr_num=deep_supr_num,
             res_block=res_block,
             trans_bias=trans_bias,
         )
+        self.deep_supervision = deep_supervision
+        layer = self.skip_layers
+        while isinstance(layer, DynUNetSkipLayer):
+            layer.__class__ = _SkipLayer
+            layer.heads = [] if layer.heads is None else layer.heads
+            layer.supervise = deep_supervision
+            layer = layer.next_layer
+
+    def __prepare_scriptable__(self) -> "AxialDynUNet":
+        """Refuse to script a deep-supervision network (TorchScript would not share the heads list)."""
+        if self.deep_supervision:
+            raise ValueError(
+                "AxialDynUNet with deep_supervision=True cannot be exported to TorchScript: build the inference "
+                "network with deep_supervision=False (same state dict) and load the trained weights into it"
+            )
+        return self
 
     def attention_shape(self, level: int) -> tuple[int, int] | None:
         """``(heads, head_dim)`` of the axial attention of the decoder stage at ``level`` (0 = full resolution).
