@@ -78,3 +78,22 @@ def test_baseline_variant_verifies_and_writes_brats_labels(tmp_path: Path) -> No
         names = {row[0] for row in csv.reader(f)}
     assert {f"val_{m}_{r}" for m in ("dice", "hd95") for r in ("ET", "TC", "WT")} <= names
     assert list((smoke / "out_evaluate" / "predictions").glob("*_seg.nii.gz"))
+
+
+def test_region_def_must_name_every_network_channel(tmp_path: Path) -> None:
+    """Region bundles name the network channels in region_def and the label values in channel_def."""
+    import shutil
+
+    broken = tmp_path / BUNDLE.name
+    shutil.copytree(BUNDLE, broken, ignore=shutil.ignore_patterns("models", "eval"))
+    meta_file = broken / "configs" / "metadata.json"
+    meta = json.loads(meta_file.read_text())
+    pred = meta["network_data_format"]["outputs"]["pred"]
+    pred["region_def"].pop("2")
+    pred["channel_def"].pop("0")
+    meta_file.write_text(json.dumps(meta, indent=4))
+    problems = verify_bundle(broken, run=False)
+    where = {p.id: p.message for p in problems if p.check == "monailabel"}
+    assert "region_def must name each network output channel 0..2" in where[
+        "network_data_format#outputs#pred#region_def"]
+    assert "must include 0 (background)" in where["network_data_format#outputs#pred#channel_def"]
