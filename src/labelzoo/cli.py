@@ -11,7 +11,7 @@ import sys
 import fire
 
 from labelzoo import __version__
-from labelzoo.data import build_sample_studies
+from labelzoo.data import build_brats_studies, build_sample_studies
 from labelzoo.errors import LabelZooError
 from labelzoo.serve import serve
 
@@ -22,28 +22,40 @@ def version() -> str:
     return __version__
 
 
-def sample_data(out: str, n_images: int = 8, n_labeled: int = 3, shape: str = "96,96,64",
-                spacing: str = "1.5,1.5,2.0", seed: int = 0, layout: str = "monailabel",
-                overwrite: bool = False) -> str:
-    """Build the synthetic CT demo studies (no download) in OUT.
+def sample_data(out: str, n_images: int = 8, n_labeled: int = 3, shape: str | None = None,
+                spacing: str | None = None, seed: int = 0, layout: str = "monailabel",
+                overwrite: bool = False, kind: str = "ct", enhancing_label: int = 4) -> str:
+    """Build synthetic demo studies (no download) in OUT: abdominal CT (default) or BraTS-like brain MRI.
 
-    Labels use BTCV numbering (spleen 1, left kidney 3, liver 6). With --layout monailabel (default)
-    OUT is a MONAI Label local datastore (images, labels/final); with --layout msd it is a Medical
-    Segmentation Decathlon dataset (imagesTr, labelsTr, imagesTs, dataset.json).
+    --kind ct: CT labelled in BTCV numbering (spleen 1, left kidney 3, liver 6), 96x96x64 at 1.5x1.5x2 mm.
+    --kind brats: 4-channel MRI (T1, T1Gd, T2, FLAIR in one 4D NIfTI) with a tumour in BraTS labels
+    (1 necrosis, 2 oedema, 4 enhancing; 3 with --enhancing_label 3), 64x64x48 at 1 mm.
+    With --layout monailabel (default) OUT is a MONAI Label local datastore (images, labels/final); with
+    --layout msd it is a Medical Segmentation Decathlon dataset (imagesTr, labelsTr, imagesTs, dataset.json).
     Example: labelzoo sample-data data/sample --n_images 8 --n_labeled 3
+    Example: labelzoo sample-data data/brats --kind brats --layout msd
 
     Args:
         out: destination folder; must be empty unless --overwrite.
         n_images: number of cases.
         n_labeled: cases with a label (the rest are for annotation).
-        shape: volume size in voxels, X,Y,Z.
-        spacing: voxel size in mm, X,Y,Z.
+        shape: volume size in voxels, X,Y,Z (default 96,96,64 for ct, 64,64,48 for brats).
+        spacing: voxel size in mm, X,Y,Z (default 1.5,1.5,2.0 for ct, 1,1,1 for brats).
         seed: base random seed (the same seed gives the same data).
         layout: monailabel or msd.
         overwrite: write into a non-empty folder.
+        kind: ct or brats.
+        enhancing_label: brats only: label of the enhancing tumour, 4 (BraTS 2021) or 3 (BraTS 2023+).
     """
-    path = build_sample_studies(out, n_images=n_images, n_labeled=n_labeled, shape=shape, spacing=spacing,
-                                seed=seed, layout=layout, overwrite=overwrite)
+    if kind not in ("ct", "brats"):
+        raise LabelZooError(f"--kind must be 'ct' or 'brats', got {kind!r}")
+    sizes = {k: v for k, v in (("shape", shape), ("spacing", spacing)) if v is not None}
+    if kind == "brats":
+        path = build_brats_studies(out, n_images=n_images, n_labeled=n_labeled, seed=seed, layout=layout,
+                                   overwrite=overwrite, enhancing_label=enhancing_label, **sizes)
+    else:
+        path = build_sample_studies(out, n_images=n_images, n_labeled=n_labeled, seed=seed, layout=layout,
+                                    overwrite=overwrite, **sizes)
     return f"wrote {n_images} cases ({n_labeled} labelled) to {path}"
 
 
