@@ -389,6 +389,10 @@ torchrun --nproc_per_node=2 -m monai.bundle run \\
     --config_file "['configs/train.json','configs/multi_gpu_train.json']" --bundle_root .
 ```
 
+`labelzoo bundle verify .` checks the bundle (model-zoo layout, MONAI Label contract, a 1-epoch run on
+synthetic data with the small-run overrides of `configs/smoke.json`); `labelzoo serve --conf
+bundles=<folder holding this bundle>` serves it in the LabelZoo MONAI Label app.
+
 ## Recipe and deviations
 
 T-AutoML (Yang et al., ICCV 2021): configurations are sampled at random, each proxy-trained briefly; a
