@@ -84,7 +84,7 @@ def bundle_verify(bundle_dir: str, variant: str | None = None, run: bool = True,
 def search(dataset: str, budget: int = 16, out: str | None = None, resume: bool = False, pool: int = 500,
            top_k: int = 2, proxy_iterations: int = 20, full_iterations: int = 200, patch: str = "32,32,32",
            base_channels: int = 8, seed: int = 0, max_epochs: int = 100, name: str | None = None,
-           threads: int | None = None) -> str | int:
+           threads: int | None = None, device: str = "cpu") -> str | int:
     """T-AutoML search: find a network, augmentations, loss and learning rate for DATASET; emit a bundle.
 
     Proxy-trains BUDGET random configurations (appending each finished trial to OUT/trials.jsonl), trains
@@ -107,6 +107,7 @@ def search(dataset: str, budget: int = 16, out: str | None = None, resume: bool 
         max_epochs: train#trainer#max_epochs written into the bundle's train.json.
         name: bundle folder name (model-zoo <anatomy>_<modality>_<method>_<task>); default from the dataset.
         threads: torch CPU threads for training (1 is fastest for small networks on shared cores).
+        device: where to train: cpu (default), cuda, cuda:N or auto.
     """
     from pathlib import Path
 
@@ -115,7 +116,7 @@ def search(dataset: str, budget: int = 16, out: str | None = None, resume: bool 
     settings = SearchSettings(dataset=str(dataset), budget=budget, pool=pool, top_k=top_k,
                               proxy_iterations=proxy_iterations, full_iterations=full_iterations,
                               patch_size=parse_patch(patch), base_channels=base_channels, seed=seed,
-                              max_epochs=max_epochs, name=name, threads=threads)
+                              max_epochs=max_epochs, name=name, threads=threads, device=device)
     out_dir = Path(out) if out else Path(f"{Path(str(dataset)).resolve().name}-search")
     try:
         result = run_search(settings, out_dir, resume=resume)

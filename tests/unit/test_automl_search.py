@@ -131,6 +131,9 @@ def test_cli_bad_input(tmp_path, capsys):
     assert "--budget must be an integer of at least 3, got 2" in capsys.readouterr().err
     assert main(["search", str(tmp_path), "--patch", "8,8"]) == 2
     assert "--patch must be three sizes of at least 16" in capsys.readouterr().err
+    assert main(["search", str(tmp_path), "--device", "gpu"]) == 2
+    assert "--device must be cpu, cuda, cuda:N or auto, got 'gpu'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # nothing written for bad input
 
 
 def test_a_torn_middle_line_is_an_error(tmp_path):

@@ -57,6 +57,7 @@ class SearchSettings:
     max_epochs: int = 100
     name: str | None = None
     threads: int | None = None
+    device: str = "cpu"
 
     #: Settings that must match the stored ones to resume (they change what the logged trials mean).
     FIXED = ("dataset", "budget", "pool", "top_k", "proxy_iterations", "full_iterations", "patch_size",
@@ -72,6 +73,8 @@ class SearchSettings:
         if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
                                          or self.threads < 1):
             raise LabelZooError(f"--threads must be a positive integer, got {self.threads!r}")
+        if self.device not in ("cpu", "cuda", "auto") and not str(self.device).startswith("cuda:"):
+            raise LabelZooError(f"--device must be cpu, cuda, cuda:N or auto, got {self.device!r}")
         if self.base_channels % 4:
             raise LabelZooError(f"--base_channels must be a multiple of 4, got {self.base_channels}")
         if self.top_k > self.pool:
@@ -192,6 +195,17 @@ class _Progress:
                     self.total, trial, dice, seconds, self.best[0], self.best[1])
 
 
+def _device(name: str) -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; ``cuda`` without a GPU is an error."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise LabelZooError(f"--device {name}: no CUDA device is available (use --device cpu or auto)")
+    return name
+
+
 def _proxy_phase(settings: SearchSettings, data: Any, log: Path, trials: list[dict[str, Any]]) -> list[dict]:
     from labelzoo.automl.train import train_config
 
@@ -209,7 +223,7 @@ def _proxy_phase(settings: SearchSettings, data: Any, log: Path, trials: list[di
         if i in done:
             continue
         result = train_config(vector, data, settings.proxy_iterations, settings.patch_size, settings.base_channels,
-                              seed=settings.seed + i)
+                              seed=settings.seed + i, device=_device(settings.device))
         record = {"phase": "proxy", "trial": i, "vector": vector, "dice": result.dice, "seconds": result.seconds,
                   "iterations": result.iterations, "diverged": result.diverged}
         append_trial(log, record)
@@ -276,7 +290,7 @@ def _full_phase(settings: SearchSettings, data: Any, out: Path, log: Path, picks
         if j in done:
             continue
         result = train_config(vector, data, settings.full_iterations, settings.patch_size, settings.base_channels,
-                              seed=settings.seed + 10_000 + j, keep_weights=True)
+                              seed=settings.seed + 10_000 + j, keep_weights=True, device=_device(settings.device))
         weights.mkdir(parents=True, exist_ok=True)
         tmp = weights / f".full_{j}.pt.tmp"
         torch.save(result.state_dict, tmp)
@@ -302,6 +316,7 @@ def run_search(settings: SearchSettings, out: str | Path, resume: bool = False) 
     from labelzoo.automl.train import prepare_data, read_msd_dataset, torch_threads
 
     settings.validate()
+    _device(settings.device)  # fail before anything is written
     out = Path(out).expanduser().resolve()
     info = read_msd_dataset(settings.dataset)
     settings.dataset = str(info.root)
