@@ -2,7 +2,8 @@
 
 One module-scoped search (4 proxy trials of 3 iterations on 16^3 patches, a pool of 20, top 1) is
 interrupted after 2 trials, its log torn, then resumed; the tests check what it left behind. The emitted
-bundle goes through ``labelzoo bundle verify`` with the real 1-epoch train / evaluate / inference run.
+bundle goes through ``labelzoo bundle verify``: the static, network and TorchScript checks by default, the
+real 1-epoch train / evaluate / inference run in a ``slow`` test (about 1-3 minutes).
 """
 
 from __future__ import annotations
@@ -108,8 +109,21 @@ def test_winner_is_emitted_as_a_bundle_that_verifies(searched, tmp_path):
     assert meta["network_data_format"]["outputs"]["pred"]["channel_def"] == {
         "0": "background", "1": "spleen", "2": "left kidney", "3": "liver"}
     assert (bundle / "models" / "model.pt").is_file()
+    # static checks, verify_net_in_out and the TorchScript round trip; the real run is the slow test below
+    problems = verify_bundle(bundle, run=False, workdir=tmp_path)
+    assert problems == [], format_report(bundle.name, problems)
+
+
+@pytest.mark.slow
+def test_emitted_bundle_passes_the_full_verify_run(searched, tmp_path):
+    """``labelzoo bundle verify`` with the real 1-epoch train, evaluate and inference runs."""
+    from labelzoo.bundle.verify import format_report, verify_bundle
+
+    bundle = searched["result"].bundle
     problems = verify_bundle(bundle, run=True, workdir=tmp_path)
     assert problems == [], format_report(bundle.name, problems)
+    assert (tmp_path / "smoke" / "bundle" / "models" / "model.pt").is_file()
+    assert any((tmp_path / "smoke" / "out_inference").iterdir())
 
 
 def test_cli_refuses_to_overwrite_a_search_and_checks_resume(searched, dataset, capsys):
