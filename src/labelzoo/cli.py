@@ -11,7 +11,7 @@ import sys
 import fire
 
 from labelzoo import __version__
-from labelzoo.data import build_sample_studies
+from labelzoo.data import build_brats_studies, build_sample_studies
 from labelzoo.errors import LabelZooError
 from labelzoo.serve import serve
 
@@ -22,29 +22,41 @@ def version() -> str:
     return __version__
 
 
-def sample_data(out: str, n_images: int = 8, n_labeled: int = 3, shape: str = "96,96,64",
-                spacing: str = "1.5,1.5,2.0", seed: int = 0, layout: str = "monailabel",
-                overwrite: bool = False) -> str:
-    """Build the synthetic CT demo studies (no download) in OUT.
+def sample_data(out: str, n_images: int = 8, n_labeled: int = 3, shape: str | None = None,
+                spacing: str | None = None, seed: int = 0, layout: str = "monailabel",
+                overwrite: bool = False, kind: str = "ct", enhancing_label: int = 4) -> str:
+    """Build synthetic demo studies (no download) in OUT: abdominal CT (default) or BraTS-like brain MRI.
 
-    Labels use BTCV numbering (spleen 1, left kidney 3, liver 6). With --layout monailabel (default)
-    OUT is a MONAI Label local datastore (images, labels/final); with --layout msd it is a Medical
-    Segmentation Decathlon dataset (imagesTr, labelsTr, imagesTs, dataset.json); with --layout dicom
-    one DICOM CT series per case, to load into a PACS (e.g. Orthanc) for the DICOMweb datastore.
+    --kind ct: CT labelled in BTCV numbering (spleen 1, left kidney 3, liver 6), 96x96x64 at 1.5x1.5x2 mm.
+    --kind brats: 4-channel MRI (T1, T1Gd, T2, FLAIR in one 4D NIfTI) with a tumour in BraTS labels
+    (1 necrosis, 2 oedema, 4 enhancing; 3 with --enhancing_label 3), 64x64x48 at 1 mm.
+    With --layout monailabel (default) OUT is a MONAI Label local datastore (images, labels/final); with
+    --layout msd it is a Medical Segmentation Decathlon dataset (imagesTr, labelsTr, imagesTs, dataset.json);
+    with --layout dicom (ct only) one DICOM CT series per case, to load into a PACS for the DICOMweb datastore.
     Example: labelzoo sample-data data/sample --n_images 8 --n_labeled 3
+    Example: labelzoo sample-data data/brats --kind brats --layout msd
 
     Args:
         out: destination folder; must be empty unless --overwrite.
         n_images: number of cases.
         n_labeled: cases with a label (the rest are for annotation).
-        shape: volume size in voxels, X,Y,Z.
-        spacing: voxel size in mm, X,Y,Z.
+        shape: volume size in voxels, X,Y,Z (default 96,96,64 for ct, 64,64,48 for brats).
+        spacing: voxel size in mm, X,Y,Z (default 1.5,1.5,2.0 for ct, 1,1,1 for brats).
         seed: base random seed (the same seed gives the same data).
         layout: monailabel, msd or dicom.
         overwrite: write into a non-empty folder.
+        kind: ct or brats.
+        enhancing_label: brats only: label of the enhancing tumour, 4 (BraTS 2021) or 3 (BraTS 2023+).
     """
-    path = build_sample_studies(out, n_images=n_images, n_labeled=n_labeled, shape=shape, spacing=spacing,
-                                seed=seed, layout=layout, overwrite=overwrite)
+    if kind not in ("ct", "brats"):
+        raise LabelZooError(f"--kind must be 'ct' or 'brats', got {kind!r}")
+    sizes = {k: v for k, v in (("shape", shape), ("spacing", spacing)) if v is not None}
+    if kind == "brats":
+        path = build_brats_studies(out, n_images=n_images, n_labeled=n_labeled, seed=seed, layout=layout,
+                                   overwrite=overwrite, enhancing_label=enhancing_label, **sizes)
+    else:
+        path = build_sample_studies(out, n_images=n_images, n_labeled=n_labeled, seed=seed, layout=layout,
+                                    overwrite=overwrite, **sizes)
     return f"wrote {n_images} cases ({n_labeled} labelled) to {path}"
 
 
@@ -70,8 +82,58 @@ def bundle_verify(bundle_dir: str, variant: str | None = None, run: bool = True,
     return 1 if problems else 0
 
 
+def search(dataset: str, budget: int = 16, out: str | None = None, resume: bool = False, pool: int = 500,
+           top_k: int = 2, proxy_iterations: int = 20, full_iterations: int = 200, patch: str = "32,32,32",
+           base_channels: int = 8, seed: int = 0, max_epochs: int = 100, name: str | None = None,
+           threads: int | None = None, device: str = "cpu") -> str | int:
+    """T-AutoML search: find a network, augmentations, loss and learning rate for DATASET; emit a bundle.
+
+    Proxy-trains BUDGET random configurations (appending each finished trial to OUT/trials.jsonl), trains
+    the transformer ranking predictor, ranks a pool of unseen configurations, fully trains the best and
+    writes the winner as a MONAI bundle in OUT. Ctrl-C keeps every finished trial; --resume continues.
+    Example: labelzoo search data/msd --budget 16 --out runs/search --pool 500 --top_k 2
+
+    Args:
+        dataset: a dataset folder in MSD layout (dataset.json, imagesTr, labelsTr).
+        budget: configurations to sample and proxy-train (at least 3).
+        out: search folder (trial log, predictor report, weights, the bundle); default DATASET-search.
+        resume: continue the search in OUT (same dataset, seed and schedule).
+        pool: unseen configurations the predictor ranks.
+        top_k: best-ranked pool configurations to train fully (plus the best proxy one).
+        proxy_iterations: optimiser steps per proxy trial.
+        full_iterations: optimiser steps per full training.
+        patch: training patch X,Y,Z (each at least 16).
+        base_channels: network width at full resolution (multiple of 4).
+        seed: random seed of the sampled configurations and the training.
+        max_epochs: train#trainer#max_epochs written into the bundle's train.json.
+        name: bundle folder name (model-zoo <anatomy>_<modality>_<method>_<task>); default from the dataset.
+        threads: torch CPU threads for training (1 is fastest for small networks on shared cores).
+        device: where to train: cpu (default), cuda, cuda:N or auto.
+    """
+    from pathlib import Path
+
+    from labelzoo.automl.search import SearchSettings, parse_patch, run_search
+
+    settings = SearchSettings(dataset=str(dataset), budget=budget, pool=pool, top_k=top_k,
+                              proxy_iterations=proxy_iterations, full_iterations=full_iterations,
+                              patch_size=parse_patch(patch), base_channels=base_channels, seed=seed,
+                              max_epochs=max_epochs, name=name, threads=threads, device=device)
+    out_dir = Path(out) if out else Path(f"{Path(str(dataset)).resolve().name}-search")
+    try:
+        result = run_search(settings, out_dir, resume=resume)
+    except KeyboardInterrupt:
+        print(f"labelzoo: interrupted: finished trials are kept in {out_dir / 'trials.jsonl'}; continue with "
+              f"`labelzoo search {dataset} --out {out_dir} --resume`", file=sys.stderr)
+        return 130
+    held = result.predictor.get("heldout") or {}
+    quality = (f"; predictor on held-out configurations: pairwise accuracy {held['pairwise_accuracy']:.3f}, "
+               f"Kendall tau {held['kendall_tau']:.3f}") if held else ""
+    return f"winner: Dice {result.dice:.4f} after {result.trials} trials{quality}\nbundle: {result.bundle}"
+
+
 COMMANDS = {
     "bundle": {"verify": bundle_verify},
+    "search": search,
     "serve": serve,
     "sample-data": sample_data,
     "version": version,
