@@ -97,3 +97,21 @@ def test_region_def_must_name_every_network_channel(tmp_path: Path) -> None:
     assert "region_def must name each network output channel 0..2" in where[
         "network_data_format#outputs#pred#region_def"]
     assert "must include 0 (background)" in where["network_data_format#outputs#pred#channel_def"]
+
+
+def test_every_training_augmentation_runs(tmp_path: Path) -> None:
+    """With every augmentation's probability at 1, the training transforms give image/region patches."""
+    from labelzoo.data import build_brats_studies
+
+    data = build_brats_studies(tmp_path / "data", n_images=1, n_labeled=1, shape=(40, 40, 32), layout="msd")
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLE / "configs" / "train.json"))
+    parser.update({"aug_prob": 1.0, "patch_size": [32, 32, 32], "num_samples": 2})
+    transform = parser.get_parsed_content("train#preprocessing")
+    case = {"image": str(data / "imagesTr" / "case_000.nii.gz"), "label": str(data / "labelsTr" / "case_000.nii.gz")}
+    patches = transform(case)
+    assert len(patches) == 2
+    for patch in patches:
+        assert patch["image"].shape == (4, 32, 32, 32) and patch["label"].shape == (3, 32, 32, 32)
+        assert set(torch.unique(patch["label"]).tolist()) <= {0.0, 1.0}
+        assert bool((patch["label"][0] <= patch["label"][1]).all())  # ET inside TC survives nearest resampling
