@@ -21,12 +21,15 @@ from labelzoo.networks import AxialAttention
 
 
 def _time(fn, x: torch.Tensor, repeats: int) -> float:
+    """Fastest of ``repeats`` timed calls after a warm-up call (the minimum is the least noisy on a busy machine)."""
+    times = []
     with torch.no_grad():
-        fn(x)  # warm-up
-        start = time.perf_counter()
+        fn(x)
         for _ in range(repeats):
+            start = time.perf_counter()
             fn(x)
-    return (time.perf_counter() - start) / repeats
+            times.append(time.perf_counter() - start)
+    return min(times)
 
 
 def main() -> None:
