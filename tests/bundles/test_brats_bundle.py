@@ -1,23 +1,23 @@
 """The BraTS axial-attention bundle: its paper and baseline networks, and the baseline variant's real run.
 
-``tests/bundles/test_verify.py`` verifies every bundle (the paper variant included) with a real 1-epoch run;
-here the ablation baseline (``configs/baseline.json``) gets the same real run, and the outputs are checked
-for the BraTS label convention.
+``tests/bundles/test_verify.py`` verifies every bundle with a real 1-epoch run, this one and its ablation
+baseline (``configs/smoke.json`` lists ``configs/baseline.json`` under ``variants``). Here: the networks the
+configs build, the training augmentations, and inference output in the BraTS label convention.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pytest
 import torch
 from monai.bundle import ConfigParser
 from monai.networks.nets import DynUNet
 
-from labelzoo.bundle.verify import format_report, verify_bundle
+from labelzoo.bundle.verify import verify_bundle
 from labelzoo.networks import AxialAttention, AxialDynUNet
 
 BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "brats_mri_axialattention_segmentation"
@@ -59,25 +59,41 @@ def test_baseline_override_is_monais_plain_dynunet() -> None:
         torch.testing.assert_close(plain(x), base(x))
 
 
-def test_baseline_variant_verifies_and_writes_brats_labels(tmp_path: Path) -> None:
-    problems = verify_bundle(BUNDLE, run=True, variant="configs/baseline.json", workdir=tmp_path)
-    assert problems == [], format_report(BUNDLE.name, problems)
-    smoke = tmp_path / "smoke"
-    # the run really used the baseline network (the smoke overrides do not touch the variant's ids)
-    overrides = json.loads((smoke / "overrides" / "train.json").read_text())
-    assert overrides["network_def#attention_levels"] == 0 and overrides["network_def#norm_name"][0] == "BATCH"
-    # inference: one BraTS label map per test image, on the input grid, values in the BraTS convention
-    dataset = json.loads((smoke / "data" / "dataset.json").read_text())
-    source = nib.load(smoke / "data" / dataset["test"][0])
-    (pred_file,) = (smoke / "out_inference").glob("*_seg.nii.gz")
+@pytest.mark.parametrize(("variant", "enhancing"), [(None, 4), ("baseline.json", 3)])
+def test_inference_pipeline_writes_a_brats_label_map(tmp_path: Path, variant: str | None, enhancing: int) -> None:
+    """inference.json's own preprocessing, network, inferer and postprocessing, in-process.
+
+    The real runs of both variants (``python -m monai.bundle run``, 1-epoch training first) are in
+    ``tests/bundles/test_verify.py`` (``configs/smoke.json`` lists ``baseline.json`` under ``variants``).
+    """
+    from labelzoo.data import build_brats_studies
+
+    data = build_brats_studies(tmp_path / "data", n_images=1, n_labeled=0, shape=(40, 40, 32), layout="msd")
+    smoke = json.loads((BUNDLE / "configs" / "smoke.json").read_text())
+    parser = ConfigParser()
+    parser.read_config([str(BUNDLE / "configs" / "inference.json")]
+                       + ([str(BUNDLE / "configs" / variant)] if variant else []))
+    parser.update({**smoke["all"], **smoke["inference"], "dataset_dir": str(data), "output_dir": str(tmp_path / "out"),
+                   "enhancing_label": enhancing, "use_mirroring": False})
+    torch.manual_seed(0)
+    net = parser.get_parsed_content("network").eval()
+    pre, post = parser.get_parsed_content("preprocessing"), parser.get_parsed_content("postprocessing")
+    item = pre(parser.get_parsed_content("datalist")[0])
+    with torch.no_grad():
+        logits = parser.get_parsed_content("inferer")(item["image"][None], net)[0]
+    item["pred"] = logits + torch.linspace(-3, 3, logits.shape[-1])  # some voxels above, some below 0.5
+    post(item)
+    (pred_file,) = (tmp_path / "out").glob("*_seg.nii.gz")
+    source = nib.load(data / "imagesTs" / "case_000.nii.gz")
     pred = nib.load(pred_file)
-    assert pred.shape[:3] == source.shape[:3] and np.allclose(pred.affine, source.affine)
-    assert set(np.unique(np.asarray(pred.dataobj)).tolist()) <= {0, 1, 2, 4}
-    # evaluation: Dice and HD95 per region, per case
-    with open(smoke / "out_evaluate" / "metrics.csv") as f:
-        names = {row[0] for row in csv.reader(f)}
-    assert {f"val_{m}_{r}" for m in ("dice", "hd95") for r in ("ET", "TC", "WT")} <= names
-    assert list((smoke / "out_evaluate" / "predictions").glob("*_seg.nii.gz"))
+    assert pred.shape == source.shape[:3] and np.allclose(pred.affine, source.affine)
+    values = set(np.unique(np.asarray(pred.dataobj)).tolist())
+    assert values <= {0, 1, 2, enhancing} and len(values) > 1
+    # un-cropped into the input grid: nothing outside the bounding box of the non-zero (brain) voxels
+    outside = np.ones(source.shape[:3], bool)
+    box = np.nonzero(np.asarray(source.dataobj).sum(-1))
+    outside[tuple(slice(i.min(), i.max() + 1) for i in box)] = False
+    assert not np.asarray(pred.dataobj)[outside].any()
 
 
 def test_region_def_must_name_every_network_channel(tmp_path: Path) -> None:
@@ -97,3 +113,21 @@ def test_region_def_must_name_every_network_channel(tmp_path: Path) -> None:
     assert "region_def must name each network output channel 0..2" in where[
         "network_data_format#outputs#pred#region_def"]
     assert "must include 0 (background)" in where["network_data_format#outputs#pred#channel_def"]
+
+
+def test_every_training_augmentation_runs(tmp_path: Path) -> None:
+    """With every augmentation's probability at 1, the training transforms give image/region patches."""
+    from labelzoo.data import build_brats_studies
+
+    data = build_brats_studies(tmp_path / "data", n_images=1, n_labeled=1, shape=(40, 40, 32), layout="msd")
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLE / "configs" / "train.json"))
+    parser.update({"aug_prob": 1.0, "patch_size": [32, 32, 32], "num_samples": 2})
+    transform = parser.get_parsed_content("train#preprocessing")
+    case = {"image": str(data / "imagesTr" / "case_000.nii.gz"), "label": str(data / "labelsTr" / "case_000.nii.gz")}
+    patches = transform(case)
+    assert len(patches) == 2
+    for patch in patches:
+        assert patch["image"].shape == (4, 32, 32, 32) and patch["label"].shape == (3, 32, 32, 32)
+        assert set(torch.unique(patch["label"]).tolist()) <= {0.0, 1.0}
+        assert bool((patch["label"][0] <= patch["label"][1]).all())  # ET inside TC survives nearest resampling
