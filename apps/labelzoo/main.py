@@ -72,7 +72,7 @@ class LabelZooApp(MONAILabelApp):
         if scoring_model and scoring_model not in inferable:
             raise LabelZooError(f"--conf scoring_model {scoring_model!r} is not a served bundle with inference; "
                                 f"served: {', '.join(inferable) or 'none'}")
-        self.scoring_model = scoring_model or (inferable[0] if inferable else None)
+        self.scoring_model = scoring_model or None  # default chosen from the studies in _scoring_parts
         self.skip_scoring = conf_bool(conf, "skip_scoring")
         self.skip_trainers = conf_bool(conf, "skip_trainers")
         self.save_original = conf_bool(conf, "save_original")
@@ -120,11 +120,33 @@ class LabelZooApp(MONAILabelApp):
             return {}
         return {n: LabelZooTrainTask(b, self.conf, self.device) for n, b in self.bundles.items() if b.has_train}
 
+    def _default_scoring_model(self) -> str | None:
+        """The first served bundle whose input fits the studies' first image (else the first served bundle).
+
+        With ``models=all`` the CT demo studies are served next to 4-channel MRI and 2D bundles: scoring
+        must rank with a model that can read the images.
+        """
+        inferable = [n for n, b in self.bundles.items() if b.has_infer]
+        try:
+            images = sorted(self._datastore.list_images())
+            path = self._datastore.get_image_uri(images[0]) if images else ""
+            shape = read_shape(path) if path and os.path.exists(path) else None
+        except (LabelZooError, OSError, ValueError) as e:
+            logger.warning("cannot read the first image to choose the scoring model: %s", e)
+            shape = None
+        if shape is not None:
+            for name in inferable:
+                info = self.bundles[name]
+                if geometry_error(shape, info.spatial_dims, info.channels) is None:
+                    return name
+        return inferable[0] if inferable else None
+
     def _scoring_parts(self) -> dict[str, Any]:
         """Score board, worker and scoring methods, built once (strategies and scoring methods share them)."""
         if self._scoring is None:
             parts: dict[str, Any] = {"board": None, "worker": None, "methods": {}}
             methods: dict[str, Any] = {}
+            self.scoring_model = self.scoring_model or self._default_scoring_model()
             task = self._infers.get(self.scoring_model) if self.scoring_model else None
             if task is not None:
                 board = ScoreBoard(self.scoring_model, task.weights_version)

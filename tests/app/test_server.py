@@ -37,3 +37,9 @@ def test_every_repository_bundle_is_served_trained_or_not(live_server):
         trained = (bundles_dir() / name / "models" / "model.pt").is_file()
         assert info["models"][name]["trained"] is trained
     assert {"epistemic", "tta", "hybrid"} <= set(info["strategies"])
+
+
+def test_default_scoring_model_reads_the_studies(live_server):
+    # brats (4-channel MRI) sorts before btcv (1-channel CT): the default must be a model that reads CT
+    info = live_server.client().info()
+    assert info["labelzoo"]["scoring_model"] == "btcv_ct_unetr_segmentation"
