@@ -257,6 +257,7 @@ class ExperimentPlanner:
             "fullres_target_spacing": target,
             "slice_axis": axis,
             "is_3d": is_3d,
+            "file_ndim": int(fingerprint.get("file_ndim", 3)),
             "normalization": self.normalization(fingerprint),
             "foreground_sampling_ratio": self.foreground_sampling_ratio,
             "foreground_intensity_properties_per_channel": fingerprint["foreground_intensity_properties_per_channel"],
