@@ -41,7 +41,7 @@ def test_plan_train_infer(msd_dataset: Path, tmp_path: Path) -> None:
     image = nib.load(msd_dataset / "imagesTs" / "case_003.nii.gz")
     pred = nib.load(pred_file)
     assert pred.shape == image.shape and np.allclose(pred.affine, image.affine)
-    assert set(np.unique(np.asanyarray(pred.dataobj)).tolist()) <= {0, 1, 3, 6}  # dataset label values
+    assert set(np.unique(np.asanyarray(pred.dataobj)).tolist()) <= {0, 1, 2, 3}  # channel_def class indices
 
 
 def test_plan_fingerprint_cli_reports_bad_cases(msd_dataset: Path, tmp_path: Path) -> None:
@@ -57,6 +57,18 @@ def test_plan_fingerprint_cli_reports_bad_cases(msd_dataset: Path, tmp_path: Pat
     assert "labelzoo: error: dataset" in proc.stderr and "Traceback" not in proc.stderr
     assert "case_001: label file labelsTr/case_001.nii.gz does not exist" in proc.stderr
     assert "case_002: image file imagesTr/case_002.nii.gz does not exist" in proc.stderr
+
+
+@pytest.mark.slow
+def test_planned_bundles_pass_verify_with_runs(msd_dataset: Path, tmp_path: Path) -> None:
+    """`labelzoo bundle verify` with its real runs (train, evaluate, inference on its own synthetic data)."""
+    from labelzoo.bundle.verify import format_report, verify_bundle
+
+    out = tmp_path / "planned"
+    _run([sys.executable, "-m", "labelzoo.cli", "plan", str(msd_dataset), "--out", str(out)])
+    for bundle in sorted(p for p in out.iterdir() if p.is_dir()):
+        problems = verify_bundle(bundle, run=True, workdir=tmp_path / "verify" / bundle.name)
+        assert not problems, format_report(bundle, problems)
 
 
 @pytest.mark.slow

@@ -33,7 +33,16 @@ def _workflow(bundle: Path, files: list[str], workflow_type: str, **overrides):
     return wf
 
 
-def _check_training_step(bundle: Path, plan_cfg: dict, in_channels: int) -> None:
+def _verify(bundle: Path) -> None:
+    """`labelzoo bundle verify` without the runs: zoo layout, metadata schema, MONAI Label ids and keys,
+    verify_net_in_out and the TorchScript round-trip (the runs are covered in tests/bundles)."""
+    from labelzoo.bundle.verify import format_report, verify_bundle
+
+    problems = verify_bundle(bundle, run=False)
+    assert not problems, format_report(bundle, problems)
+
+
+def _check_training_step(bundle: Path, plan_cfg: dict, in_channels: int, **infer_overrides) -> None:
     wf = _workflow(bundle, ["train.json"], "train", num_workers=0, cache_rate=0.0)
     assert not wf.check_properties()  # every required train property is there and consistent
     parser = wf.parser
@@ -48,7 +57,7 @@ def _check_training_step(bundle: Path, plan_cfg: dict, in_channels: int) -> None
     assert out.shape[:3] == (1, n_heads, 4)  # deep supervision heads, 4 classes (0, 1, 3, 6 -> 0..3)
     loss = parser.get_parsed_content("loss")(out, sample["label"][None])
     assert torch.isfinite(loss)
-    infer = _workflow(bundle, ["inference.json"], "infer")
+    infer = _workflow(bundle, ["inference.json"], "infer", **infer_overrides)
     assert not infer.check_properties()
 
 
@@ -64,7 +73,10 @@ def test_fullres_and_2d_bundles(planned, msd_dataset: Path) -> None:
             assert (bundle / f).is_file(), f
         meta = json.loads((bundle / "configs" / "metadata.json").read_text())
         assert meta["version"] in meta["changelog"] and "labelzoo" in meta["required_packages_version"]
-        assert meta["network_data_format"]["outputs"]["pred"]["channel_def"] == plans["labels"]
+        # contiguous class indices in the order of the dataset's label values (1, 3, 6 -> 1, 2, 3)
+        assert meta["network_data_format"]["outputs"]["pred"]["channel_def"] == {
+            "0": "background", "1": "spleen", "2": "left kidney", "3": "liver"}
+        _verify(bundle)
         assert "/work/" not in (bundle / "configs" / "train.json").read_text().replace(str(msd_dataset.resolve()), "")
     _check_training_step(written[0], plans["configurations"]["3d_fullres"], 1)
     _check_training_step(written[1], plans["configurations"]["2d"], 1)
@@ -90,9 +102,16 @@ def test_cascade_takes_stage1_onehot_as_input(planned, msd_dataset: Path) -> Non
     preds.mkdir(parents=True)
     for case in fp["cases"]:
         shutil.copy(msd_dataset / case["label"], preds / f"{case['case_id']}_seg.nii.gz")
+    _verify(cascade)
+    _verify(lowres)
     net = json.loads((cascade / "configs" / "train.json").read_text())["network_def"]
     assert net["in_channels"] == 1 + 4
-    _check_training_step(cascade, cfg, 1 + 4)
+    _check_training_step(cascade, cfg, 1 + 4, stage1_checkpoint=None)
+    # inference: stage 1 runs inside the inferer, on an image-only input
+    wf = _workflow(cascade, ["inference.json"], "infer", stage1_checkpoint=None)
+    inferer, net2 = wf.parser.get_parsed_content("inferer"), wf.parser.get_parsed_content("network_def")
+    image = torch.randn(1, 1, *cfg["patch_size"])
+    assert inferer(image, net2.eval()).shape == (1, 4, *cfg["patch_size"])
 
 
 def test_pure_helpers() -> None:

@@ -10,7 +10,9 @@ window), batch size, DynUNet strides / kernels / features, deep supervision, for
 (``RandCropByLabelClassesd``: a crop is centred on a random foreground class with probability
 ``foreground_sampling_ratio`` > 1/3), cross-validation folds, and for ``3d_cascade_fullres`` the
 stage-1 (``3d_lowres``) segmentation, resampled to full resolution and one-hot encoded, as extra input
-channels (data key ``prev``).
+channels: in training it is read from stage 1's cross-validation predictions as a second ``label`` channel
+(:class:`~labelzoo.planning.transforms.SplitPreviousStaged`), at inference stage 1 runs inside the inferer
+(:class:`~labelzoo.planning.cascade.CascadeInferer`), so the data keys stay ``image`` / ``label`` / ``pred``.
 """
 
 from __future__ import annotations
@@ -82,6 +84,12 @@ def label_maps(plans: dict) -> tuple[list[int], list[int]]:
     return values, list(range(len(values)))
 
 
+def channel_def(plans: dict) -> dict[str, str]:
+    """Output channel -> class name. The network predicts contiguous class indices in the order of the
+    dataset's label values (nnU-Net requires consecutive labels; other values are mapped on loading)."""
+    return {str(i): plans["labels"][str(v)] for i, v in enumerate(label_maps(plans)[0])}
+
+
 def deep_supr_num(num_stages: int) -> int:
     """Deep-supervision heads beside the main output: every decoder level but the lowest (nnU-Net v2)."""
     return max(1, min(num_stages - 3, num_stages - 2))
@@ -130,10 +138,9 @@ def deterministic_transforms(plans: dict, cfg: dict, keys: list[str], cascade: b
               "channels": "@normalization"})
     if seg_keys and values != classes:
         t.append({"_target_": "MapLabelValued", "keys": seg_keys, "orig_labels": values, "target_labels": classes})
-    if cascade:
-        t += [{"_target_": "AsDiscreted", "keys": "prev", "to_onehot": len(classes)},
-              {"_target_": "ConcatItemsd", "keys": ["image", "prev"], "name": "image"},
-              {"_target_": "DeleteItemsd", "keys": "prev"}]
+    if cascade and has_label:  # stage-1 segmentation (label channel 1) -> one-hot image channels
+        t.append({"_target_": "labelzoo.planning.transforms.SplitPreviousStaged", "keys": "label",
+                  "image_key": "image", "num_classes": len(classes)})
     return t
 
 
@@ -229,19 +236,20 @@ def _common(plans: dict, cfg: dict, dataset_dir: str, cascade: bool) -> dict:
 def train_config(plans: dict, cfg: dict, dataset_dir: str, cascade: bool = False,
                  previous_stage_bundle: str | None = None) -> dict:
     """``train.json``: SGD + poly LR, Dice+CE with deep supervision, fold-based train / validation split."""
-    keys = ["image", "label"] + (["prev"] if cascade else [])
+    keys = ["image", "label"]
     n = len(plans["labels"])
     conf = _common(plans, cfg, dataset_dir, cascade)
-    prev = ("$[dict(d, prev=os.path.join(@previous_stage_dir, d['case_id'] + '_seg.nii.gz')) for d in "
-            "monai.data.load_decathlon_datalist(@datalist_file, True, 'training', @dataset_dir)]")
+    # cascade: 'label' = [ground truth, stage-1 cross-validation prediction] (see SplitPreviousStaged)
+    prev = ("$[dict(d, label=[d['label'], os.path.join(@previous_stage_dir, d['case_id'] + '_seg.nii.gz')]) "
+            "for d in monai.data.load_decathlon_datalist(@datalist_file, True, 'training', @dataset_dir)]")
     conf.update({
         "previous_stage_bundle": previous_stage_bundle,
         "datalist_file": "$@bundle_root + '/configs/datalist.json'",
         "datalist": prev if cascade else
         "$monai.data.load_decathlon_datalist(@datalist_file, True, 'training', @dataset_dir)",
         "fold": 0,
-        "train_datalist": "$[d for d in @datalist if d['fold'] != @fold] or @datalist",
-        "val_datalist": "$[d for d in @datalist if d['fold'] == @fold] or @datalist[:1]",
+        "train_datalist": "$[d for d in @datalist if d.get('fold', -1) != @fold] or @datalist",
+        "val_datalist": "$[d for d in @datalist if d.get('fold', -1) == @fold] or @datalist[:1]",
         "num_epochs": DEFAULT_EPOCHS,
         "iterations_per_epoch": ITERATIONS_PER_EPOCH,
         "batch_size": cfg["batch_size"],
@@ -317,19 +325,34 @@ def train_config(plans: dict, cfg: dict, dataset_dir: str, cascade: bool = False
 
 
 def inference_config(plans: dict, cfg: dict, dataset_dir: str, cascade: bool = False,
-                     previous_stage_bundle: str | None = None) -> dict:
+                     previous_stage_bundle: str | None = None, stage1_cfg: dict | None = None) -> dict:
     """``inference.json``: sliding-window (or slice-wise) softmax, inverted to the input geometry, argmax,
-    mapped back to the dataset's label values, optional largest-component post-processing, saved."""
-    keys = ["image"] + (["prev"] if cascade else [])
-    values, classes = label_maps(plans)
+    optional largest-component post-processing, saved. The prediction holds class indices (``channel_def``)."""
+    keys = ["image"]
     conf = _common(plans, cfg, dataset_dir, cascade)
-    if cascade:
-        conf["previous_stage_bundle"] = previous_stage_bundle
-        conf["previous_stage_dir"] = "$@bundle_root + '/../' + @previous_stage_bundle + '/eval'"
-        data = ("$[{'image': i, 'prev': os.path.join(@previous_stage_dir, os.path.basename(i).split('.')[0]"
-                " + '_seg.nii.gz')} for i in sorted(glob.glob(@dataset_dir + '/imagesTs/*.nii*'))]")
-    else:
-        data = "$[{'image': i} for i in sorted(glob.glob(@dataset_dir + '/imagesTs/*.nii*'))]"
+    # Inference needs no deep-supervision heads; without them DynUNet is TorchScript-able. The training
+    # checkpoint's extra head weights are skipped (strict=False, as MONAI Label loads bundles).
+    conf["network_def"]["deep_supervision"] = False
+    data = "$[{'image': i} for i in sorted(glob.glob(@dataset_dir + '/imagesTs/*.nii*'))]"
+    inferer = _inferer(plans, cfg)
+    if cascade:  # stage 1 runs inside the inferer: the bundle takes only 'image'
+        if stage1_cfg is None:
+            raise LabelZooError("the cascade needs the 3d_lowres configuration in the plans")
+        conf.pop("previous_stage_dir", None)
+        stage1 = network_def(plans, stage1_cfg, cascade=False)
+        stage1["deep_supervision"] = False
+        ratio = [lo / fu for lo, fu in zip(stage1_cfg["spacing"], cfg["spacing"], strict=True)]
+        conf.update({
+            "previous_stage_bundle": previous_stage_bundle,
+            "stage1_network_def": stage1,
+            "stage1_checkpoint": "$@bundle_root + '/../' + @previous_stage_bundle + '/models/model.pt'",
+            "stage1_patch_size": stage1_cfg["patch_size"],
+        })
+        inferer = {"_target_": "labelzoo.planning.cascade.CascadeInferer", "stage1_network": "@stage1_network_def",
+                   "stage1_checkpoint": "@stage1_checkpoint", "roi_size": "@patch_size",
+                   "stage1_roi_size": "@stage1_patch_size", "spacing_ratio": ratio,
+                   "num_classes": len(plans["labels"]), "sw_batch_size": "@sw_batch_size", "overlap": 0.5,
+                   "mode": "gaussian"}
     post: list[dict] = [
         {"_target_": "Activationsd", "keys": "pred", "softmax": True},
         {"_target_": "Invertd", "keys": "pred", "transform": "@preprocessing", "orig_keys": "image",
@@ -338,8 +361,6 @@ def inference_config(plans: dict, cfg: dict, dataset_dir: str, cascade: bool = F
     ]
     post.append({"_target_": "KeepLargestConnectedComponentd", "keys": "pred",
                  "applied_labels": "@postprocessing_lcc_classes", "independent": True, "connectivity": None})
-    if values != classes:
-        post.append({"_target_": "MapLabelValued", "keys": "pred", "orig_labels": classes, "target_labels": values})
     post.append({"_target_": "SaveImaged", "keys": "pred", "output_dir": "@output_dir", "output_postfix": "seg",
                  "separate_folder": False, "resample": False, "output_dtype": "$numpy.uint8", "print_log": False})
     conf.update({
@@ -350,10 +371,10 @@ def inference_config(plans: dict, cfg: dict, dataset_dir: str, cascade: bool = F
         "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": "@preprocessing"},
         "dataloader": {"_target_": "DataLoader", "dataset": "@dataset", "batch_size": 1, "shuffle": False,
                        "num_workers": 2},
-        "inferer": _inferer(plans, cfg),
+        "inferer": inferer,
         "postprocessing": {"_target_": "Compose", "transforms": post},
         "handlers": [{"_target_": "CheckpointLoader", "load_path": "$@ckpt_dir + '/model.pt'",
-                      "load_dict": {"model": "@network"}, "map_location": "@device"},
+                      "load_dict": {"model": "@network"}, "map_location": "@device", "strict": False},
                      {"_target_": "StatsHandler", "iteration_log": False}],
         "evaluator": {"_target_": "SupervisedEvaluator", "device": "@device", "val_data_loader": "@dataloader",
                       "network": "@network", "inferer": "@inferer", "postprocessing": "@postprocessing",
@@ -402,6 +423,35 @@ def evaluate_config() -> dict:
     }
 
 
+def smoke_config(plans: dict, cfg: dict, cascade: bool, stage1_strides: list | None = None) -> dict:
+    """``configs/smoke.json`` for ``labelzoo bundle verify``: synthetic data one patch large at the planned
+    spacing, a narrow network (same topology), one iteration. The cascade uses a label as stand-in for the
+    stage-1 prediction."""
+    values, _ = label_maps(plans)
+    crop, squeeze_axis = _crop_size(plans, cfg)
+    size, spacing = list(crop), [float(s) for s in cfg["spacing"]]
+    if squeeze_axis is not None:
+        size[squeeze_axis] = 4
+        spacing.insert(squeeze_axis, float(plans["fullres_target_spacing"][squeeze_axis]))
+    decathlon = "monai.data.load_decathlon_datalist(@dataset_dir + '/dataset.json', True, 'training', @dataset_dir)"
+    train: dict[str, Any] = {"num_epochs": 1, "iterations_per_epoch": 1, "val_interval": 1, "batch_size": 2,
+                             "cache_rate": 0.0, "datalist_file": "$@dataset_dir + '/dataset.json'"}
+    inference: dict[str, Any] = {}
+    if cascade:  # the label stands in for the stage-1 prediction; an untrained stage 1 runs at inference
+        train["datalist"] = f"$[dict(d, label=[d['label'], d['label']]) for d in {decathlon}]"
+        inference["stage1_checkpoint"] = "$None"
+        inference["stage1_network_def#filters"] = [8 * 2 ** min(i, 3) for i in range(len(stage1_strides or []))]
+    return {
+        "data": {"spatial_size": size, "spacing": spacing, "label_values": values, "num_training": 3,
+                 "num_test": 1, "patch_size": cfg["patch_size"]},
+        "all": {"network_def#filters": [8 * 2 ** min(i, 3) for i in range(len(cfg["strides"]))],
+                "num_workers": 0, "sw_batch_size": 1},
+        "train": train,
+        "evaluate": {},
+        "inference": inference,
+    }
+
+
 def metadata(plans: dict, configuration: str, cfg: dict, name: str, cascade: bool) -> dict:
     """``metadata.json`` (model-zoo schema); ``channel_def`` of ``pred`` holds the dataset's label values."""
     import monai
@@ -437,7 +487,9 @@ def metadata(plans: dict, configuration: str, cfg: dict, name: str, cascade: boo
         "data_type": "nibabel",
         "image_classes": ", ".join(f"channel {k}: {v}" for k, v in channel_def_in.items()),
         "label_classes": ", ".join(f"{k}: {v}" for k, v in plans["labels"].items()),
-        "pred_classes": ", ".join(f"{k}: {v}" for k, v in plans["labels"].items()),
+        "pred_classes": ", ".join(f"{k}: {v}" for k, v in channel_def(plans).items())
+        + ("" if label_maps(plans)[0] == label_maps(plans)[1] else
+           " (class indices; dataset label values " + ", ".join(map(str, label_maps(plans)[0])) + " in this order)"),
         "eval_metrics": {"mean_dice": None},
         "intended_use": "Research; train on your own data with `labelzoo train-cv` before use.",
         "references": [
@@ -454,7 +506,7 @@ def metadata(plans: dict, configuration: str, cfg: dict, name: str, cascade: boo
             "outputs": {"pred": {
                 "type": "image", "format": "segmentation", "num_channels": n_classes,
                 "spatial_shape": cfg["patch_size"], "dtype": "float32", "value_range": [0, 1],
-                "is_patch_data": True, "channel_def": {str(k): v for k, v in plans["labels"].items()},
+                "is_patch_data": True, "channel_def": channel_def(plans),
             }},
         },
     }
@@ -500,10 +552,10 @@ def readme(plans: dict, configuration: str, cfg: dict, name: str, cascade: bool,
     cascade_txt = ""
     if cascade:
         cascade_txt = (f"\n## Cascade\n\nStage 2 of the cascade: the input is the image plus the one-hot segmentation "
-                       f"of stage 1 (`{previous}`), resampled to this bundle's spacing. Train and run `{previous}` "
+                       f"of stage 1 (`{previous}`), resampled to this bundle's spacing. Train `{previous}` "
                        "first: training reads its cross-validation predictions from "
-                       "`../<stage-1>/cv/predictions/<case>_seg.nii.gz` (written by `labelzoo train-cv`), inference "
-                       "its outputs from `../<stage-1>/eval`.\n")
+                       "`../<stage-1>/cv/predictions/<case>_seg.nii.gz` (written by `labelzoo train-cv`); inference "
+                       "runs stage 1 itself (`CascadeInferer`, weights `../<stage-1>/models/model.pt`).\n")
     return f"""# {name}
 
 DynUNet for **{plans['dataset_name']}**, configuration `{configuration}`, planned by LabelZoo's self-configuring
@@ -561,11 +613,15 @@ def emit_bundle(plans: dict, configuration: str, out_dir: str | Path, dataset_di
     datalist = {"training": [{"case_id": c["case_id"], "image": c["image"] if len(c["image"]) > 1 else c["image"][0],
                               "label": c["label"], "fold": folds[c["case_id"]]} for c in plans.get("cases", [])]}
     write_json_atomic(root / "configs" / "train.json", train_config(plans, cfg, dataset_dir, cascade, previous))
-    write_json_atomic(root / "configs" / "inference.json", inference_config(plans, cfg, dataset_dir, cascade, previous))
+    stage1 = configs.get("3d_lowres") if cascade else None
+    write_json_atomic(root / "configs" / "inference.json",
+                      inference_config(plans, cfg, dataset_dir, cascade, previous, stage1))
     write_json_atomic(root / "configs" / "evaluate.json", evaluate_config())
     write_json_atomic(root / "configs" / "multi_gpu_train.json", multi_gpu_train_config())
     write_json_atomic(root / "configs" / "metadata.json", metadata(plans, configuration, cfg, name, cascade))
     write_json_atomic(root / "configs" / "datalist.json", datalist)
+    write_json_atomic(root / "configs" / "smoke.json",
+                      smoke_config(plans, cfg, cascade, stage1["strides"] if stage1 else None))
     write_json_atomic(root / "configs" / "plan.json", {"configuration": configuration, **cfg})
     (root / "configs" / "logging.conf").write_text(LOGGING_CONF)
     (root / "docs").mkdir(parents=True, exist_ok=True)

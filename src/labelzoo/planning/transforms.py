@@ -110,3 +110,38 @@ class DeepSupervisionDiceCELoss(torch.nn.Module):
         weights = torch.tensor([0.5**i for i in range(len(heads))])
         weights = weights / weights.sum()
         return sum(w * self.loss(h, target) for w, h in zip(weights.tolist(), heads, strict=True))
+
+
+class SplitPreviousStaged(MapTransform):
+    """Cascade stage 2 in training: the stage-1 segmentation travels as a second ``label`` channel; move it,
+    one-hot encoded, to the end of ``image``'s channels and keep the ground truth in ``label``.
+
+    Carrying the stage-1 map inside ``label`` keeps the data keys to ``image`` / ``label`` and lets every
+    spatial transform (nearest resampling, crops, flips) treat it exactly like the label.
+
+    Args:
+        keys: the label key (``label``); its channel 0 is the ground truth, channel 1 the stage-1 map, both
+            in contiguous class indices.
+        image_key: the image the one-hot channels are appended to.
+        num_classes: classes of the one-hot encoding (background included).
+    """
+
+    def __init__(self, keys: KeysCollection, image_key: str = "image", num_classes: int = 2,
+                 allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        self.image_key = image_key
+        self.num_classes = int(num_classes)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        from monai.networks.utils import one_hot
+
+        d = dict(data)
+        for key in self.key_iterator(d):
+            label = d[key]
+            if label.shape[0] != 2:
+                raise ValueError(f"{key}: expected 2 channels (ground truth, stage-1 segmentation), got "
+                                 f"{label.shape[0]}; give 'label' as [label file, stage-1 prediction file]")
+            prev = one_hot(torch.as_tensor(label[1:2]).round().long(), self.num_classes, dim=0)
+            d[key] = label[0:1]
+            d[self.image_key] = torch.cat([d[self.image_key], prev.to(torch.as_tensor(d[self.image_key]).dtype)], 0)
+        return d
