@@ -14,6 +14,7 @@ from labelzoo import __version__
 from labelzoo.data import build_sample_studies
 from labelzoo.errors import LabelZooError
 from labelzoo.planning import commands as plan_commands
+from labelzoo.planning import crossval as plan_crossval
 from labelzoo.serve import serve
 
 
@@ -76,6 +77,8 @@ COMMANDS = {
     "sample-data": sample_data,
     "version": version,
     # `labelzoo plan DATASET` runs fingerprint + plan + emit; `labelzoo plan fingerprint DATASET` one stage.
+    "train-cv": plan_crossval.train_cv,
+    "find-best": plan_crossval.find_best,
     "plan": {
         "run": plan_commands.run,
         "fingerprint": plan_commands.fingerprint,

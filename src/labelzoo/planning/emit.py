@@ -29,6 +29,7 @@ import numpy as np
 import labelzoo
 from labelzoo.errors import LabelZooError
 from labelzoo.io import write_json_atomic
+from labelzoo.planning.choose import lcc_candidates
 
 logger = logging.getLogger(__name__)
 
@@ -136,11 +137,11 @@ def deterministic_transforms(plans: dict, cfg: dict, keys: list[str], cascade: b
               "mode": ["bilinear" if k == "image" else "nearest" for k in keys]})
     t.append({"_target_": "labelzoo.planning.transforms.PlannedNormalized", "keys": "image",
               "channels": "@normalization"})
-    if seg_keys and values != classes:
-        t.append({"_target_": "MapLabelValued", "keys": seg_keys, "orig_labels": values, "target_labels": classes})
-    if cascade and has_label:  # stage-1 segmentation (label channel 1) -> one-hot image channels
+    if cascade and has_label:  # stage-1 segmentation (label channel 1, class indices) -> one-hot image channels
         t.append({"_target_": "labelzoo.planning.transforms.SplitPreviousStaged", "keys": "label",
                   "image_key": "image", "num_classes": len(classes)})
+    if seg_keys and values != classes:  # dataset label values -> contiguous class indices
+        t.append({"_target_": "MapLabelValued", "keys": seg_keys, "orig_labels": values, "target_labels": classes})
     return t
 
 
@@ -437,15 +438,28 @@ def smoke_config(plans: dict, cfg: dict, cascade: bool, stage1_strides: list | N
     train: dict[str, Any] = {"num_epochs": 1, "iterations_per_epoch": 1, "val_interval": 1, "batch_size": 2,
                              "cache_rate": 0.0, "datalist_file": "$@dataset_dir + '/dataset.json'"}
     inference: dict[str, Any] = {}
-    if cascade:  # the label stands in for the stage-1 prediction; an untrained stage 1 runs at inference
+    every: dict[str, Any] = {"network_def#filters": [8 * 2 ** min(i, 3) for i in range(len(cfg["strides"]))],
+                             "num_workers": 0, "sw_batch_size": 1}
+    if cascade:
+        # verify writes images with the network's input channels (image + one-hot stage 1); the extra
+        # channels pass through unnormalised, the label stands in for the stage-1 prediction, an untrained
+        # stage 1 runs at inference, and the run networks take the extra one-hot channels on top.
+        n_img, n_cls = len(plans["channel_names"]), len(values)
+        every["normalization"] = plans["normalization"] + [
+            {"channel": n_img + i, "name": "smoke", "scheme": "NoNormalization", "use_mask": False}
+            for i in range(n_cls)]
         train["datalist"] = f"$[dict(d, label=[d['label'], d['label']]) for d in {decathlon}]"
+        train["network_def#in_channels"] = n_img + 2 * n_cls
+        inference["network_def#in_channels"] = n_img + 2 * n_cls
         inference["stage1_checkpoint"] = "$None"
+        inference["stage1_network_def#in_channels"] = n_img + n_cls
         inference["stage1_network_def#filters"] = [8 * 2 ** min(i, 3) for i in range(len(stage1_strides or []))]
     return {
-        "data": {"spatial_size": size, "spacing": spacing, "label_values": values, "num_training": 3,
+        # the cascade's stand-in stage-1 map must hold class indices: paint those
+        "data": {"spatial_size": size, "spacing": spacing,
+                 "label_values": list(range(len(values))) if cascade else values, "num_training": 3,
                  "num_test": 1, "patch_size": cfg["patch_size"]},
-        "all": {"network_def#filters": [8 * 2 ** min(i, 3) for i in range(len(cfg["strides"]))],
-                "num_workers": 0, "sw_batch_size": 1},
+        "all": every,
         "train": train,
         "evaluate": {},
         "inference": inference,
@@ -622,7 +636,12 @@ def emit_bundle(plans: dict, configuration: str, out_dir: str | Path, dataset_di
     write_json_atomic(root / "configs" / "datalist.json", datalist)
     write_json_atomic(root / "configs" / "smoke.json",
                       smoke_config(plans, cfg, cascade, stage1["strides"] if stage1 else None))
-    write_json_atomic(root / "configs" / "plan.json", {"configuration": configuration, **cfg})
+    values = label_maps(plans)[0]
+    write_json_atomic(root / "configs" / "plan.json", {
+        "configuration": configuration, **cfg,
+        # classes whose every training label is one connected component: largest-component post-processing
+        # is tried on them after cross-validation (labelzoo find-best)
+        "lcc_candidates": lcc_candidates(plans.get("cases", []), values[1:])})
     (root / "configs" / "logging.conf").write_text(LOGGING_CONF)
     (root / "docs").mkdir(parents=True, exist_ok=True)
     (root / "docs" / "README.md").write_text(readme(plans, configuration, cfg, name, cascade, previous))
