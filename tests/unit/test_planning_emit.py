@@ -103,7 +103,6 @@ def test_cascade_takes_stage1_onehot_as_input(planned, msd_dataset: Path) -> Non
     for case in fp["cases"]:
         shutil.copy(msd_dataset / case["label"], preds / f"{case['case_id']}_seg.nii.gz")
     _verify(cascade)
-    _verify(lowres)
     net = json.loads((cascade / "configs" / "train.json").read_text())["network_def"]
     assert net["in_channels"] == 1 + 4
     _check_training_step(cascade, cfg, 1 + 4, stage1_checkpoint=None)

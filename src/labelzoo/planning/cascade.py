@@ -37,6 +37,7 @@ class CascadeInferer(Inferer):
         sw_batch_size: windows per forward pass.
         overlap: window overlap.
         mode: window blending (``gaussian`` as nnU-Net, or ``constant``).
+        image_channels: leading input channels that are the image (``None``: all); others are dropped.
 
     Example:
         >>> from monai.networks.nets import DynUNet
@@ -49,7 +50,8 @@ class CascadeInferer(Inferer):
 
     def __init__(self, stage1_network: torch.nn.Module, stage1_checkpoint: str | Path | None,
                  roi_size: Sequence[int], stage1_roi_size: Sequence[int], spacing_ratio: Sequence[float],
-                 num_classes: int, sw_batch_size: int = 1, overlap: float = 0.5, mode: str = "gaussian"):
+                 num_classes: int, sw_batch_size: int = 1, overlap: float = 0.5, mode: str = "gaussian",
+                 image_channels: int | None = None):
         super().__init__()
         if len(roi_size) != len(stage1_roi_size) or len(roi_size) != len(spacing_ratio):
             raise ValueError("roi_size, stage1_roi_size and spacing_ratio must have one entry per spatial axis, got "
@@ -69,6 +71,7 @@ class CascadeInferer(Inferer):
         self.sw_batch_size = sw_batch_size
         self.overlap = overlap
         self.mode = mode
+        self.image_channels = image_channels
 
     def stage1_onehot(self, inputs: torch.Tensor) -> torch.Tensor:
         """One-hot stage-1 segmentation of ``inputs`` at the input's grid."""
@@ -83,6 +86,8 @@ class CascadeInferer(Inferer):
         return one_hot(probs.argmax(1, keepdim=True), self.num_classes, dim=1).to(inputs.dtype)
 
     def __call__(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if self.image_channels:
+            inputs = inputs[:, : self.image_channels]
         with torch.no_grad():
             prev = self.stage1_onehot(inputs)
         x = torch.cat([inputs, prev.to(inputs.device)], 1)

@@ -139,7 +139,8 @@ def deterministic_transforms(plans: dict, cfg: dict, keys: list[str], cascade: b
               "channels": "@normalization"})
     if cascade and has_label:  # stage-1 segmentation (label channel 1, class indices) -> one-hot image channels
         t.append({"_target_": "labelzoo.planning.transforms.SplitPreviousStaged", "keys": "label",
-                  "image_key": "image", "num_classes": len(classes)})
+                  "image_key": "image", "num_classes": len(classes),
+                  "image_channels": len(plans["channel_names"])})
     if seg_keys and values != classes:  # dataset label values -> contiguous class indices
         t.append({"_target_": "MapLabelValued", "keys": seg_keys, "orig_labels": values, "target_labels": classes})
     return t
@@ -353,7 +354,7 @@ def inference_config(plans: dict, cfg: dict, dataset_dir: str, cascade: bool = F
                    "stage1_checkpoint": "@stage1_checkpoint", "roi_size": "@patch_size",
                    "stage1_roi_size": "@stage1_patch_size", "spacing_ratio": ratio,
                    "num_classes": len(plans["labels"]), "sw_batch_size": "@sw_batch_size", "overlap": 0.5,
-                   "mode": "gaussian"}
+                   "mode": "gaussian", "image_channels": len(plans["channel_names"])}
     post: list[dict] = [
         {"_target_": "Activationsd", "keys": "pred", "softmax": True},
         {"_target_": "Invertd", "keys": "pred", "transform": "@preprocessing", "orig_keys": "image",
@@ -442,17 +443,14 @@ def smoke_config(plans: dict, cfg: dict, cascade: bool, stage1_strides: list | N
                              "num_workers": 0, "sw_batch_size": 1}
     if cascade:
         # verify writes images with the network's input channels (image + one-hot stage 1); the extra
-        # channels pass through unnormalised, the label stands in for the stage-1 prediction, an untrained
-        # stage 1 runs at inference, and the run networks take the extra one-hot channels on top.
+        # channels pass the normalisation and are dropped before the stage-1 one-hot is appended
+        # (image_channels); the label stands in for the stage-1 prediction; an untrained stage 1 runs.
         n_img, n_cls = len(plans["channel_names"]), len(values)
         every["normalization"] = plans["normalization"] + [
             {"channel": n_img + i, "name": "smoke", "scheme": "NoNormalization", "use_mask": False}
             for i in range(n_cls)]
         train["datalist"] = f"$[dict(d, label=[d['label'], d['label']]) for d in {decathlon}]"
-        train["network_def#in_channels"] = n_img + 2 * n_cls
-        inference["network_def#in_channels"] = n_img + 2 * n_cls
         inference["stage1_checkpoint"] = "$None"
-        inference["stage1_network_def#in_channels"] = n_img + n_cls
         inference["stage1_network_def#filters"] = [8 * 2 ** min(i, 3) for i in range(len(stage1_strides or []))]
     return {
         # the cascade's stand-in stage-1 map must hold class indices: paint those

@@ -124,13 +124,15 @@ class SplitPreviousStaged(MapTransform):
             in contiguous class indices.
         image_key: the image the one-hot channels are appended to.
         num_classes: classes of the one-hot encoding (background included).
+        image_channels: image channels kept before appending (``None``: all); extra channels are dropped.
     """
 
     def __init__(self, keys: KeysCollection, image_key: str = "image", num_classes: int = 2,
-                 allow_missing_keys: bool = False):
+                 image_channels: int | None = None, allow_missing_keys: bool = False):
         super().__init__(keys, allow_missing_keys)
         self.image_key = image_key
         self.num_classes = int(num_classes)
+        self.image_channels = image_channels
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         from monai.networks.utils import one_hot
@@ -143,5 +145,6 @@ class SplitPreviousStaged(MapTransform):
                                  f"{label.shape[0]}; give 'label' as [label file, stage-1 prediction file]")
             prev = one_hot(torch.as_tensor(label[1:2]).round().long(), self.num_classes, dim=0)
             d[key] = label[0:1]
-            d[self.image_key] = torch.cat([d[self.image_key], prev.to(torch.as_tensor(d[self.image_key]).dtype)], 0)
+            image = d[self.image_key][: self.image_channels] if self.image_channels else d[self.image_key]
+            d[self.image_key] = torch.cat([image, prev.to(torch.as_tensor(image).dtype)], 0)
         return d
