@@ -25,6 +25,15 @@ APP_CONF: dict[str, ConfKey] = {
     "skip_trainers": ConfKey("false", "'true' serves inference only (no training tasks)"),
     "skip_scoring": ConfKey("false", "'true' registers no scoring methods"),
     "device": ConfKey("auto", "'auto' (CUDA when present, else CPU), 'cpu' or 'cuda'"),
+    # active learning and scoring (apps/labelzoo/lib/strategies.py, scoring.py)
+    "scoring_model": ConfKey("", "bundle whose uncertainty the strategies rank on (default: the first served bundle)"),
+    "epistemic_samples": ConfKey("5", "Monte-Carlo dropout forward passes per image for the epistemic score"),
+    "epistemic_dropout": ConfKey("0.2", "dropout rate applied to the network's dropout layers while scoring"),
+    "tta_samples": ConfKey("5", "test-time augmentations per image for the tta score (2 to 7)"),
+    "strategy_k": ConfKey("3", "epistemic/tta strategies: rotate through the top k uncertain images"),
+    "hybrid_alpha": ConfKey("0.5", "hybrid strategy: weight of uncertainty against diversity (0 to 1)"),
+    "scoring_interval": ConfKey("2", "seconds between the scoring worker's checks for new weights or images"),
+    "save_original": ConfKey("true", "store each suggestion as label tag 'original' (the dice score compares to it)"),
 }
 
 TRUE_WORDS = {"true", "1", "yes", "on"}

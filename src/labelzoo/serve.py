@@ -67,7 +67,8 @@ def serve(studies: str = "data/sample", host: str = "127.0.0.1", port: int = 800
         host: address to listen on; 127.0.0.1 keeps the server local, 0.0.0.0 opens it to the network.
         port: TCP port.
         conf: app settings as key=value pairs separated by commas, e.g. --conf models=all,skip_scoring=true.
-            Known keys: models, bundles, skip_trainers, skip_scoring, device.
+            Known keys: models, bundles, skip_trainers, skip_scoring, device, scoring_model, epistemic_samples,
+            epistemic_dropout, tta_samples, strategy_k, hybrid_alpha, scoring_interval, save_original.
         app: MONAI Label app folder (default: apps/labelzoo of this checkout).
         log_level: uvicorn log level (debug, info, warning, error).
         dry_run: check the arguments and print the server command without starting it.

@@ -1,0 +1,152 @@
+"""Bundle training that reports progress and failures.
+
+Fixes over MONAI Label's ``BundleTrainTask``: ``pretrained=false`` no longer crashes
+(``os.path.exists(None)``); a run with no weights yet starts from random weights; a multi-GPU run
+that exits non-zero fails the task instead of being reported done; every run writes progress
+(epoch, total epochs, loss, metric, best metric, elapsed time) through
+:class:`labelzoo.progress.TrainProgress`, which ``/info/`` ``train_stats`` and ``GET /train/`` show.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import time
+from typing import Any
+
+from monailabel.tasks.train.bundle import BundleTrainTask
+
+from labelzoo.discovery import BundleInfo
+from labelzoo.io import write_json_atomic
+from labelzoo.progress import PROGRESS_FILE, read_progress, update_progress
+
+logger = logging.getLogger(__name__)
+
+_TRUE = {"true", "1", "yes", "on"}
+
+
+def truthy(value: Any) -> bool:
+    """A request flag that may arrive as a bool, a number or a string."""
+    if isinstance(value, str):
+        return value.strip().lower() in _TRUE
+    if isinstance(value, (list, tuple)):
+        return truthy(value[0]) if value else False
+    return bool(value)
+
+
+def split_datalist(datalist: list[dict], val_split: float) -> tuple[list[dict], list[dict] | None]:
+    """Deterministic train / validation split: the last ``round(n * val_split)`` items (at least one) validate.
+
+    ``val_split < 0`` keeps the bundle's own validation list (``None``); ``0`` validates on nothing; a
+    single labelled image is used for both (so the metric moves even on the first label).
+    """
+    items = sorted(datalist, key=lambda d: str(d.get("image")))
+    if val_split < 0:
+        return items, None
+    if val_split == 0 or not items:
+        return items, []
+    if len(items) == 1:
+        return items, list(items)
+    n_val = min(len(items) - 1, max(1, round(len(items) * val_split)))
+    return items[:-n_val], items[-n_val:]
+
+
+class LabelZooTrainTask(BundleTrainTask):
+    """Training for one bundle, with progress reporting."""
+
+    def __init__(self, info: BundleInfo, conf: dict[str, str], device: str = "auto"):
+        super().__init__(str(info.path), conf)
+        self.bundle_info = info
+        self.device = device
+        self.progress_path = info.path / "models" / PROGRESS_FILE
+        self._val_interval: int | None = None
+
+    def info(self) -> dict[str, Any]:
+        i = super().info()
+        i["trained"] = self.bundle_info.weights is not None
+        return i
+
+    def config(self) -> dict[str, Any]:
+        c = super().config()
+        c["max_epochs"] = 10
+        c["pretrained"] = self.bundle_info.weights is not None
+        c["multi_gpu"] = False
+        if "val_interval" in self.bundle_config.config:
+            c["val_interval"] = 1
+        if self.device in ("cpu", "cuda"):
+            c["device"] = [self.device]
+        return c
+
+    def stats(self) -> dict[str, Any]:
+        """The last run's progress, with the key names MONAI Label clients read."""
+        p = read_progress(self.progress_path)
+        if not p:
+            return {}
+        return {
+            **p,
+            "total_epochs": p.get("max_epochs"),
+            "train_loss": p.get("loss"),
+            "total_time": f"{p.get('elapsed_s', 0)}s",
+        }
+
+    # ---- MONAI Label defects -------------------------------------------------------------------------
+    def _load_checkpoint(self, model_pytorch, pretrained, train_handlers):
+        if not truthy(pretrained) or not model_pytorch or not os.path.exists(model_pytorch):
+            logger.info("training %s from %s", self.bundle_info.name,
+                        "random weights (pretrained=false)" if not truthy(pretrained) else "random weights (none yet)")
+            return
+        super()._load_checkpoint(model_pytorch, pretrained, train_handlers)
+
+    def _partition_datalist(self, datalist, request, shuffle=False):
+        val_split = float(request.get("val_split", 0.2))
+        train, val = split_datalist(datalist, val_split)
+        n_val = "the bundle's own list" if val is None else len(val)
+        logger.info("training on %d images, validating on %s", len(train), n_val)
+        return train, val
+
+    def _run_command(self, cmd, env):
+        logger.info("running %s", " ".join(map(str, cmd)))
+        process = subprocess.run(cmd, env=env)
+        if process.returncode != 0:
+            raise RuntimeError(f"multi-GPU training ({cmd[0]}) exited with code {process.returncode}")
+
+    def _update_overrides(self, overrides):
+        path = str(self.progress_path)
+        train_handlers = list(overrides.get(self.const.key_train_handlers()) or [])
+        train_handlers.append({"_target_": "labelzoo.progress.TrainProgress", "path": path, "phase": "train"})
+        overrides[self.const.key_train_handlers()] = train_handlers
+        val_handlers = self.bundle_config.get("validate#handlers")
+        if val_handlers is not None:
+            overrides["validate#handlers"] = [
+                *val_handlers, {"_target_": "labelzoo.progress.TrainProgress", "path": path, "phase": "validate"}
+            ]
+        if self._val_interval is not None:
+            overrides["val_interval"] = self._val_interval
+        return overrides
+
+    def __call__(self, request, datastore):
+        request = dict(request)
+        if self.device in ("cpu", "cuda"):
+            request["device"] = self.device
+        self._val_interval = int(request["val_interval"]) if "val_interval" in request else None
+        max_epochs = int(request.get("max_epochs", 50))
+        request["max_epochs"] = max_epochs
+        self.progress_path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.progress_path, {
+            "status": "starting", "model": self.bundle_info.name, "epoch": 0, "max_epochs": max_epochs,
+            "start_ts": time.time(), "updated_ts": time.time(), "elapsed_s": 0.0, "loss": None, "metric": None,
+            "best_metric": None, "best_metric_epoch": None,
+        })
+        try:
+            labelled = datastore.datalist()
+            if not labelled:
+                raise ValueError(f"no labelled images to train {self.bundle_info.name} on: submit a label first")
+            result = super().__call__(request, datastore)
+        except BaseException as e:
+            update_progress(self.progress_path, status="failed", error=f"{type(e).__name__}: {e}")
+            raise
+        final = read_progress(self.progress_path)
+        if final.get("status") != "finished":
+            update_progress(self.progress_path, status="finished")
+        return result or {"model": self.bundle_info.name, **read_progress(self.progress_path)}

@@ -1,0 +1,116 @@
+"""Checks on what a client sends the server: image ids, image files, image and label geometry.
+
+Each check raises :class:`labelzoo.errors.LabelZooError` with a message naming the id, file or model
+and what was expected; the app turns it into an HTTP 4xx. The geometry rules are pure functions of
+shapes, unit-tested without files.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from labelzoo.errors import LabelZooError
+
+#: An image id or label tag: a file-name stem, no folders, no ``..``, no leading dot.
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+
+def check_id(value: object, what: str = "image id") -> str:
+    """Return ``value`` if it is a safe id (letters, digits, ``._-``; no path separators or ``..``).
+
+    Raises:
+        LabelZooError: for an empty, path-like or traversal id such as ``../x`` or ``a/b``.
+
+    Example:
+        >>> check_id("case_001")
+        'case_001'
+    """
+    text = str(value) if value is not None else ""
+    if not text:
+        raise LabelZooError(f"{what} is empty: give the id of an image in the datastore")
+    if not _SAFE_ID.match(text) or ".." in text:
+        raise LabelZooError(
+            f"{what} {text!r} is not a valid id: use letters, digits, '.', '_' and '-' only, "
+            "without folders or '..'"
+        )
+    return text
+
+
+def squeeze_trailing(shape: Sequence[int], keep: int) -> tuple[int, ...]:
+    """Drop trailing size-1 axes beyond the first ``keep`` (NIfTI often stores (X, Y, Z, 1))."""
+    shape = tuple(int(s) for s in shape)
+    while len(shape) > keep and shape[-1] == 1:
+        shape = shape[:-1]
+    return shape
+
+
+def geometry_error(shape: Sequence[int], spatial_dims: int, channels: int, name: str = "image",
+                   model: str = "the model") -> str | None:
+    """Why an image of ``shape`` cannot go into a model taking ``channels`` x ``spatial_dims``-D input.
+
+    An image is either ``spatial_dims``-D (one channel) or ``spatial_dims``-D plus a last channel axis
+    (NIfTI multi-channel layout, e.g. 240x240x155x4 for BraTS); trailing size-1 axes are ignored.
+
+    Returns:
+        ``None`` when it fits, else a message naming the image, the model and what was expected.
+    """
+    squeezed = squeeze_trailing(shape, spatial_dims)
+    expected = f"{spatial_dims}D with {channels} channel{'s' if channels != 1 else ''}"
+    if len(squeezed) == spatial_dims:
+        found = 1
+    elif len(squeezed) == spatial_dims + 1:
+        found = squeezed[-1]
+    else:
+        return (f"{name} has shape {tuple(shape)} ({len(squeezed)} dimensions); {model} expects a {expected} "
+                f"image ({spatial_dims} spatial axes, plus a last channel axis when there are several channels)")
+    if found != channels:
+        plural = "s" if found != 1 else ""
+        return f"{name} has {found} channel{plural} (shape {tuple(shape)}); {model} expects {expected}"
+    if min(squeezed[:spatial_dims]) < 1:
+        return f"{name} has an empty axis (shape {tuple(shape)})"
+    return None
+
+
+def label_shape_error(label_shape: Sequence[int], image_shape: Sequence[int], name: str = "label") -> str | None:
+    """Why a label of ``label_shape`` does not fit an image of ``image_shape`` (``None`` when it does).
+
+    The label must have the image's spatial shape: the image may carry a last channel axis the label
+    lacks; trailing size-1 axes are ignored on both.
+    """
+    image = squeeze_trailing(image_shape, 2)
+    label = squeeze_trailing(label_shape, 2)
+    if label == image or (len(image) == len(label) + 1 and image[: len(label)] == label and len(label) >= 2):
+        return None
+    return f"{name} has shape {tuple(label_shape)} but its image has shape {tuple(image_shape)}: they must match"
+
+
+def read_shape(path: str | Path, full: bool = False) -> tuple[int, ...]:
+    """The array shape of an image file, read from the header for NIfTI (``full`` also reads the voxels).
+
+    Raises:
+        LabelZooError: when the file is not a readable image.
+    """
+    path = Path(path)
+    name = path.name
+    try:
+        if name.endswith(NIFTI_SUFFIXES):
+            import nibabel as nib
+            import numpy as np
+
+            img = nib.load(str(path))
+            if full:
+                data = np.asanyarray(img.dataobj)
+                return tuple(int(s) for s in data.shape)
+            return tuple(int(s) for s in img.shape)
+        from monai.transforms import LoadImage
+
+        return tuple(int(s) for s in LoadImage(image_only=True)(str(path)).shape)
+    except LabelZooError:
+        raise
+    except Exception as e:  # any reader error means "not an image we can read"
+        raise LabelZooError(f"{name} is not a readable image ({type(e).__name__}: {e}); "
+                            "expected NIfTI (.nii, .nii.gz) or another format MONAI's LoadImage reads") from None
