@@ -82,3 +82,26 @@ def test_plan_train_infer_2d(msd_dataset: Path, tmp_path: Path) -> None:
                        "--iterations_per_epoch", "1", "--val_interval", "1", "--num_workers", "0"], cwd=bundle)
     _run(bundle_run + ["--config_file", str(bundle / "configs" / "inference.json")], cwd=bundle)
     assert (bundle / "eval" / "case_003_seg.nii.gz").is_file()
+
+
+@pytest.mark.slow
+def test_train_cv_find_best_serves_best(msd_dataset: Path, tmp_path: Path) -> None:
+    """plan -> train-cv (2 folds, both configurations) -> find-best -> inference with the chosen bundle."""
+    import json
+
+    out = tmp_path / "planned"
+    _run([sys.executable, "-m", "labelzoo.cli", "plan", str(msd_dataset), "--out", str(out)])
+    for bundle in sorted(p for p in out.iterdir() if p.is_dir()):
+        _run([sys.executable, "-m", "labelzoo.cli", "train-cv", str(bundle), "--folds", "2", "--num_epochs", "1",
+              "--iterations_per_epoch", "1", "--val_interval", "1", "--num_workers", "0"], timeout=900)
+        summary = json.loads((bundle / "cv" / "summary.json").read_text())
+        assert len(summary["cases"]) == 3 and {c["fold"] for c in summary["cases"].values()} == {0, 1}
+        assert all((bundle / "cv" / "predictions" / f"{c}_seg.nii.gz").is_file() for c in summary["cases"])
+    _run([sys.executable, "-m", "labelzoo.cli", "find-best", str(out)])
+    result = json.loads((out / "find_best.json").read_text())
+    assert {"2d", "3d_fullres", "ensemble__2d__3d_fullres"} == set(result["scores"])
+    best = out / result["served_bundle"]
+    assert (best / "models" / "model.pt").is_file()
+    _run([sys.executable, "-m", "monai.bundle", "run", "--config_file", str(best / "configs" / "inference.json"),
+          "--bundle_root", str(best)], cwd=best)
+    assert (best / "eval" / "case_003_seg.nii.gz").is_file()
