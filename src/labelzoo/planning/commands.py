@@ -100,6 +100,7 @@ def run(dataset: str, out: str | None = None, gpu_memory_gb: float = 8.0, config
         base_dir: datalist only: folder its relative paths start from.
         overwrite: replace bundles already in OUT.
     """
+    planner = ExperimentPlanner(gpu_memory_gb=gpu_memory_gb)  # checks the budget before any work
     progress = Progress()
     ds = Path(dataset).expanduser()
     if out is None:
@@ -112,7 +113,7 @@ def run(dataset: str, out: str | None = None, gpu_memory_gb: float = 8.0, config
     fp = extract_fingerprint(dataset, modality=modality, base_dir=base_dir, progress=progress.cases)
     write_json_atomic(out_dir / "fingerprint.json", fp)
     progress.stage(f"2/3 plan ({gpu_memory_gb:g} GB GPU budget)")
-    planned = ExperimentPlanner(gpu_memory_gb=gpu_memory_gb).plan(fp)
+    planned = planner.plan(fp)
     write_json_atomic(out_dir / "plans.json", planned)
     for cname, cfg in planned["configurations"].items():
         progress.stage(f"    {cname}: spacing {[round(s, 3) for s in cfg['spacing']]}, patch {cfg['patch_size']}, "
