@@ -74,13 +74,27 @@ def test_find_best_ensemble_and_postprocessing(msd_dataset: Path, tmp_path: Path
     result = json.loads((tmp_path / "find_best.json").read_text())
     assert result["best"] == "ensemble__2d__3d_fullres", report
     assert result["scores"]["ensemble__2d__3d_fullres"] > max(result["scores"]["2d"], result["scores"]["3d_fullres"])
-    assert result["served"] == "3d_fullres"  # the better member is served until ensembles are bundled
+    assert result["host"] == "3d_fullres"  # the 3D member hosts the ensemble
     assert result["postprocessing_lcc_classes"] == [1]  # helps class 1, hurts class 2, neutral for class 3
     best = tmp_path / "best" / full.name
     inference = json.loads((best / "configs" / "inference.json").read_text())
-    assert inference["postprocessing_lcc_classes"] == [1] and (best / "models" / "model.pt").is_file()
+    assert inference["postprocessing_lcc_classes"] == [1]
+    assert (best / "models" / "model.pt").is_file() and (best / "models" / "member_2d.pt").is_file()
+    assert inference["inferer"]["_target_"] == "labelzoo.planning.ensemble.EnsembleInferer"
+    assert "models/member_2d.pt" in (best / "large_files.yml").read_text()
     meta = json.loads((best / "configs" / "metadata.json").read_text())
-    assert meta["version"] == "0.1.1" and "find-best" in meta["changelog"]["0.1.1"]
+    assert meta["version"] == "0.1.1" and "ensemble of 3d_fullres and 2d" in meta["changelog"]["0.1.1"]
+
+    # the served bundle's inference runs both members and averages them
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(best / "configs" / "inference.json"))
+    parser["bundle_root"] = str(best)
+    inferer, net = parser.get_parsed_content("inferer"), parser.get_parsed_content("network_def")
+    out = inferer(torch.randn(1, 1, 48, 48, 32), net.eval())
+    assert out.shape == (1, 4, 48, 48, 32)
+    assert torch.allclose(torch.softmax(out, 1).sum(1), torch.ones(1, 48, 48, 32), atol=1e-4)
 
 
 def test_find_best_needs_cross_validation(tmp_path: Path) -> None:

@@ -187,7 +187,8 @@ def find_best(planned: str, out: str | None = None) -> str:
     largest-component post-processing on it; write find_best.json and a servable bundle.
 
     Needs `labelzoo train-cv` on at least one bundle in PLANNED. The chosen single configuration becomes
-    PLANNED/best/<bundle> (weights of its best fold, post-processing set in inference.json); serve it with
+    PLANNED/best/<bundle> (weights of its best fold; an ensemble is served by its host member's bundle holding
+    the other members' networks and weights; post-processing set in inference.json); serve it with
     `labelzoo serve --conf bundles=PLANNED/best`. Example: labelzoo find-best planned
 
     Args:
@@ -210,7 +211,9 @@ def find_best(planned: str, out: str | None = None) -> str:
             scores[name] = choose.mean_dice(table)
             members[name] = pair
     best = choose.choose_best(scores)
-    single = best if best in summaries else max(members[best], key=lambda c: scores[c])
+    # the bundle that serves the choice: the configuration itself, or the ensemble's host member (the one whose
+    # inferer can wrap the others: a cascade first, then 3D full resolution, then low resolution)
+    single = best if best in summaries else min(members[best], key=HOST_ORDER.index)
     bundle, summary = summaries[single]
     without = {c: {int(k): v for k, v in s["dice"].items()} for c, s in summary["cases"].items()}
     with_lcc: dict[int, dict] = {}
@@ -219,12 +222,12 @@ def find_best(planned: str, out: str | None = None) -> str:
                              for c, s in summary["cases"].items() if str(cls_idx) in s["dice_lcc"]}
     kept = choose.decide_postprocessing(without, with_lcc, sorted(with_lcc))
     out_dir = Path(out).expanduser() if out else root / "best"
-    target = _write_best_bundle(bundle, summary, kept, out_dir)
-    result = {"scores": scores, "best": best, "members": list(members[best]), "served": single,
+    others = [summaries[c] for c in members[best] if c != single]
+    target = _write_best_bundle(bundle, summary, kept, out_dir, others, scores[best])
+    result = {"scores": scores, "best": best, "members": list(members[best]), "host": single,
               "served_bundle": str(target.relative_to(root)) if target.is_relative_to(root) else str(target),
               "postprocessing_lcc_classes": kept,
-              "note": "" if best == single else "ensemble chosen; the served bundle is its best member "
-                                                 "(ensemble inference is not bundled yet)"}
+              "postprocessing_decided_on": single}
     write_json_atomic(root / "find_best.json", result)
     lines = [f"{k}: {v:.4f}" for k, v in sorted(scores.items(), key=lambda kv: -kv[1])]
     return "\n".join(lines + [f"best: {best}; served bundle {target} (largest-component classes {kept})"])
@@ -254,32 +257,77 @@ def _ensemble_scores(members: list[tuple[Path, dict]]) -> dict[str, dict[int, fl
     return out
 
 
-def _write_best_bundle(bundle: Path, summary: dict, lcc_classes: list[int], out_dir: Path) -> Path:
-    """Copy ``bundle`` (configs, docs) with the best fold's weights and the decided post-processing."""
-    target = out_dir / bundle.name
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(bundle, target, ignore=shutil.ignore_patterns(CV_DIR, "models", "eval"))
+#: Which member of an ensemble hosts it (its inferer wraps the others'), most preferred first.
+HOST_ORDER = ["3d_cascade_fullres", "3d_fullres", "3d_lowres", "2d"]
+
+
+def _best_fold(bundle: Path, summary: dict) -> int:
+    """The fold whose held-out cases scored best (its weights are served)."""
     fold_means = {}
     for k in range(summary["folds"]):
         table = {c: {int(i): v for i, v in s["dice"].items()} for c, s in summary["cases"].items() if s["fold"] == k}
         fold_means[k] = choose.mean_dice(table) if table else float("nan")
-    best_fold = max((k for k in fold_means if (bundle / CV_DIR / f"fold_{k}" / "model.pt").is_file()),
-                    key=lambda k: (np.nan_to_num(fold_means[k], nan=-1.0), -k))
+    have = [k for k in fold_means if (bundle / CV_DIR / f"fold_{k}" / "model.pt").is_file()]
+    if not have:
+        raise LabelZooError(f"{bundle}: no fold weights in {CV_DIR}/fold_K/model.pt; run `labelzoo train-cv` again")
+    return max(have, key=lambda k: (np.nan_to_num(fold_means[k], nan=-1.0), -k))
+
+
+def ensemble_member_config(host_plan: dict, member_bundle: Path, weights: str) -> tuple[dict, dict]:
+    """(network_def, EnsembleMember arguments) of a member, for the host bundle's inference.json."""
+    member_plan = _load_json(member_bundle / "configs" / "plan.json")
+    net = _load_json(member_bundle / "configs" / "inference.json")["network_def"]
+    args: dict[str, Any] = {"checkpoint": f"$@bundle_root + '/models/{weights}'", "roi_size": member_plan["patch_size"]}
+    if member_plan["spatial_dims"] == 2 and host_plan["spatial_dims"] == 3:
+        args["slice_axis"] = member_plan["slice_axis"]
+    else:
+        args["spacing_ratio"] = [m / h for m, h in zip(member_plan["spacing"], host_plan["spacing"], strict=True)]
+    return net, args
+
+
+def _write_best_bundle(bundle: Path, summary: dict, lcc_classes: list[int], out_dir: Path,
+                       others: list[tuple[Path, dict]], cv_score: float) -> Path:
+    """Copy ``bundle`` (configs, docs) with its best fold's weights, the other ensemble members' weights and
+    networks (inference via :class:`labelzoo.planning.ensemble.EnsembleInferer`) and the decided
+    post-processing."""
+    target = out_dir / bundle.name
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(bundle, target, ignore=shutil.ignore_patterns(CV_DIR, "models", "eval"))
+    best_fold = _best_fold(bundle, summary)
     (target / "models").mkdir(exist_ok=True)
     shutil.copy(bundle / CV_DIR / f"fold_{best_fold}" / "model.pt", target / "models" / "model.pt")
     inference = _load_json(target / "configs" / "inference.json")
     inference["postprocessing_lcc_classes"] = lcc_classes
+    host_plan = _load_json(bundle / "configs" / "plan.json")
+    member_args, weights = [], ["models/model.pt"]
+    for member_bundle, member_summary in others:
+        cfg = member_summary["configuration"]
+        name = f"member_{cfg}.pt"
+        shutil.copy(member_bundle / CV_DIR / f"fold_{_best_fold(member_bundle, member_summary)}" / "model.pt",
+                    target / "models" / name)
+        net, args = ensemble_member_config(host_plan, member_bundle, name)
+        inference[f"ensemble_{cfg}_network_def"] = net
+        member_args.append({"network": f"@ensemble_{cfg}_network_def", **args})
+        weights.append(f"models/{name}")
+    if member_args:
+        inference["inferer"] = {"_target_": "labelzoo.planning.ensemble.EnsembleInferer",
+                                "inferer": inference["inferer"], "members": member_args,
+                                "sw_batch_size": "@sw_batch_size", "overlap": 0.5}
     write_json_atomic(target / "configs" / "inference.json", inference)
+    (target / "large_files.yml").write_text("large_files:\n" + "".join(
+        f"  - path: \"{w}\"\n    url: \"\"\n    hash_val: \"\"\n    hash_type: \"\"\n" for w in weights))
     meta = _load_json(target / "configs" / "metadata.json")
     version = meta["version"].split(".")
     version[-1] = str(int(version[-1]) + 1)
     meta["version"] = ".".join(version)
-    meta["changelog"] = {meta["version"]: f"chosen by labelzoo find-best: cross-validation mean Dice "
-                                          f"{summary['mean_dice']:.4f}, weights of fold {best_fold}, largest-"
+    what = (f"ensemble of {summary['configuration']} and {', '.join(s['configuration'] for _, s in others)}"
+            if others else summary["configuration"])
+    meta["changelog"] = {meta["version"]: f"chosen by labelzoo find-best: {what}, cross-validation mean Dice "
+                                          f"{cv_score:.4f}, weights of fold {best_fold}, largest-"
                                           f"component post-processing on classes {lcc_classes}",
                          **meta["changelog"]}
-    meta["eval_metrics"] = {"cv_mean_dice": summary["mean_dice"]}
+    meta["eval_metrics"] = {"cv_mean_dice": cv_score}
     write_json_atomic(target / "configs" / "metadata.json", meta)
     write_json_atomic(target / "configs" / "cv_summary.json", summary)
     return target
