@@ -84,7 +84,7 @@ def plans(fingerprint_file: str, out: str = "plans.json", gpu_memory_gb: float =
 def run(dataset: str, out: str | None = None, gpu_memory_gb: float = 8.0, configurations: str | None = None,
         name: str | None = None, modality: str | None = None, base_dir: str | None = None,
         overwrite: bool = False) -> str:
-    """Fingerprint + plan + emit: one DynUNet bundle per configuration, in OUT, ready to train and serve.
+    """Fingerprint + plan + emit (also `labelzoo plan DATASET`): one DynUNet bundle per configuration in OUT.
 
     OUT gets fingerprint.json, plans.json and one bundle folder per configuration (2d, 3d_fullres, and
     3d_lowres + 3d_cascade_fullres when planned); serve them with
