@@ -146,6 +146,8 @@ def train_cv(bundle: str, folds: int = 5, num_epochs: int | None = None, iterati
     cv = root / CV_DIR
     cv_datalist = cv / "datalist.json"
     write_json_atomic(cv_datalist, {"training": resolved})
+    if num_epochs is not None and val_interval is None:  # validate (and save weights) at least at the end
+        val_interval = min(int(train.get("val_interval", 1)), int(num_epochs))
     overrides: list[str] = []
     for key, value in (("num_epochs", num_epochs), ("iterations_per_epoch", iterations_per_epoch),
                        ("val_interval", val_interval), ("num_workers", num_workers)):
