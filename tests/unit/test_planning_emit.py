@@ -4,7 +4,6 @@ network output and loss, for every configuration including the cascade."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -97,11 +96,19 @@ def test_cascade_takes_stage1_onehot_as_input(planned, msd_dataset: Path) -> Non
     written = emit_bundles(plans, fp, out / "b", msd_dataset, configurations=["3d_lowres", "3d_cascade_fullres"])
     lowres, cascade = written
     assert cascade.name == bundle_name(plans, "3d_cascade_fullres")
-    # stage-1 cross-validation predictions (here: the labels themselves) where the cascade looks for them
+    # stage-1 cross-validation predictions (here: the labels as class indices, as train-cv writes them)
+    import nibabel as nib
+
+    from labelzoo.io import save_nifti
+
     preds = lowres / "cv" / "predictions"
-    preds.mkdir(parents=True)
     for case in fp["cases"]:
-        shutil.copy(msd_dataset / case["label"], preds / f"{case['case_id']}_seg.nii.gz")
+        img = nib.load(msd_dataset / case["label"])
+        raw = np.asanyarray(img.dataobj)
+        idx = np.zeros(raw.shape, np.uint8)
+        for i, v in enumerate([0, 1, 3, 6]):
+            idx[raw == v] = i
+        save_nifti(idx, img.affine, preds / f"{case['case_id']}_seg.nii.gz")
     _verify(cascade)
     net = json.loads((cascade / "configs" / "train.json").read_text())["network_def"]
     assert net["in_channels"] == 1 + 4

@@ -133,7 +133,8 @@ def deterministic_transforms(plans: dict, cfg: dict, keys: list[str], cascade: b
     if has_label:  # nnU-Net crops every training case to its nonzero region
         t.append({"_target_": "CropForegroundd", "keys": keys, "source_key": "image",
                   "select_fn": "$lambda x: x != 0", "allow_smaller": True})
-    t.append({"_target_": "Spacingd", "keys": keys, "pixdim": _pixdim(plans, cfg),
+    pixdim = _pixdim(plans, cfg)
+    t.append({"_target_": "Spacingd", "keys": keys, "pixdim": "@spacing" if pixdim == cfg["spacing"] else pixdim,
               "mode": ["bilinear" if k == "image" else "nearest" for k in keys]})
     t.append({"_target_": "labelzoo.planning.transforms.PlannedNormalized", "keys": "image",
               "channels": "@normalization"})
@@ -155,9 +156,10 @@ def random_transforms(plans: dict, cfg: dict) -> list[dict]:
     f = float(plans.get("foreground_sampling_ratio", 0.5))
     n_fg = n - 1
     ratios = [round(n_fg * (1 - f) / f, 6)] + [1] * n_fg
+    size: Any = "@patch_size" if squeeze_axis is None else crop
     t: list[dict] = [
-        {"_target_": "SpatialPadd", "keys": keys, "spatial_size": crop},
-        {"_target_": "RandCropByLabelClassesd", "keys": keys, "label_key": "label", "spatial_size": crop,
+        {"_target_": "SpatialPadd", "keys": keys, "spatial_size": size},
+        {"_target_": "RandCropByLabelClassesd", "keys": keys, "label_key": "label", "spatial_size": size,
          "num_classes": n, "ratios": ratios, "num_samples": 1, "warn": False},
     ]
     dims = cfg["spatial_dims"]
