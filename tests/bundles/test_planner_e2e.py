@@ -22,11 +22,13 @@ def _run(cmd: list[str], cwd: Path | None = None, timeout: int = 300) -> subproc
     return proc
 
 
-def test_plan_train_infer(msd_dataset: Path, tmp_path: Path) -> None:
+def test_plan_train_infer(msd_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from labelzoo.cli import main
+
     out = tmp_path / "planned"
-    proc = _run([sys.executable, "-m", "labelzoo.cli", "plan", str(msd_dataset), "--out", str(out),
-                 "--configurations", "3d_fullres"])
-    assert "1/3 fingerprint" in proc.stderr and "3/3 emit bundles" in proc.stderr  # the progress display
+    assert main(["plan", str(msd_dataset), "--out", str(out), "--configurations", "3d_fullres"]) == 0
+    err = capsys.readouterr().err
+    assert "1/3 fingerprint" in err and "3/3 emit bundles" in err  # the progress display
     bundle = out / "labelzoosyntheticct_ct_nnunet3dfullres_segmentation"
     assert (out / "plans.json").is_file() and (out / "fingerprint.json").is_file()
     assert bundle.is_dir()
