@@ -76,9 +76,9 @@ COMMANDS = {
     "serve": serve,
     "sample-data": sample_data,
     "version": version,
-    # `labelzoo plan DATASET` runs fingerprint + plan + emit; `labelzoo plan fingerprint DATASET` one stage.
     "train-cv": plan_crossval.train_cv,
     "find-best": plan_crossval.find_best,
+    # `labelzoo plan DATASET` runs fingerprint + plan + emit; `labelzoo plan fingerprint DATASET` one stage.
     "plan": {
         "run": plan_commands.run,
         "fingerprint": plan_commands.fingerprint,

@@ -141,3 +141,10 @@ def test_nonzero_bbox_fills_holes() -> None:
     data[0, 2:8, 2:8, 1:3] = 1
     data[0, 4:6, 4:6, 1:3] = 0  # a hole inside
     assert nonzero_bbox(data) == ((2, 8), (2, 8), (1, 3))
+
+
+def test_monai_label_datastore(sample_studies: Path) -> None:
+    fp = extract_fingerprint(sample_studies, modality="CT")
+    assert fp["layout"] == "datastore" and fp["num_training"] == 2  # only the labelled cases
+    assert fp["labels"] == {"0": "background", "1": "label_1", "3": "label_3", "6": "label_6"}
+    assert fp["channel_names"] == {"0": "CT"}

@@ -11,6 +11,8 @@ Reads a labelled dataset in one of three layouts and writes the fingerprint JSON
   ``labelsTr/CASE<file_ending>``.
 - **MONAI datalist**: a JSON file with ``training`` (``[{"image": path or [paths], "label": path}]``);
   give the modality per channel with ``modality=`` (default ``MRI``, i.e. z-score normalisation).
+- **MONAI Label datastore**: images in a folder, submitted labels in ``labels/final`` (what annotators
+  produced in the annotation loop); ``modality=`` as for a datalist.
 
 What is measured follows nnU-Net v2's ``DatasetFingerprintExtractor``
 (``nnunetv2/experiment_planning/dataset_fingerprint/fingerprint_extractor.py``): per-case shape before
@@ -142,8 +144,11 @@ def read_dataset_spec(dataset: str | Path, modality: str | None = None,
     path = Path(dataset).expanduser()
     if path.is_dir():
         json_path = path / "dataset.json"
+        if not json_path.is_file() and (path / "labels" / "final").is_dir():
+            return _datastore_spec(path, modality)
         if not json_path.is_file():
-            raise LabelZooError(f"{path} holds no dataset.json: give an MSD / nnU-Net raw dataset folder or a datalist")
+            raise LabelZooError(f"{path} holds no dataset.json (nor labels/final/): give an MSD / nnU-Net raw dataset "
+                                "folder, a MONAI Label datastore or a datalist")
     elif path.is_file():
         json_path = path
     else:
@@ -178,6 +183,32 @@ def read_dataset_spec(dataset: str | Path, modality: str | None = None,
         label = item.get("label")
         spec.cases.append(CaseFiles(case_id, [_resolve(root, str(x)) for x in images],
                                     _resolve(root, str(label)) if label else None))
+    return spec
+
+
+def _datastore_spec(root: Path, modality: str | None) -> DatasetSpec:
+    """A MONAI Label local datastore: images in ``root``, final labels in ``labels/final`` (labelled ones only).
+
+    Label values and names come from the labels found (names ``label_<value>``) unless the datastore has a
+    ``labels.json`` (``{"name": value}``) beside the images; modality from ``modality``.
+    """
+    final = root / "labels" / "final"
+    labelled = sorted(p for p in final.iterdir() if p.name.endswith(IMAGE_SUFFIXES))
+    if not labelled:
+        raise LabelZooError(f"{final} holds no NIfTI label: annotate (submit labels) before planning")
+    mods = (modality or "MRI").split(",")
+    channels = {str(i): m.strip() for i, m in enumerate(mods)}
+    names_file = root / "labels.json"
+    if names_file.is_file():
+        labels = _parse_labels(_load_json(names_file), names_file)
+    else:
+        import nibabel as nib
+
+        values = sorted({int(v) for p in labelled for v in np.unique(np.asanyarray(nib.load(str(p)).dataobj))})
+        labels = {v: ("background" if v == 0 else f"label_{v}") for v in values}
+    spec = DatasetSpec(root.name, root, "datastore", channels, labels, [])
+    for lab in labelled:
+        spec.cases.append(CaseFiles(_strip_suffix(lab.name), [root / lab.name], lab))
     return spec
 
 
