@@ -97,6 +97,27 @@ def test_find_best_ensemble_and_postprocessing(msd_dataset: Path, tmp_path: Path
     assert torch.allclose(torch.softmax(out, 1).sum(1), torch.ones(1, 48, 48, 32), atol=1e-4)
 
 
+def test_find_best_all_folds(msd_dataset: Path, tmp_path: Path) -> None:
+    """--all_folds serves every fold model of the chosen configuration, averaged."""
+    fp = extract_fingerprint(msd_dataset)
+    (two_d,) = emit_bundles(ExperimentPlanner().plan(fp), fp, tmp_path, msd_dataset, configurations=["2d"])
+    ids = [c["case_id"] for c in fp["cases"]]
+    scores = {c: {"fold": i % 2, "dice": {"1": 0.5, "2": 0.5, "3": 0.5}, "dice_lcc": {}} for i, c in enumerate(ids)}
+    _fake_cv(two_d, msd_dataset, {}, scores)
+    find_best(str(tmp_path), all_folds=True)
+    best = tmp_path / "best" / two_d.name
+    assert sorted(p.name for p in (best / "models").iterdir()) == ["fold_1.pt", "model.pt"]
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(best / "configs" / "inference.json"))
+    parser["bundle_root"] = str(best)
+    inferer = parser.get_parsed_content("inferer")
+    assert inferer.members[0].slice_axis == 2  # the 2d folds run slice by slice like the host
+    out = inferer(torch.randn(1, 1, 48, 48, 8), parser.get_parsed_content("network_def").eval())
+    assert out.shape == (1, 4, 48, 48, 8)
+
+
 def test_find_best_needs_cross_validation(tmp_path: Path) -> None:
     with pytest.raises(LabelZooError, match="train-cv"):
         find_best(str(tmp_path))

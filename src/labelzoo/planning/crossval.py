@@ -184,7 +184,7 @@ def _load_prob(path: Path) -> np.ndarray:
     return np.moveaxis(arr, -1, 0) if arr.ndim == 4 else arr[None]
 
 
-def find_best(planned: str, out: str | None = None) -> str:
+def find_best(planned: str, out: str | None = None, all_folds: bool = False) -> str:
     """Choose the best configuration or pair ensemble by cross-validation mean Dice and decide the
     largest-component post-processing on it; write find_best.json and a servable bundle.
 
@@ -196,6 +196,8 @@ def find_best(planned: str, out: str | None = None) -> str:
     Args:
         planned: the folder `labelzoo plan` wrote (bundles with cv/summary.json).
         out: folder for the chosen bundle (default PLANNED/best).
+        all_folds: serve every fold model of the chosen configuration, averaged (nnU-Net's default; k times
+            slower inference) instead of the best fold's.
     """
     root = Path(planned).expanduser().resolve()
     summaries = {}
@@ -225,7 +227,7 @@ def find_best(planned: str, out: str | None = None) -> str:
     kept = choose.decide_postprocessing(without, with_lcc, sorted(with_lcc))
     out_dir = Path(out).expanduser() if out else root / "best"
     others = [summaries[c] for c in members[best] if c != single]
-    target = _write_best_bundle(bundle, summary, kept, out_dir, others, scores[best])
+    target = _write_best_bundle(bundle, summary, kept, out_dir, others, scores[best], all_folds)
     result = {"scores": scores, "best": best, "members": list(members[best]), "host": single,
               "served_bundle": str(target.relative_to(root)) if target.is_relative_to(root) else str(target),
               "postprocessing_lcc_classes": kept,
@@ -288,7 +290,7 @@ def ensemble_member_config(host_plan: dict, member_bundle: Path, weights: str) -
 
 
 def _write_best_bundle(bundle: Path, summary: dict, lcc_classes: list[int], out_dir: Path,
-                       others: list[tuple[Path, dict]], cv_score: float) -> Path:
+                       others: list[tuple[Path, dict]], cv_score: float, all_folds: bool = False) -> Path:
     """Copy ``bundle`` (configs, docs) with its best fold's weights, the other ensemble members' weights and
     networks (inference via :class:`labelzoo.planning.ensemble.EnsembleInferer`) and the decided
     post-processing."""
@@ -303,6 +305,19 @@ def _write_best_bundle(bundle: Path, summary: dict, lcc_classes: list[int], out_
     inference["postprocessing_lcc_classes"] = lcc_classes
     host_plan = _load_json(bundle / "configs" / "plan.json")
     member_args, weights = [], ["models/model.pt"]
+    if all_folds:  # the other folds of the host configuration, on the same grid
+        sliced = inference["inferer"].get("_target_") == "SliceInferer"
+        grid = {"slice_axis": host_plan["slice_axis"]} if sliced else {}
+        for k in range(summary["folds"]):
+            src = bundle / CV_DIR / f"fold_{k}" / "model.pt"
+            if k == best_fold or not src.is_file():
+                continue
+            shutil.copy(src, target / "models" / f"fold_{k}.pt")
+            inference[f"ensemble_fold_{k}_network_def"] = inference["network_def"]
+            member_args.append({"network": f"@ensemble_fold_{k}_network_def",
+                                "checkpoint": f"$@bundle_root + '/models/fold_{k}.pt'",
+                                "roi_size": host_plan["patch_size"], **grid})
+            weights.append(f"models/fold_{k}.pt")
     for member_bundle, member_summary in others:
         cfg = member_summary["configuration"]
         name = f"member_{cfg}.pt"
@@ -325,9 +340,10 @@ def _write_best_bundle(bundle: Path, summary: dict, lcc_classes: list[int], out_
     meta["version"] = ".".join(version)
     what = (f"ensemble of {summary['configuration']} and {', '.join(s['configuration'] for _, s in others)}"
             if others else summary["configuration"])
+    what += ", all folds" if all_folds else f", weights of fold {best_fold}"
     meta["changelog"] = {meta["version"]: f"chosen by labelzoo find-best: {what}, cross-validation mean Dice "
-                                          f"{cv_score:.4f}, weights of fold {best_fold}, largest-"
-                                          f"component post-processing on classes {lcc_classes}",
+                                          f"{cv_score:.4f}, largest-component post-processing on classes "
+                                          f"{lcc_classes}",
                          **meta["changelog"]}
     meta["eval_metrics"] = {"cv_mean_dice": cv_score}
     write_json_atomic(target / "configs" / "metadata.json", meta)
