@@ -107,3 +107,21 @@ def test_train_cv_find_best_serves_best(msd_dataset: Path, tmp_path: Path) -> No
     _run([sys.executable, "-m", "monai.bundle", "run", "--config_file", str(best / "configs" / "inference.json"),
           "--bundle_root", str(best)], cwd=best)
     assert (best / "eval" / "case_003_seg.nii.gz").is_file()
+
+
+@pytest.mark.slow
+def test_cascade_bundle_passes_verify_with_runs(msd_dataset: Path, tmp_path: Path) -> None:
+    """A cascade stage-2 bundle (forced on the tiny data) trains, evaluates and infers under verify."""
+    from labelzoo.bundle.verify import format_report, verify_bundle
+    from labelzoo.planning.emit import emit_bundles
+    from labelzoo.planning.fingerprint import extract_fingerprint
+    from labelzoo.planning.planner import ExperimentPlanner
+
+    fp = extract_fingerprint(msd_dataset)
+    plans = ExperimentPlanner().plan(fp)
+    cfg = plans["configurations"]["3d_fullres"]
+    plans["configurations"]["3d_lowres"] = {**cfg, "next_stage": "3d_cascade_fullres"}
+    plans["configurations"]["3d_cascade_fullres"] = {**cfg, "previous_stage": "3d_lowres"}
+    (bundle,) = emit_bundles(plans, fp, tmp_path / "planned", msd_dataset, configurations=["3d_cascade_fullres"])
+    problems = verify_bundle(bundle, run=True, workdir=tmp_path / "verify")
+    assert not problems, format_report(bundle, problems)
