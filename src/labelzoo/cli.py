@@ -13,6 +13,8 @@ import fire
 from labelzoo import __version__
 from labelzoo.data import build_brats_studies, build_sample_studies
 from labelzoo.errors import LabelZooError
+from labelzoo.planning import commands as plan_commands
+from labelzoo.planning import crossval as plan_crossval
 from labelzoo.serve import serve
 
 
@@ -137,13 +139,35 @@ COMMANDS = {
     "serve": serve,
     "sample-data": sample_data,
     "version": version,
+    "train-cv": plan_crossval.train_cv,
+    "find-best": plan_crossval.find_best,
+    # `labelzoo plan DATASET` runs fingerprint + plan + emit; `labelzoo plan fingerprint DATASET` one stage.
+    "plan": {
+        "run": plan_commands.run,
+        "fingerprint": plan_commands.fingerprint,
+        "plans": plan_commands.plans,
+        "show": plan_commands.show,
+    },
 }
+
+#: Command groups whose first positional argument, when it is not a sub-command, goes to a default one.
+DEFAULT_SUBCOMMANDS = {"plan": "run"}
+
+
+def _route_default_subcommand(argv: list[str]) -> list[str]:
+    """``labelzoo plan DATASET`` -> ``labelzoo plan run DATASET`` (fire has no default sub-command)."""
+    if len(argv) >= 2 and argv[0] in DEFAULT_SUBCOMMANDS:
+        group = COMMANDS[argv[0]]
+        if argv[1] not in group and not argv[1].startswith("-"):
+            return [argv[0], DEFAULT_SUBCOMMANDS[argv[0]], *argv[1:]]
+    return argv
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``labelzoo`` console script; returns the exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     argv = sys.argv[1:] if argv is None else argv
+    argv = _route_default_subcommand(list(argv))
     try:
         result = fire.Fire(COMMANDS, command=argv, name="labelzoo", serialize=_serialize)
     except LabelZooError as e:

@@ -1,0 +1,674 @@
+"""Plans -> MONAI bundles (stage 3): one DynUNet bundle per planned configuration, model-zoo layout.
+
+Each bundle is plain MONAI bundle JSON (``python -m monai.bundle run --config_file configs/train.json``)
+that MONAI Label serves like any other (data keys ``image`` / ``label`` / ``pred``; fixed config ids).
+The builders below are pure (dicts in, dicts out); :func:`emit_bundles` writes them.
+
+What the bundles carry from the plan: target spacing (``Spacingd``), per-channel normalisation
+(:class:`labelzoo.planning.transforms.PlannedNormalized`), patch size (random crops and the sliding
+window), batch size, DynUNet strides / kernels / features, deep supervision, foreground oversampling
+(``RandCropByLabelClassesd``: a crop is centred on a random foreground class with probability
+``foreground_sampling_ratio`` > 1/3), cross-validation folds, and for ``3d_cascade_fullres`` the
+stage-1 (``3d_lowres``) segmentation, resampled to full resolution and one-hot encoded, as extra input
+channels: in training it is read from stage 1's cross-validation predictions as a second ``label`` channel
+(:class:`~labelzoo.planning.transforms.SplitPreviousStaged`), at inference stage 1 runs inside the inferer
+(:class:`~labelzoo.planning.cascade.CascadeInferer`), so the data keys stay ``image`` / ``label`` / ``pred``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import labelzoo
+from labelzoo.errors import LabelZooError
+from labelzoo.io import write_json_atomic
+from labelzoo.planning.choose import lcc_candidates
+
+logger = logging.getLogger(__name__)
+
+#: Model-zoo metadata schema the emitted metadata.json follows.
+META_SCHEMA = "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20220324.json"
+BUNDLE_VERSION = "0.1.0"
+#: nnU-Net v2 trains 1000 epochs of 250 iterations with SGD (lr 0.01, Nesterov momentum 0.99, poly decay).
+DEFAULT_EPOCHS = 1000
+ITERATIONS_PER_EPOCH = 250
+NUM_FOLDS = 5
+#: nnU-Net v2 splits with ``KFold(n_splits=5, shuffle=True, random_state=12345)``.
+SPLIT_SEED = 12345
+
+METHOD_NAMES = {"2d": "nnunet2d", "3d_fullres": "nnunet3dfullres", "3d_lowres": "nnunet3dlowres",
+                "3d_cascade_fullres": "nnunet3dcascade"}
+
+
+# --------------------------------------------------------------------------------------------- small pure helpers
+
+
+def slug(text: str) -> str:
+    """Lower-case alphanumerics of ``text`` (``Task09_Spleen`` -> ``spleen``, ``Dataset002_Heart`` -> ``heart``)."""
+    text = re.sub(r"^(task|dataset)\d+_", "", str(text), flags=re.IGNORECASE)
+    return re.sub(r"[^a-z0-9]", "", text.lower()) or "dataset"
+
+
+def modality_slug(channel_names: dict[str, str]) -> str:
+    """``ct`` for CT data, ``mri`` for several MR sequences, else the channel name."""
+    names = [slug(v) for v in channel_names.values()]
+    if all(n == "ct" for n in names):
+        return "ct"
+    if len(set(names)) == 1:
+        return names[0]
+    return "mri" if not any(n == "ct" for n in names) else "multimodal"
+
+
+def bundle_name(plans: dict, configuration: str, anatomy: str | None = None) -> str:
+    """Zoo name ``<anatomy>_<modality>_<method>_segmentation`` for one configuration."""
+    return "_".join([slug(anatomy or plans["dataset_name"]), modality_slug(plans["channel_names"]),
+                     METHOD_NAMES[configuration], "segmentation"])
+
+
+def assign_folds(case_ids: list[str], num_folds: int = NUM_FOLDS, seed: int = SPLIT_SEED) -> dict[str, int]:
+    """Case -> fold, shuffled with a fixed seed (nnU-Net's 5-fold split; fewer folds for fewer cases)."""
+    k = max(1, min(num_folds, len(case_ids)))
+    order = np.random.RandomState(seed).permutation(sorted(case_ids))
+    return {str(c): int(i % k) for i, c in enumerate(order)}
+
+
+def label_maps(plans: dict) -> tuple[list[int], list[int]]:
+    """Dataset label values and the contiguous class indices the network predicts."""
+    values = sorted(int(k) for k in plans["labels"])
+    return values, list(range(len(values)))
+
+
+def channel_def(plans: dict) -> dict[str, str]:
+    """Output channel -> class name. The network predicts contiguous class indices in the order of the
+    dataset's label values (nnU-Net requires consecutive labels; other values are mapped on loading)."""
+    return {str(i): plans["labels"][str(v)] for i, v in enumerate(label_maps(plans)[0])}
+
+
+def deep_supr_num(num_stages: int) -> int:
+    """Deep-supervision heads beside the main output: every decoder level but the lowest (nnU-Net v2)."""
+    return max(1, min(num_stages - 3, num_stages - 2))
+
+
+# --------------------------------------------------------------------------------------------- transform builders
+
+
+def _crop_size(plans: dict, cfg: dict) -> tuple[list[int], int | None]:
+    """3D crop size of a configuration and the axis squeezed to make 2D slices (None for 3D)."""
+    if cfg["spatial_dims"] == 3:
+        return list(cfg["patch_size"]), None
+    if plans.get("file_ndim", 3) == 2:
+        return list(cfg["patch_size"]), None
+    axis = cfg["slice_axis"]
+    size = list(cfg["patch_size"])
+    size.insert(axis, 1)
+    return size, axis
+
+
+def _pixdim(plans: dict, cfg: dict) -> list[float]:
+    """Target spacing for ``Spacingd``; a 2D configuration keeps the slice axis as it is (non-positive)."""
+    if cfg["spatial_dims"] == 3 or plans.get("file_ndim", 3) == 2:
+        return [float(s) for s in cfg["spacing"]]
+    pix = [float(s) for s in cfg["spacing"]]
+    pix.insert(cfg["slice_axis"], -1.0)
+    return pix
+
+
+def deterministic_transforms(plans: dict, cfg: dict, keys: list[str], cascade: bool) -> list[dict]:
+    """Load, crop to nonzero (training), resample, normalise, map labels to class indices."""
+    values, classes = label_maps(plans)
+    has_label = "label" in keys
+    seg_keys = [k for k in keys if k != "image"]
+    t: list[dict] = [
+        {"_target_": "LoadImaged", "keys": keys, "image_only": True},
+        {"_target_": "EnsureChannelFirstd", "keys": keys},
+        {"_target_": "EnsureTyped", "keys": keys, "dtype": "$torch.float32"},
+    ]
+    if has_label:  # nnU-Net crops every training case to its nonzero region
+        t.append({"_target_": "CropForegroundd", "keys": keys, "source_key": "image",
+                  "select_fn": "$lambda x: x != 0", "allow_smaller": True})
+    pixdim = _pixdim(plans, cfg)
+    t.append({"_target_": "Spacingd", "keys": keys, "pixdim": "@spacing" if pixdim == cfg["spacing"] else pixdim,
+              "mode": ["bilinear" if k == "image" else "nearest" for k in keys]})
+    t.append({"_target_": "labelzoo.planning.transforms.PlannedNormalized", "keys": "image",
+              "channels": "@normalization"})
+    if cascade and has_label:  # stage-1 segmentation (label channel 1, class indices) -> one-hot image channels
+        t.append({"_target_": "labelzoo.planning.transforms.SplitPreviousStaged", "keys": "label",
+                  "image_key": "image", "num_classes": len(classes),
+                  "image_channels": len(plans["channel_names"])})
+    if seg_keys and values != classes:  # dataset label values -> contiguous class indices
+        t.append({"_target_": "MapLabelValued", "keys": seg_keys, "orig_labels": values, "target_labels": classes})
+    return t
+
+
+def random_transforms(plans: dict, cfg: dict) -> list[dict]:
+    """Foreground-oversampled patch crops and nnU-Net-like augmentation (rotation, scaling, noise, blur,
+    brightness, contrast / gamma, mirroring)."""
+    keys = ["image", "label"]
+    n = len(plans["labels"])
+    crop, squeeze_axis = _crop_size(plans, cfg)
+    f = float(plans.get("foreground_sampling_ratio", 0.5))
+    n_fg = n - 1
+    ratios = [round(n_fg * (1 - f) / f, 6)] + [1] * n_fg
+    size: Any = "@patch_size" if squeeze_axis is None else crop
+    t: list[dict] = [
+        {"_target_": "SpatialPadd", "keys": keys, "spatial_size": size},
+        {"_target_": "RandCropByLabelClassesd", "keys": keys, "label_key": "label", "spatial_size": size,
+         "num_classes": n, "ratios": ratios, "num_samples": 1, "warn": False},
+    ]
+    dims = cfg["spatial_dims"]
+    if squeeze_axis is not None:
+        t.append({"_target_": "SqueezeDimd", "keys": keys, "dim": squeeze_axis + 1})
+    angle = math.radians(30) if dims == 3 else math.pi
+    t += [
+        {"_target_": "RandAffined", "keys": keys, "prob": 0.2, "rotate_range": [angle] * (3 if dims == 3 else 1),
+         "scale_range": [0.3] * dims, "mode": ["bilinear", "nearest"], "padding_mode": "zeros"},
+        {"_target_": "RandGaussianNoised", "keys": "image", "prob": 0.1, "std": 0.1},
+        {"_target_": "RandGaussianSmoothd", "keys": "image", "prob": 0.2, "sigma_x": [0.5, 1.0],
+         "sigma_y": [0.5, 1.0], "sigma_z": [0.5, 1.0]},
+        {"_target_": "RandScaleIntensityd", "keys": "image", "prob": 0.15, "factors": 0.25},
+        {"_target_": "RandAdjustContrastd", "keys": "image", "prob": 0.3, "gamma": [0.7, 1.5]},
+    ]
+    t += [{"_target_": "RandFlipd", "keys": keys, "prob": 0.5, "spatial_axis": a} for a in range(dims)]
+    return t
+
+
+def _inferer(plans: dict, cfg: dict) -> dict:
+    crop, squeeze_axis = _crop_size(plans, cfg)
+    if squeeze_axis is not None:
+        return {"_target_": "SliceInferer", "roi_size": cfg["patch_size"], "spatial_dim": squeeze_axis,
+                "sw_batch_size": "@sw_batch_size", "overlap": 0.5, "mode": "gaussian", "progress": False}
+    return {"_target_": "SlidingWindowInferer", "roi_size": "@patch_size", "sw_batch_size": "@sw_batch_size",
+            "overlap": 0.5, "mode": "gaussian"}
+
+
+def network_def(plans: dict, cfg: dict, cascade: bool) -> dict:
+    """MONAI ``DynUNet`` with the planned topology, instance norm, leaky ReLU and deep supervision."""
+    n_classes = len(plans["labels"])
+    in_ch = len(plans["channel_names"]) + (n_classes if cascade else 0)
+    stages = len(cfg["strides"])
+    net = {
+        "_target_": "DynUNet",
+        "spatial_dims": cfg["spatial_dims"],
+        "in_channels": in_ch,
+        "out_channels": n_classes,
+        "kernel_size": cfg["kernel_sizes"],
+        "strides": cfg["strides"],
+        "upsample_kernel_size": cfg["strides"][1:],
+        "filters": cfg["features_per_stage"],
+        "norm_name": ["INSTANCE", {"affine": True}],
+        "act_name": ["leakyrelu", {"inplace": True, "negative_slope": 0.01}],
+        "deep_supervision": stages >= 3,
+        "deep_supr_num": deep_supr_num(stages),
+        "res_block": False,
+    }
+    return net
+
+
+# --------------------------------------------------------------------------------------------- config builders
+
+
+def _common(plans: dict, cfg: dict, dataset_dir: str, cascade: bool) -> dict:
+    values, _ = label_maps(plans)
+    common: dict[str, Any] = {
+        "imports": ["$import glob", "$import os", "$import json", "$import ignite",
+                    "$import labelzoo.planning.transforms"],
+        "bundle_root": ".",
+        "ckpt_dir": "$@bundle_root + '/models'",
+        "output_dir": "$@bundle_root + '/eval'",
+        "dataset_dir": dataset_dir,
+        "device": "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')",
+        "patch_size": cfg["patch_size"],
+        "spacing": cfg["spacing"],
+        "normalization": plans["normalization"],
+        "label_values": values,
+        "sw_batch_size": 4,
+        "network_def": network_def(plans, cfg, cascade),
+        "network": "$@network_def.to(@device)",
+    }
+    if cascade:
+        common["previous_stage_dir"] = "$@bundle_root + '/../' + @previous_stage_bundle + '/cv/predictions'"
+    return common
+
+
+def train_config(plans: dict, cfg: dict, dataset_dir: str, cascade: bool = False,
+                 previous_stage_bundle: str | None = None) -> dict:
+    """``train.json``: SGD + poly LR, Dice+CE with deep supervision, fold-based train / validation split."""
+    keys = ["image", "label"]
+    n = len(plans["labels"])
+    conf = _common(plans, cfg, dataset_dir, cascade)
+    # cascade: 'label' = [ground truth, stage-1 cross-validation prediction] (see SplitPreviousStaged)
+    prev = ("$[dict(d, label=[d['label'], os.path.join(@previous_stage_dir, d['case_id'] + '_seg.nii.gz')]) "
+            "for d in monai.data.load_decathlon_datalist(@datalist_file, True, 'training', @dataset_dir)]")
+    conf.update({
+        "previous_stage_bundle": previous_stage_bundle,
+        "datalist_file": "$@bundle_root + '/configs/datalist.json'",
+        "datalist": prev if cascade else
+        "$monai.data.load_decathlon_datalist(@datalist_file, True, 'training', @dataset_dir)",
+        "fold": 0,
+        "train_datalist": "$[d for d in @datalist if d.get('fold', -1) != @fold] or @datalist",
+        "val_datalist": "$[d for d in @datalist if d.get('fold', -1) == @fold] or @datalist[:1]",
+        "num_epochs": DEFAULT_EPOCHS,
+        "iterations_per_epoch": ITERATIONS_PER_EPOCH,
+        "batch_size": cfg["batch_size"],
+        "learning_rate": 0.01,
+        "val_interval": 50,
+        "num_workers": 4,
+        "cache_rate": 1.0,
+        "amp": "$torch.cuda.is_available()",
+        "loss": {"_target_": "labelzoo.planning.transforms.DeepSupervisionDiceCELoss", "to_onehot_y": True,
+                 "softmax": True, "batch": bool(cfg.get("batch_dice", False)), "include_background": False},
+        "optimizer": {"_target_": "torch.optim.SGD", "params": "$@network.parameters()", "lr": "@learning_rate",
+                      "momentum": 0.99, "nesterov": True, "weight_decay": 3e-5},
+        "lr_scheduler": {"_target_": "torch.optim.lr_scheduler.PolynomialLR", "optimizer": "@optimizer",
+                         "total_iters": "@num_epochs", "power": 0.9},
+        "train": {
+            "deterministic_transforms": deterministic_transforms(plans, cfg, keys, cascade),
+            "random_transforms": random_transforms(plans, cfg),
+            "preprocessing": {"_target_": "Compose",
+                              "transforms": "$@train#deterministic_transforms + @train#random_transforms"},
+            "dataset": {"_target_": "CacheDataset", "data": "@train_datalist", "transform": "@train#preprocessing",
+                        "cache_rate": "@cache_rate", "num_workers": "@num_workers"},
+            "sampler": {"_target_": "torch.utils.data.RandomSampler", "data_source": "@train#dataset",
+                        "replacement": True,
+                        "num_samples": "$@iterations_per_epoch * @batch_size"},
+            "dataloader": {"_target_": "DataLoader", "dataset": "@train#dataset", "batch_size": "@batch_size",
+                           "sampler": "@train#sampler", "num_workers": "@num_workers"},
+            "inferer": {"_target_": "SimpleInferer"},
+            "handlers": [
+                {"_target_": "LrScheduleHandler", "lr_scheduler": "@lr_scheduler", "print_lr": True},
+                {"_target_": "ValidationHandler", "validator": "@validate#evaluator", "epoch_level": True,
+                 "interval": "@val_interval"},
+                {"_target_": "StatsHandler", "tag_name": "train_loss",
+                 "output_transform": "$monai.handlers.from_engine(['loss'], first=True)"},
+                {"_target_": "TensorBoardStatsHandler", "log_dir": "@output_dir", "tag_name": "train_loss",
+                 "output_transform": "$monai.handlers.from_engine(['loss'], first=True)"},
+            ],
+            "trainer": {"_target_": "SupervisedTrainer", "max_epochs": "@num_epochs", "device": "@device",
+                        "train_data_loader": "@train#dataloader", "network": "@network", "loss_function": "@loss",
+                        "optimizer": "@optimizer", "inferer": "@train#inferer", "train_handlers": "@train#handlers",
+                        "amp": "@amp"},
+        },
+        "validate": {
+            "preprocessing": {"_target_": "Compose", "transforms": "%train#deterministic_transforms"},
+            "dataset": {"_target_": "CacheDataset", "data": "@val_datalist", "transform": "@validate#preprocessing",
+                        "cache_rate": "@cache_rate", "num_workers": "@num_workers"},
+            "dataloader": {"_target_": "DataLoader", "dataset": "@validate#dataset", "batch_size": 1,
+                           "shuffle": False, "num_workers": "@num_workers"},
+            "inferer": _inferer(plans, cfg),
+            "postprocessing": {"_target_": "Compose", "transforms": [
+                {"_target_": "Activationsd", "keys": "pred", "softmax": True},
+                {"_target_": "AsDiscreted", "keys": ["pred", "label"], "argmax": [True, False], "to_onehot": n},
+            ]},
+            "handlers": [
+                {"_target_": "StatsHandler", "iteration_log": False},
+                {"_target_": "TensorBoardStatsHandler", "log_dir": "@output_dir", "iteration_log": False},
+                {"_target_": "CheckpointSaver", "save_dir": "@ckpt_dir", "save_dict": {"model": "@network"},
+                 "save_key_metric": True, "key_metric_filename": "model.pt"},
+            ],
+            "key_metric": {"val_mean_dice": {"_target_": "MeanDice", "include_background": False,
+                                             "output_transform": "$monai.handlers.from_engine(['pred', 'label'])"}},
+            "evaluator": {"_target_": "SupervisedEvaluator", "device": "@device",
+                          "val_data_loader": "@validate#dataloader", "network": "@network",
+                          "inferer": "@validate#inferer", "postprocessing": "@validate#postprocessing",
+                          "key_val_metric": "@validate#key_metric", "val_handlers": "@validate#handlers",
+                          "amp": "@amp"},
+        },
+        "initialize": ["$monai.utils.set_determinism(seed=0)"],
+        "run": ["$@train#trainer.run()"],
+    })
+    if not cascade:
+        conf.pop("previous_stage_bundle")
+    return conf
+
+
+def inference_config(plans: dict, cfg: dict, dataset_dir: str, cascade: bool = False,
+                     previous_stage_bundle: str | None = None, stage1_cfg: dict | None = None) -> dict:
+    """``inference.json``: sliding-window (or slice-wise) softmax, inverted to the input geometry, argmax,
+    optional largest-component post-processing, saved. The prediction holds class indices (``channel_def``)."""
+    keys = ["image"]
+    conf = _common(plans, cfg, dataset_dir, cascade)
+    # Inference needs no deep-supervision heads; without them DynUNet is TorchScript-able. The training
+    # checkpoint's extra head weights are skipped (strict=False, as MONAI Label loads bundles).
+    conf["network_def"]["deep_supervision"] = False
+    data = "$[{'image': i} for i in sorted(glob.glob(@dataset_dir + '/imagesTs/*.nii*'))]"
+    inferer = _inferer(plans, cfg)
+    if cascade:  # stage 1 runs inside the inferer: the bundle takes only 'image'
+        if stage1_cfg is None:
+            raise LabelZooError("the cascade needs the 3d_lowres configuration in the plans")
+        conf.pop("previous_stage_dir", None)
+        stage1 = network_def(plans, stage1_cfg, cascade=False)
+        stage1["deep_supervision"] = False
+        ratio = [lo / fu for lo, fu in zip(stage1_cfg["spacing"], cfg["spacing"], strict=True)]
+        conf.update({
+            "previous_stage_bundle": previous_stage_bundle,
+            "stage1_network_def": stage1,
+            "stage1_checkpoint": "$@bundle_root + '/../' + @previous_stage_bundle + '/models/model.pt'",
+            "stage1_patch_size": stage1_cfg["patch_size"],
+        })
+        inferer = {"_target_": "labelzoo.planning.cascade.CascadeInferer", "stage1_network": "@stage1_network_def",
+                   "stage1_checkpoint": "@stage1_checkpoint", "roi_size": "@patch_size",
+                   "stage1_roi_size": "@stage1_patch_size", "spacing_ratio": ratio,
+                   "num_classes": len(plans["labels"]), "sw_batch_size": "@sw_batch_size", "overlap": 0.5,
+                   "mode": "gaussian", "image_channels": len(plans["channel_names"])}
+    post: list[dict] = [
+        {"_target_": "Activationsd", "keys": "pred", "softmax": True},
+        {"_target_": "Invertd", "keys": "pred", "transform": "@preprocessing", "orig_keys": "image",
+         "nearest_interp": False, "to_tensor": True},
+        {"_target_": "AsDiscreted", "keys": "pred", "argmax": True},
+    ]
+    post.append({"_target_": "KeepLargestConnectedComponentd", "keys": "pred",
+                 "applied_labels": "@postprocessing_lcc_classes", "independent": True, "connectivity": None})
+    post.append({"_target_": "SaveImaged", "keys": "pred", "output_dir": "@output_dir", "output_postfix": "seg",
+                 "separate_folder": False, "resample": False, "output_dtype": "$numpy.uint8", "print_log": False})
+    conf.update({
+        "imports": conf["imports"] + ["$import numpy"],
+        "datalist": data,
+        "postprocessing_lcc_classes": "$[]",
+        "preprocessing": {"_target_": "Compose", "transforms": deterministic_transforms(plans, cfg, keys, cascade)},
+        "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": "@preprocessing"},
+        "dataloader": {"_target_": "DataLoader", "dataset": "@dataset", "batch_size": 1, "shuffle": False,
+                       "num_workers": 2},
+        "inferer": inferer,
+        "postprocessing": {"_target_": "Compose", "transforms": post},
+        "handlers": [{"_target_": "CheckpointLoader", "load_path": "$@ckpt_dir + '/model.pt'",
+                      "load_dict": {"model": "@network"}, "map_location": "@device", "strict": False},
+                     {"_target_": "StatsHandler", "iteration_log": False}],
+        "evaluator": {"_target_": "SupervisedEvaluator", "device": "@device", "val_data_loader": "@dataloader",
+                      "network": "@network", "inferer": "@inferer", "postprocessing": "@postprocessing",
+                      "val_handlers": "@handlers", "amp": "$torch.cuda.is_available()"},
+        "initialize": ["$monai.utils.set_determinism(seed=0)"],
+        "run": ["$@evaluator.run()"],
+    })
+    return conf
+
+
+def multi_gpu_train_config() -> dict:
+    """``multi_gpu_train.json``: overrides train.json for ``torchrun`` (model-zoo pattern)."""
+    return {
+        "device": "$torch.device('cuda:' + os.environ['LOCAL_RANK'])",
+        "network": {"_target_": "torch.nn.parallel.DistributedDataParallel", "module": "$@network_def.to(@device)",
+                    "device_ids": ["@device"]},
+        "train#sampler": {"_target_": "DistributedSampler", "dataset": "@train#dataset", "even_divisible": True,
+                          "shuffle": True},
+        "train#trainer#train_handlers": "$@train#handlers[: -1 if dist.get_rank() > 0 else None]",
+        "validate#sampler": {"_target_": "DistributedSampler", "dataset": "@validate#dataset",
+                             "even_divisible": False, "shuffle": False},
+        "validate#dataloader#sampler": "@validate#sampler",
+        "validate#evaluator#val_handlers": "$None if dist.get_rank() > 0 else @validate#handlers",
+        "initialize": ["$import torch.distributed as dist",
+                       "$dist.is_initialized() or dist.init_process_group(backend='nccl')",
+                       "$torch.cuda.set_device(@device)", "$monai.utils.set_determinism(seed=0)"],
+        "run": ["$@train#trainer.run()"],
+        "finalize": ["$dist.is_initialized() and dist.destroy_process_group()"],
+    }
+
+
+def evaluate_config() -> dict:
+    """``evaluate.json``: overrides train.json to score ``models/model.pt`` on the validation fold."""
+    return {
+        "validate#handlers": [
+            {"_target_": "CheckpointLoader", "load_path": "$@ckpt_dir + '/model.pt'",
+             "load_dict": {"model": "@network"},
+             "map_location": "@device"},
+            {"_target_": "StatsHandler", "iteration_log": False},
+            {"_target_": "MetricsSaver", "save_dir": "@output_dir", "metrics": ["val_mean_dice"],
+             "metric_details": ["val_mean_dice"], "batch_transform": "$lambda x: [xx['image'].meta for xx in x]",
+             "summary_ops": "*"},
+        ],
+        "initialize": ["$monai.utils.set_determinism(seed=0)"],
+        "run": ["$@validate#evaluator.run()"],
+    }
+
+
+def smoke_config(plans: dict, cfg: dict, cascade: bool, stage1_strides: list | None = None) -> dict:
+    """``configs/smoke.json`` for ``labelzoo bundle verify``: synthetic data one patch large at the planned
+    spacing, a narrow network (same topology), one iteration. The cascade uses a label as stand-in for the
+    stage-1 prediction."""
+    values, _ = label_maps(plans)
+    crop, squeeze_axis = _crop_size(plans, cfg)
+    size, spacing = list(crop), [float(s) for s in cfg["spacing"]]
+    if squeeze_axis is not None:
+        size[squeeze_axis] = 4
+        spacing.insert(squeeze_axis, float(plans["fullres_target_spacing"][squeeze_axis]))
+    decathlon = "monai.data.load_decathlon_datalist(@dataset_dir + '/dataset.json', True, 'training', @dataset_dir)"
+    train: dict[str, Any] = {"num_epochs": 1, "iterations_per_epoch": 1, "val_interval": 1, "batch_size": 2,
+                             "cache_rate": 0.0, "datalist_file": "$@dataset_dir + '/dataset.json'"}
+    inference: dict[str, Any] = {}
+    every: dict[str, Any] = {"network_def#filters": [8 * 2 ** min(i, 3) for i in range(len(cfg["strides"]))],
+                             "num_workers": 0, "sw_batch_size": 1}
+    if cascade:
+        # verify writes images with the network's input channels (image + one-hot stage 1); the extra
+        # channels pass the normalisation and are dropped before the stage-1 one-hot is appended
+        # (image_channels); the label stands in for the stage-1 prediction; an untrained stage 1 runs.
+        n_img, n_cls = len(plans["channel_names"]), len(values)
+        every["normalization"] = plans["normalization"] + [
+            {"channel": n_img + i, "name": "smoke", "scheme": "NoNormalization", "use_mask": False}
+            for i in range(n_cls)]
+        train["datalist"] = f"$[dict(d, label=[d['label'], d['label']]) for d in {decathlon}]"
+        inference["stage1_checkpoint"] = "$None"
+        inference["stage1_network_def#filters"] = [8 * 2 ** min(i, 3) for i in range(len(stage1_strides or []))]
+    return {
+        # the cascade's stand-in stage-1 map must hold class indices: paint those
+        "data": {"spatial_size": size, "spacing": spacing,
+                 "label_values": list(range(len(values))) if cascade else values, "num_training": 3,
+                 "num_test": 1, "patch_size": cfg["patch_size"]},
+        "all": every,
+        "train": train,
+        "evaluate": {},
+        "inference": inference,
+    }
+
+
+def metadata(plans: dict, configuration: str, cfg: dict, name: str, cascade: bool) -> dict:
+    """``metadata.json`` (model-zoo schema); ``channel_def`` of ``pred`` holds the dataset's label values."""
+    import monai
+    import torch
+
+    n_classes = len(plans["labels"])
+    n_in = len(plans["channel_names"]) + (n_classes if cascade else 0)
+    channel_def_in = {str(k): v for k, v in plans["channel_names"].items()}
+    if cascade:
+        channel_def_in.update({str(len(plans["channel_names"]) + i): f"stage-1 one-hot {lab}"
+                               for i, lab in enumerate(plans["labels"].values())})
+    ct = all(v.lower() == "ct" for v in plans["channel_names"].values())
+    return {
+        "schema": META_SCHEMA,
+        "version": BUNDLE_VERSION,
+        "changelog": {BUNDLE_VERSION: f"planned by labelzoo plan ({plans['planner']}, "
+                                      f"{plans['gpu_memory_gb']:g} GB budget), configuration {configuration}"},
+        "monai_version": monai.__version__,
+        "pytorch_version": torch.__version__.split("+")[0],
+        "numpy_version": np.__version__,
+        "required_packages_version": {"labelzoo": labelzoo.__version__, "nibabel": _version("nibabel"),
+                                      "pytorch-ignite": _version("pytorch-ignite"),
+                                      "tensorboard": _version("tensorboard")},
+        "supported_apps": {"monailabel": ""},
+        "name": name,
+        "task": f"{plans['dataset_name']} segmentation, nnU-Net {configuration} configuration",
+        "description": (f"DynUNet planned by LabelZoo's self-configuring planner (nnU-Net v2 rules) for "
+                        f"{plans['dataset_name']}: configuration {configuration}, spacing {cfg['spacing']}, "
+                        f"patch {cfg['patch_size']}, batch {cfg['batch_size']}."),
+        "authors": "LabelZoo planner",
+        "copyright": "Copyright (c) LabelZoo contributors",
+        "data_source": f"{plans['dataset_name']} ({plans['num_training']} training cases)",
+        "data_type": "nibabel",
+        "image_classes": ", ".join(f"channel {k}: {v}" for k, v in channel_def_in.items()),
+        "label_classes": ", ".join(f"{k}: {v}" for k, v in plans["labels"].items()),
+        "pred_classes": ", ".join(f"{k}: {v}" for k, v in channel_def(plans).items())
+        + ("" if label_maps(plans)[0] == label_maps(plans)[1] else
+           " (class indices; dataset label values " + ", ".join(map(str, label_maps(plans)[0])) + " in this order)"),
+        "eval_metrics": {"mean_dice": None},
+        "intended_use": "Research; train on your own data with `labelzoo train-cv` before use.",
+        "references": [
+            "Isensee F. et al. nnU-Net: a self-configuring method for deep learning-based biomedical image "
+            "segmentation. Nature Methods 18, 203-211 (2021).",
+        ],
+        "network_data_format": {
+            "inputs": {"image": {
+                "type": "image", "format": "hounsfield" if ct else "magnitude",
+                "modality": "/".join(plans["channel_names"].values()), "num_channels": n_in,
+                "spatial_shape": cfg["patch_size"], "dtype": "float32", "value_range": [],
+                "is_patch_data": True, "channel_def": channel_def_in,
+            }},
+            "outputs": {"pred": {
+                "type": "image", "format": "segmentation", "num_channels": n_classes,
+                "spatial_shape": cfg["patch_size"], "dtype": "float32", "value_range": [0, 1],
+                "is_patch_data": True, "channel_def": channel_def(plans),
+            }},
+        },
+    }
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return ""
+
+
+LOGGING_CONF = """[loggers]
+keys=root
+
+[handlers]
+keys=consoleHandler
+
+[formatters]
+keys=fullFormatter
+
+[logger_root]
+level=INFO
+handlers=consoleHandler
+
+[handler_consoleHandler]
+class=StreamHandler
+level=INFO
+formatter=fullFormatter
+args=(sys.stdout,)
+
+[formatter_fullFormatter]
+format=%(asctime)s - %(name)s - %(levelname)s - %(message)s
+"""
+
+
+def readme(plans: dict, configuration: str, cfg: dict, name: str, cascade: bool, previous: str | None) -> str:
+    """``docs/README.md`` of a planned bundle: what was planned and how to train, validate and infer."""
+    norm = "; ".join(f"channel {n['channel']} ({n['name']}): {n['scheme']}"
+                     + (" on the nonzero mask" if n["use_mask"] else "") for n in plans["normalization"])
+    cascade_txt = ""
+    if cascade:
+        cascade_txt = (f"\n## Cascade\n\nStage 2 of the cascade: the input is the image plus the one-hot segmentation "
+                       f"of stage 1 (`{previous}`), resampled to this bundle's spacing. Train `{previous}` "
+                       "first: training reads its cross-validation predictions from "
+                       "`../<stage-1>/cv/predictions/<case>_seg.nii.gz` (written by `labelzoo train-cv`); inference "
+                       "runs stage 1 itself (`CascadeInferer`, weights `../<stage-1>/models/model.pt`).\n")
+    return f"""# {name}
+
+DynUNet for **{plans['dataset_name']}**, configuration `{configuration}`, planned by LabelZoo's self-configuring
+planner (`labelzoo plan`, nnU-Net v2 rules; see the LabelZoo README, section "Self-configuring planner").
+
+| setting | value |
+| --- | --- |
+| spacing (mm) | {cfg['spacing']} |
+| patch size | {cfg['patch_size']} |
+| batch size | {cfg['batch_size']} |
+| stages / strides | {len(cfg['strides'])} / {cfg['strides']} |
+| kernel sizes | {cfg['kernel_sizes']} |
+| features per stage | {cfg['features_per_stage']} |
+| normalisation | {norm} |
+| GPU memory budget | {plans['gpu_memory_gb']:g} GB (estimated, not measured) |
+
+Training follows nnU-Net v2 where MONAI allows: SGD (lr 0.01, Nesterov momentum 0.99, weight decay 3e-5,
+polynomial decay 0.9), {DEFAULT_EPOCHS} epochs of {ITERATIONS_PER_EPOCH} iterations, Dice + cross-entropy with deep
+supervision, {int(plans.get('foreground_sampling_ratio', 0.5) * 100)}% of patches centred on a random foreground class,
+5-fold cross-validation (`fold` in `configs/datalist.json`). Differences from nnU-Net: images are resampled
+with bilinear interpolation (nnU-Net: cubic, separate z for anisotropic data) and augmented with MONAI transforms.
+{cascade_txt}
+## Commands
+
+```bash
+python -m monai.bundle run --config_file configs/train.json --bundle_root . --fold 0
+python -m monai.bundle run --config_file "['configs/train.json','configs/evaluate.json']" --bundle_root .
+python -m monai.bundle run --config_file configs/inference.json --bundle_root .
+```
+
+`dataset_dir` points at the dataset the plan was made from; override it with `--dataset_dir`. Weights
+(`models/model.pt`) come from training and are not shipped.
+"""
+
+
+# --------------------------------------------------------------------------------------------- writing
+
+
+def emit_bundle(plans: dict, configuration: str, out_dir: str | Path, dataset_dir: str,
+                cases: list[str], anatomy: str | None = None, overwrite: bool = False) -> Path:
+    """Write the bundle of one configuration into ``out_dir / <bundle name>`` and return its folder."""
+    configs = plans["configurations"]
+    if configuration not in configs:
+        raise LabelZooError(f"configuration {configuration!r} is not in the plans (planned: {', '.join(configs)})")
+    cfg = dict(configs[configuration])
+    cascade = configuration == "3d_cascade_fullres"
+    previous = bundle_name(plans, "3d_lowres", anatomy) if cascade else None
+    name = bundle_name(plans, configuration, anatomy)
+    root = Path(out_dir) / name
+    if root.exists():
+        if not overwrite:
+            raise LabelZooError(f"{root} exists: choose another --out or pass --overwrite")
+        shutil.rmtree(root / "configs", ignore_errors=True)
+    folds = assign_folds(cases)
+    datalist = {"training": [{"case_id": c["case_id"], "image": c["image"] if len(c["image"]) > 1 else c["image"][0],
+                              "label": c["label"], "fold": folds[c["case_id"]]} for c in plans.get("cases", [])]}
+    write_json_atomic(root / "configs" / "train.json", train_config(plans, cfg, dataset_dir, cascade, previous))
+    stage1 = configs.get("3d_lowres") if cascade else None
+    write_json_atomic(root / "configs" / "inference.json",
+                      inference_config(plans, cfg, dataset_dir, cascade, previous, stage1))
+    write_json_atomic(root / "configs" / "evaluate.json", evaluate_config())
+    write_json_atomic(root / "configs" / "multi_gpu_train.json", multi_gpu_train_config())
+    write_json_atomic(root / "configs" / "metadata.json", metadata(plans, configuration, cfg, name, cascade))
+    write_json_atomic(root / "configs" / "datalist.json", datalist)
+    write_json_atomic(root / "configs" / "smoke.json",
+                      smoke_config(plans, cfg, cascade, stage1["strides"] if stage1 else None))
+    values = label_maps(plans)[0]
+    write_json_atomic(root / "configs" / "plan.json", {
+        "configuration": configuration, **cfg,
+        # classes whose every training label is one connected component: largest-component post-processing
+        # is tried on them after cross-validation (labelzoo find-best)
+        "lcc_candidates": lcc_candidates(plans.get("cases", []), values[1:])})
+    (root / "configs" / "logging.conf").write_text(LOGGING_CONF)
+    (root / "docs").mkdir(parents=True, exist_ok=True)
+    (root / "docs" / "README.md").write_text(readme(plans, configuration, cfg, name, cascade, previous))
+    (root / "models").mkdir(exist_ok=True)
+    (root / "large_files.yml").write_text(
+        "large_files:\n  - path: \"models/model.pt\"\n    url: \"\"\n    hash_val: \"\"\n    hash_type: \"\"\n")
+    license_src = Path(labelzoo.__file__).resolve().parents[2] / "LICENSE"
+    (root / "LICENSE").write_text(license_src.read_text() if license_src.is_file() else "Apache-2.0\n")
+    return root
+
+
+def emit_bundles(plans: dict, fingerprint: dict, out_dir: str | Path, dataset_dir: str | Path,
+                 configurations: list[str] | None = None, anatomy: str | None = None,
+                 overwrite: bool = False) -> list[Path]:
+    """Write one bundle per configuration (default: all planned) and ``plans.json`` into ``out_dir``.
+
+    ``dataset_dir`` becomes the bundles' ``dataset_dir`` (the fingerprint's case paths are relative to it).
+    """
+    out_dir = Path(out_dir).expanduser()
+    plans = {**plans, "cases": fingerprint.get("cases", [])}
+    wanted = configurations or list(plans["configurations"])
+    unknown = [c for c in wanted if c not in plans["configurations"]]
+    if unknown:
+        raise LabelZooError(f"--configurations {unknown} not planned for this dataset "
+                            f"(planned: {', '.join(plans['configurations'])})")
+    cases = [c["case_id"] for c in plans["cases"]]
+    ds = str(Path(dataset_dir).expanduser().resolve())
+    written = [emit_bundle(plans, c, out_dir, ds, cases, anatomy, overwrite) for c in wanted]
+    logger.info("wrote %d bundle(s) to %s", len(written), out_dir)
+    return written

@@ -1,0 +1,150 @@
+"""MONAI transforms and losses the planned bundles reference by dotted path (``labelzoo.planning.transforms``).
+
+Only what MONAI lacks: per-channel nnU-Net normalisation (a different scheme per channel, CT statistics
+from the fingerprint) and a deep-supervision loss for DynUNet's stacked training output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import torch
+from monai.config import KeysCollection
+from monai.losses import DiceCELoss
+from monai.transforms import MapTransform
+from monai.utils import convert_to_tensor
+
+SCHEMES = ("CTNormalization", "ZScoreNormalization", "NoNormalization", "RescaleTo01Normalization",
+           "RGBTo01Normalization")
+
+
+def normalize_channel(x: torch.Tensor, entry: Mapping[str, Any], mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Normalise one channel as nnU-Net v2's ``default_normalization_schemes.py`` does.
+
+    - ``CTNormalization``: clip to the dataset's foreground percentiles 0.5 / 99.5, subtract the
+      foreground mean, divide by the foreground std (all from the fingerprint).
+    - ``ZScoreNormalization``: per-image mean / std; with ``use_mask`` only over ``mask`` (the nonzero
+      region), leaving voxels outside it at 0.
+    - ``RescaleTo01Normalization``: min-max to [0, 1]; ``RGBTo01Normalization``: divide by 255.
+    """
+    scheme = entry["scheme"]
+    x = x.float()
+    if scheme == "CTNormalization":
+        x = x.clamp(float(entry["clip_low"]), float(entry["clip_high"]))
+        return (x - float(entry["mean"])) / max(float(entry["std"]), 1e-8)
+    if scheme == "ZScoreNormalization":
+        if entry.get("use_mask") and mask is not None and mask.any():
+            values = x[mask]
+            out = (x - values.mean()) / values.std(unbiased=False).clamp_min(1e-8)
+            return torch.where(mask, out, torch.zeros_like(out))
+        return (x - x.mean()) / x.std(unbiased=False).clamp_min(1e-8)
+    if scheme == "RescaleTo01Normalization":
+        lo, hi = x.min(), x.max()
+        return (x - lo) / (hi - lo).clamp_min(1e-8)
+    if scheme == "RGBTo01Normalization":
+        return x / 255.0
+    if scheme == "NoNormalization":
+        return x
+    raise ValueError(f"unknown normalisation scheme {scheme!r}; expected one of {SCHEMES}")
+
+
+class PlannedNormalized(MapTransform):
+    """Apply the planner's per-channel normalisation (``plans.json`` ``normalization``) to ``keys``.
+
+    Args:
+        keys: keys of channel-first images.
+        channels: one entry per channel: ``{"scheme": ..., "use_mask": bool, "clip_low", "clip_high",
+            "mean", "std"}`` (the last four for ``CTNormalization``).
+        allow_missing_keys: do not fail when a key is absent.
+
+    Example:
+        >>> t = PlannedNormalized("image", [{"scheme": "CTNormalization", "clip_low": -100, "clip_high": 200,
+        ...                                  "mean": 50, "std": 50}])
+        >>> t({"image": torch.tensor([[[-1000.0, 100.0]]])})["image"].tolist()
+        [[[-3.0, 1.0]]]
+    """
+
+    def __init__(self, keys: KeysCollection, channels: Sequence[Mapping[str, Any]], allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        for c in channels:
+            if c.get("scheme") not in SCHEMES:
+                raise ValueError(f"channels: unknown scheme {c.get('scheme')!r}; expected one of {SCHEMES}")
+        self.channels = list(channels)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            img = d[key]
+            x = convert_to_tensor(img, track_meta=False).float()
+            if x.shape[0] != len(self.channels):
+                raise ValueError(f"{key}: {x.shape[0]} channel(s), the plan normalises {len(self.channels)}")
+            mask = (x != 0).any(dim=0)
+            out = torch.stack([normalize_channel(x[c], e, mask) for c, e in enumerate(self.channels)])
+            if hasattr(img, "copy_meta_from"):
+                out = img.__class__(out, meta=img.meta, applied_operations=img.applied_operations)
+            d[key] = out
+        return d
+
+
+class DeepSupervisionDiceCELoss(torch.nn.Module):
+    """Dice + cross-entropy over DynUNet's deep-supervision heads, weighted as nnU-Net v2 does.
+
+    In training mode ``DynUNet(deep_supervision=True)`` returns one tensor ``(B, 1 + k, C, ...)`` with
+    every head upsampled to the input size; head ``i`` gets weight ``1 / 2**i``, normalised to sum 1
+    (``nnUNetTrainer._build_loss``; nnU-Net also drops its lowest head, which the planned
+    ``deep_supr_num`` leaves out). A plain ``(B, C, ...)`` prediction gets the plain loss.
+
+    Args:
+        **kwargs: passed to :class:`monai.losses.DiceCELoss` (e.g. ``to_onehot_y``, ``softmax``, ``batch``).
+    """
+
+    def __init__(self, **kwargs: Any):
+        super().__init__()
+        self.loss = DiceCELoss(**kwargs)
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if pred.dim() != target.dim() + 1:
+            return self.loss(pred, target)
+        heads = torch.unbind(pred, dim=1)
+        weights = torch.tensor([0.5**i for i in range(len(heads))])
+        weights = weights / weights.sum()
+        return sum(w * self.loss(h, target) for w, h in zip(weights.tolist(), heads, strict=True))
+
+
+class SplitPreviousStaged(MapTransform):
+    """Cascade stage 2 in training: the stage-1 segmentation travels as a second ``label`` channel; move it,
+    one-hot encoded, to the end of ``image``'s channels and keep the ground truth in ``label``.
+
+    Carrying the stage-1 map inside ``label`` keeps the data keys to ``image`` / ``label`` and lets every
+    spatial transform (nearest resampling, crops, flips) treat it exactly like the label.
+
+    Args:
+        keys: the label key (``label``); its channel 0 is the ground truth, channel 1 the stage-1 map, both
+            in contiguous class indices.
+        image_key: the image the one-hot channels are appended to.
+        num_classes: classes of the one-hot encoding (background included).
+        image_channels: image channels kept before appending (``None``: all); extra channels are dropped.
+    """
+
+    def __init__(self, keys: KeysCollection, image_key: str = "image", num_classes: int = 2,
+                 image_channels: int | None = None, allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        self.image_key = image_key
+        self.num_classes = int(num_classes)
+        self.image_channels = image_channels
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        from monai.networks.utils import one_hot
+
+        d = dict(data)
+        for key in self.key_iterator(d):
+            label = d[key]
+            if label.shape[0] != 2:
+                raise ValueError(f"{key}: expected 2 channels (ground truth, stage-1 segmentation), got "
+                                 f"{label.shape[0]}; give 'label' as [label file, stage-1 prediction file]")
+            prev = one_hot(torch.as_tensor(label[1:2]).round().long(), self.num_classes, dim=0)
+            d[key] = label[0:1]
+            image = d[self.image_key][: self.image_channels] if self.image_channels else d[self.image_key]
+            d[self.image_key] = torch.cat([image, prev.to(torch.as_tensor(image).dtype)], 0)
+        return d

@@ -1,0 +1,129 @@
+"""Emitted bundles (stage 3), checked in-process: MONAI's workflow properties, transforms on real cases,
+network output and loss, for every configuration including the cascade."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from labelzoo.planning.emit import assign_folds, bundle_name, emit_bundles, slug
+from labelzoo.planning.fingerprint import extract_fingerprint
+from labelzoo.planning.planner import ExperimentPlanner
+
+
+@pytest.fixture(scope="module")
+def planned(msd_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict, Path]:
+    fp = extract_fingerprint(msd_dataset)
+    plans = ExperimentPlanner().plan(fp)
+    return fp, plans, tmp_path_factory.mktemp("emit")
+
+
+def _workflow(bundle: Path, files: list[str], workflow_type: str, **overrides):
+    from monai.bundle import ConfigWorkflow
+
+    wf = ConfigWorkflow(config_file=[str(bundle / "configs" / f) for f in files], workflow_type=workflow_type,
+                        logging_file=str(bundle / "configs" / "logging.conf"), bundle_root=str(bundle),
+                        **overrides)
+    wf.initialize()
+    return wf
+
+
+def _verify(bundle: Path) -> None:
+    """`labelzoo bundle verify` without the runs: zoo layout, metadata schema, MONAI Label ids and keys,
+    verify_net_in_out and the TorchScript round-trip (the runs are covered in tests/bundles)."""
+    from labelzoo.bundle.verify import format_report, verify_bundle
+
+    problems = verify_bundle(bundle, run=False)
+    assert not problems, format_report(bundle, problems)
+
+
+def _check_training_step(bundle: Path, plan_cfg: dict, in_channels: int, **infer_overrides) -> None:
+    wf = _workflow(bundle, ["train.json"], "train", num_workers=0, cache_rate=0.0)
+    assert not wf.check_properties()  # every required train property is there and consistent
+    parser = wf.parser
+    data = parser.get_parsed_content("train_datalist")
+    sample = parser.get_parsed_content("train#preprocessing")(data[0])
+    sample = sample[0] if isinstance(sample, list) else sample
+    assert tuple(sample["image"].shape) == (in_channels, *plan_cfg["patch_size"])
+    assert tuple(sample["label"].shape) == (1, *plan_cfg["patch_size"])
+    net = parser.get_parsed_content("network_def")
+    out = net.train()(sample["image"][None].float())
+    n_heads = 1 + parser.get_parsed_content("network_def#deep_supr_num")
+    assert out.shape[:3] == (1, n_heads, 4)  # deep supervision heads, 4 classes (0, 1, 3, 6 -> 0..3)
+    loss = parser.get_parsed_content("loss")(out, sample["label"][None])
+    assert torch.isfinite(loss)
+    infer = _workflow(bundle, ["inference.json"], "infer", **infer_overrides)
+    assert not infer.check_properties()
+
+
+def test_fullres_and_2d_bundles(planned, msd_dataset: Path) -> None:
+    fp, plans, out = planned
+    written = emit_bundles(plans, fp, out / "a", msd_dataset)
+    assert [p.name for p in written] == ["labelzoosyntheticct_ct_nnunet3dfullres_segmentation",
+                                         "labelzoosyntheticct_ct_nnunet2d_segmentation"]
+    for bundle in written:
+        for f in ["LICENSE", "large_files.yml", "docs/README.md", "configs/metadata.json", "configs/train.json",
+                  "configs/inference.json", "configs/evaluate.json", "configs/multi_gpu_train.json",
+                  "configs/logging.conf", "configs/datalist.json"]:
+            assert (bundle / f).is_file(), f
+        meta = json.loads((bundle / "configs" / "metadata.json").read_text())
+        assert meta["version"] in meta["changelog"] and "labelzoo" in meta["required_packages_version"]
+        # contiguous class indices in the order of the dataset's label values (1, 3, 6 -> 1, 2, 3)
+        assert meta["network_data_format"]["outputs"]["pred"]["channel_def"] == {
+            "0": "background", "1": "spleen", "2": "left kidney", "3": "liver"}
+        _verify(bundle)
+        assert "/work/" not in (bundle / "configs" / "train.json").read_text().replace(str(msd_dataset.resolve()), "")
+    _check_training_step(written[0], plans["configurations"]["3d_fullres"], 1)
+    _check_training_step(written[1], plans["configurations"]["2d"], 1)
+    train = json.loads((written[0] / "configs" / "train.json").read_text())
+    crop = next(t for t in train["train"]["random_transforms"] if t["_target_"] == "RandCropByLabelClassesd")
+    fg_share = sum(crop["ratios"][1:]) / sum(crop["ratios"])
+    assert fg_share > 1 / 3  # more than a third of the patches are centred on foreground
+    assert train["network_def"]["deep_supervision"] is True
+
+
+def test_cascade_takes_stage1_onehot_as_input(planned, msd_dataset: Path) -> None:
+    fp, plans, out = planned
+    # force a cascade on the tiny data: patch limited to a quarter of the image by a small GPU budget-like plan
+    cfg = plans["configurations"]["3d_fullres"]
+    plans = json.loads(json.dumps(plans))
+    plans["configurations"]["3d_lowres"] = {**cfg, "next_stage": "3d_cascade_fullres"}
+    plans["configurations"]["3d_cascade_fullres"] = {**cfg, "previous_stage": "3d_lowres"}
+    written = emit_bundles(plans, fp, out / "b", msd_dataset, configurations=["3d_lowres", "3d_cascade_fullres"])
+    lowres, cascade = written
+    assert cascade.name == bundle_name(plans, "3d_cascade_fullres")
+    # stage-1 cross-validation predictions (here: the labels as class indices, as train-cv writes them)
+    import nibabel as nib
+
+    from labelzoo.io import save_nifti
+
+    preds = lowres / "cv" / "predictions"
+    for case in fp["cases"]:
+        img = nib.load(msd_dataset / case["label"])
+        raw = np.asanyarray(img.dataobj)
+        idx = np.zeros(raw.shape, np.uint8)
+        for i, v in enumerate([0, 1, 3, 6]):
+            idx[raw == v] = i
+        save_nifti(idx, img.affine, preds / f"{case['case_id']}_seg.nii.gz")
+    _verify(cascade)
+    net = json.loads((cascade / "configs" / "train.json").read_text())["network_def"]
+    assert net["in_channels"] == 1 + 4
+    _check_training_step(cascade, cfg, 1 + 4, stage1_checkpoint=None)
+    # inference: stage 1 runs inside the inferer, on an image-only input
+    wf = _workflow(cascade, ["inference.json"], "infer", stage1_checkpoint=None)
+    inferer, net2 = wf.parser.get_parsed_content("inferer"), wf.parser.get_parsed_content("network_def")
+    image = torch.randn(1, 1, *cfg["patch_size"])
+    assert inferer(image, net2.eval()).shape == (1, 4, *cfg["patch_size"])
+
+
+def test_pure_helpers() -> None:
+    assert slug("Task09_Spleen") == "spleen" and slug("Dataset002_Heart") == "heart"
+    folds = assign_folds([f"c{i}" for i in range(12)])
+    assert sorted(set(folds.values())) == [0, 1, 2, 3, 4]
+    assert assign_folds([f"c{i}" for i in range(12)]) == folds  # deterministic
+    assert np.bincount(list(folds.values())).tolist() == [3, 3, 2, 2, 2]
+    assert sorted(set(assign_folds(["a", "b"]).values())) == [0, 1]
