@@ -11,7 +11,7 @@ import sys
 import fire
 
 from labelzoo import __version__
-from labelzoo.data import build_sample_studies
+from labelzoo.data import build_cxr_studies, build_sample_studies
 from labelzoo.errors import LabelZooError
 from labelzoo.serve import serve
 
@@ -47,9 +47,33 @@ def sample_data(out: str, n_images: int = 8, n_labeled: int = 3, shape: str = "9
     return f"wrote {n_images} cases ({n_labeled} labelled) to {path}"
 
 
+def sample_data_cxr(out: str, n_images: int = 8, n_labeled: int = 6, shape: str = "288,256", seed: int = 0,
+                    layout: str = "msd", overwrite: bool = False) -> str:
+    """Build synthetic frontal chest radiographs with lung masks (no download) in OUT.
+
+    With --layout msd (default) OUT holds PNG images and 0/1 masks in imagesTr, labelsTr, imagesTs and a
+    dataset.json, the input of bundles/lung_xray_unetplusplus_segmentation (--dataset_dir OUT); with --layout
+    monailabel OUT is a MONAI Label datastore of 2D NIfTI images (labels in labels/final).
+    Example: labelzoo sample-data-cxr data/cxr --n_images 40 --n_labeled 32
+
+    Args:
+        out: destination folder; must be empty unless --overwrite.
+        n_images: number of radiographs.
+        n_labeled: radiographs with a lung mask (the training set with --layout msd).
+        shape: image size in pixels, ROWS,COLUMNS.
+        seed: base random seed (the same seed gives the same data).
+        layout: msd or monailabel.
+        overwrite: write into a non-empty folder.
+    """
+    path = build_cxr_studies(out, n_images=n_images, n_labeled=n_labeled, shape=shape, seed=seed, layout=layout,
+                             overwrite=overwrite)
+    return f"wrote {n_images} chest radiographs ({n_labeled} with lung masks) to {path}"
+
+
 COMMANDS = {
     "serve": serve,
     "sample-data": sample_data,
+    "sample-data-cxr": sample_data_cxr,
     "version": version,
 }
 
