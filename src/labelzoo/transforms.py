@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
@@ -140,8 +141,12 @@ class ToGrey2D(Transform):
             raise LabelZooError(
                 f"expected a channel-first 2D image (C, W, H){_source(img)}, got shape {tuple(img.shape)}"
             )
+        squeezed = False
         while img.ndim > 3 and img.shape[-1] == 1:
-            img = img[..., 0]
+            img, squeezed = img[..., 0], True
+        if squeezed and isinstance(img, MetaTensor) and "spatial_shape" in img.meta:
+            # writers size their output from the meta data: keep it 2D like the array
+            img.meta["spatial_shape"] = np.asarray(img.meta["spatial_shape"])[: img.ndim - 1]
         if img.ndim != 3:
             raise LabelZooError(
                 f"expected a 2D image{_source(img)}, got spatial shape {tuple(img.shape[1:])}: "

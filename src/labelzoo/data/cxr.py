@@ -6,7 +6,7 @@ fields (air attenuates little) separated by the bright mediastinum, a heart shad
 is the usual lung-segmentation target: 1 inside either lung field (heart excluded), 0 elsewhere.
 
 Array convention: images are ``(H, W)`` (rows, columns) as in a PNG. NIfTI files store the transpose ``(W, H)``
-with a coronal affine, so MONAI's ``LoadImage`` returns the same ``(W, H)`` array for a PNG (PIL reader) and for
+(see :func:`cxr_affine`), so MONAI's ``LoadImage`` returns the same ``(W, H)`` array for a PNG (PIL reader) and for
 its NIfTI twin, and a prediction maps back to the right pixels whatever the input format.
 """
 
@@ -138,17 +138,13 @@ def make_cxr_case(seed: int, shape: tuple[int, int] = DEFAULT_CXR_SHAPE) -> tupl
 
 
 def cxr_affine(pixel_mm: float = CXR_PIXEL_MM) -> np.ndarray:
-    """Affine of a 2D NIfTI radiograph stored as ``(W, H)``: columns run to the patient's left, rows downwards.
+    """Affine of a 2D NIfTI radiograph stored as ``(W, H)``: voxel axis 0 (column) maps to -x, axis 1 (row) to -y.
 
-    The image is a coronal plane: voxel axis 0 (column) maps to -x (RAS: towards the patient's left), axis 1 (row)
-    to -z (inferior).
+    MONAI treats a 2D image's affine as its upper-left 2x2 block (plus translation), so the two pixel axes map to
+    the first two world axes. With both flipped (RAS), 3D Slicer's axial view shows the image as the PNG looks:
+    column 0 on the left, row 0 at the top.
     """
-    affine = np.zeros((4, 4))
-    affine[0, 0] = -pixel_mm
-    affine[2, 1] = -pixel_mm
-    affine[1, 2] = 1.0
-    affine[3, 3] = 1.0
-    return affine
+    return np.diag([-pixel_mm, -pixel_mm, 1.0, 1.0])
 
 
 def save_png(array: np.ndarray, path: str | Path) -> Path:
