@@ -31,10 +31,6 @@ CXR_LABELS: dict[str, int] = {"background": 0, "lung": 1}
 #: (H, W) / (W, H) order cannot go unnoticed.
 DEFAULT_CXR_SHAPE: tuple[int, int] = (288, 256)
 
-#: Pixel size in mm written into the NIfTI affine (a typical digital radiograph detector pitch).
-CXR_PIXEL_MM: float = 0.7
-
-
 def _inside_ellipse(rows: np.ndarray, cols: np.ndarray, centre: tuple[float, float], radii: tuple[float, float],
                     ) -> np.ndarray:
     return ((rows - centre[0]) / radii[0]) ** 2 + ((cols - centre[1]) / radii[1]) ** 2 <= 1.0
@@ -137,14 +133,14 @@ def make_cxr_case(seed: int, shape: tuple[int, int] = DEFAULT_CXR_SHAPE) -> tupl
     return np.round(image * 255).astype(np.uint8), label
 
 
-def cxr_affine(pixel_mm: float = CXR_PIXEL_MM) -> np.ndarray:
-    """Affine of a 2D NIfTI radiograph stored as ``(W, H)``: voxel axis 0 (column) maps to -x, axis 1 (row) to -y.
+def cxr_affine() -> np.ndarray:
+    """Affine of the 2D NIfTI radiographs: the identity (1 mm pixels, voxel axes along world x and y).
 
-    MONAI treats a 2D image's affine as its upper-left 2x2 block (plus translation), so the two pixel axes map to
-    the first two world axes. With both flipped (RAS), 3D Slicer's axial view shows the image as the PNG looks:
-    column 0 on the left, row 0 at the top.
+    MONAI Label 0.8.5 writes every 2D result (its ``Writer`` on a 2D label) without the input's affine, that is
+    with the identity. Giving the images the identity too keeps a suggested mask on top of its image in 3D
+    Slicer; a detector pixel pitch in the affine would misplace every suggestion.
     """
-    return np.diag([-pixel_mm, -pixel_mm, 1.0, 1.0])
+    return np.eye(4)
 
 
 def save_png(array: np.ndarray, path: str | Path) -> Path:
@@ -164,9 +160,9 @@ def save_png(array: np.ndarray, path: str | Path) -> Path:
     return path
 
 
-def save_cxr_nifti(array: np.ndarray, path: str | Path, pixel_mm: float = CXR_PIXEL_MM) -> Path:
+def save_cxr_nifti(array: np.ndarray, path: str | Path) -> Path:
     """Write an ``(H, W)`` image or mask as a 2D NIfTI (stored ``(W, H)``, see the module docstring)."""
-    return save_nifti(np.ascontiguousarray(np.asarray(array).T), cxr_affine(pixel_mm), path)
+    return save_nifti(np.ascontiguousarray(np.asarray(array).T), cxr_affine(), path)
 
 
 def _parse_pair(value: str | tuple | list, name: str) -> tuple[int, int]:
