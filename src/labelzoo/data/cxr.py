@@ -134,13 +134,14 @@ def make_cxr_case(seed: int, shape: tuple[int, int] = DEFAULT_CXR_SHAPE) -> tupl
 
 
 def cxr_affine() -> np.ndarray:
-    """Affine of the 2D NIfTI radiographs: the identity (1 mm pixels, voxel axes along world x and y).
+    """Affine of the 2D NIfTI radiographs: 1 mm pixels, ITK's identity (LPS) direction, ``diag(-1, -1, 1, 1)`` in RAS.
 
-    MONAI Label 0.8.5 writes every 2D result (its ``Writer`` on a 2D label) without the input's affine, that is
-    with the identity. Giving the images the identity too keeps a suggested mask on top of its image in 3D
-    Slicer; a detector pixel pitch in the affine would misplace every suggestion.
+    MONAI Label 0.8.5 writes every 2D result through ITK without the input's geometry, which gives exactly this
+    affine. The images use it too so that a suggested mask lies on its image in 3D Slicer (a detector pixel pitch
+    or another direction here would misplace every suggestion). In Slicer's axial view column 0 is on the left and
+    row 0 at the top, as in the PNG.
     """
-    return np.eye(4)
+    return np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
 def save_png(array: np.ndarray, path: str | Path) -> Path:
