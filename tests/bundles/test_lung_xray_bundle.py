@@ -184,17 +184,21 @@ def test_augmentation_presets(tmp_path: Path, preset: str, present: set[str], ab
         assert set(torch.unique(out["label"]).tolist()) <= {0.0, 1.0}
 
 
-@pytest.mark.parametrize("variant", ["encoder_unetplusplus.json", "encoder_unet.json", "unet.json"])
+@pytest.mark.parametrize("variant", ["encoder_unetplusplus.json", "encoder_unet.json", "unet.json", "train.json"])
 def test_variants_build_with_encoder_learning_rate(variant: str) -> None:
-    parser = _parser("train.json", variant, backbone="resnet10", device="$torch.device('cpu')")
+    parser = _parser(*dict.fromkeys(["train.json", variant]), backbone="resnet10", device="$torch.device('cpu')")
     net = parser.get_parsed_content("network_def")
     with torch.no_grad():
         assert net.eval()(torch.zeros(1, 1, 64, 64)).shape == (1, 2, 64, 64)
+    net.train()(torch.rand(2, 1, 64, 64)).sum().backward()
+    unused = [n for n, p in net.named_parameters() if p.grad is None]
+    assert not unused, f"parameters without gradient break DistributedDataParallel: {unused[:5]}"
     groups = parser.get_parsed_content("optimizer").param_groups
     assert [g["name"] for g in groups] == ["encoder", "decoder"]
     assert groups[0]["lr"] == pytest.approx(groups[1]["lr"] / 10)
     ckpt = parser.get_parsed_content("ckpt_name")
-    assert ckpt != "model.pt" and ckpt.endswith(".pt"), "variants keep their own checkpoint"
+    if variant != "train.json":
+        assert ckpt != "model.pt" and ckpt.endswith(".pt"), "variants keep their own checkpoint"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -206,7 +210,7 @@ def test_variants_build_with_encoder_learning_rate(variant: str) -> None:
 def test_multi_gpu_config_runs_two_processes_on_cpu(tmp_path: Path) -> None:
     from labelzoo.data import build_cxr_studies
 
-    data_dir = build_cxr_studies(tmp_path / "data", n_images=6, n_labeled=6, shape=(80, 64))
+    data_dir = build_cxr_studies(tmp_path / "data", n_images=10, n_labeled=10, shape=(80, 64))  # 2 validation images
     bundle = tmp_path / "bundle"
     shutil.copytree(BUNDLE, bundle, ignore=shutil.ignore_patterns("models", "eval"))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",

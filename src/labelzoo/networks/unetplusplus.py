@@ -25,7 +25,9 @@ class UNetPlusPlus(nn.Module):
     the final full-resolution output ``(B, out_channels, *spatial)`` in evaluation mode, and always when deep
     supervision is off. In training mode with ``deep_supervision=True`` it returns the list of the four
     full-resolution outputs, final (X^{0,4}) first, which ``monai.losses.DeepSupervisionLoss`` combines. Inference
-    uses the final output only (no pruning). TorchScript compiles the inference path.
+    uses the final output only (no pruning). Without deep supervision the three auxiliary heads are replaced by
+    identities, so every parameter gets a gradient (as ``DistributedDataParallel`` requires). TorchScript compiles
+    the inference path.
 
     Args:
         spatial_dims: 2 or 3.
@@ -56,6 +58,11 @@ class UNetPlusPlus(nn.Module):
         self.deep_supervision = bool(deep_supervision)
         self.net = BasicUNetPlusPlus(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels,
                                      features=features, deep_supervision=deep_supervision, **kwargs)
+        if not self.deep_supervision:
+            # BasicUNetPlusPlus runs its three auxiliary heads even when it discards them: without deep
+            # supervision they would be parameters without gradients, which DistributedDataParallel rejects.
+            for name in ("final_conv_0_1", "final_conv_0_2", "final_conv_0_3"):
+                setattr(self.net, name, nn.Identity())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outputs = self.net(x)
