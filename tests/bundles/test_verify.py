@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,9 +24,20 @@ BUNDLES = sorted(p for p in (REPO / "bundles").iterdir() if (p / "configs").is_d
 UNETR = REPO / "bundles" / "btcv_ct_unetr_segmentation"
 
 
-@pytest.mark.parametrize("bundle", BUNDLES, ids=[b.name for b in BUNDLES])
-def test_every_bundle_verifies(bundle: Path, tmp_path: Path) -> None:
-    problems = verify_bundle(bundle, run=True, workdir=tmp_path)
+def _variants(bundle: Path) -> list[str | None]:
+    """None (the bundle as is) plus every override file its configs/smoke.json lists under "variants"."""
+    smoke = bundle / "configs" / "smoke.json"
+    listed = json.loads(smoke.read_text()).get("variants", []) if smoke.is_file() else []
+    return [None, *listed]
+
+
+CASES = [(b, v) for b in BUNDLES for v in _variants(b)]
+
+
+@pytest.mark.parametrize(("bundle", "variant"), CASES,
+                         ids=[b.name + (f"+{Path(v).stem}" if v else "") for b, v in CASES])
+def test_every_bundle_verifies(bundle: Path, variant: str | None, tmp_path: Path) -> None:
+    problems = verify_bundle(bundle, run=True, variant=variant, workdir=tmp_path)
     assert problems == [], format_report(bundle.name, problems)
     # the real run left real outputs: weights from training, a prediction per test image
     assert (tmp_path / "smoke" / "bundle" / "models" / "model.pt").is_file()
@@ -160,3 +173,19 @@ def test_network_shape_mismatch(broken: Path) -> None:
     _edit(broken / "configs" / "metadata.json", change)
     problem = _find(verify_bundle(broken, run=False), "network", "configs/inference.json", "network_def")
     assert "13" in problem.message
+
+
+def test_cli_prints_file_and_id_and_exits_1(broken: Path) -> None:
+    _edit(broken / "configs" / "train.json", lambda c: c.pop("network"))
+    proc = subprocess.run([sys.executable, "-m", "labelzoo.cli", "bundle", "verify", str(broken), "--norun"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "configs/train.json#network: MONAI Label's BundleTrainTask reads or overrides this id: missing" \
+        in proc.stderr
+
+
+def test_cli_missing_folder(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "labelzoo.cli", "bundle", "verify", str(tmp_path / "nope")],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("labelzoo: error: bundle folder")

@@ -19,7 +19,9 @@ file)::
         "train": {"max_epochs": 1, "val_interval": 1},   # train.json runs (also evaluate, multi-GPU)
         "evaluate": {},                                  # evaluate.json only
         "inference": {},                                 # inference.json only
-        "multi_gpu": {}                                  # multi_gpu_train.json only
+        "multi_gpu": {},                                 # multi_gpu_train.json only
+        "variants": ["configs/baseline.json"]            # override files that must verify too (the test
+                                                         # suite verifies each one: verify --variant FILE)
     }
 
 Override keys are MONAI config ids (``a#b#c``), exactly what ``python -m monai.bundle run --a#b#c value``
@@ -73,6 +75,7 @@ class SmokeSpec:
 
     data: dict[str, Any] = field(default_factory=dict)
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    variants: list[str] = field(default_factory=list)
 
     def overrides(self, workflow: str) -> dict[str, Any]:
         """The merged override ids for ``workflow`` (``train``, ``evaluate``, ``inference``, ``multi_gpu``)."""
@@ -95,15 +98,23 @@ def load_smoke(root: Path) -> tuple[SmokeSpec, list[Problem]]:
     if not isinstance(raw, dict):
         return SmokeSpec(), [Problem("smoke", SMOKE_FILE, "must be a JSON object with sections "
                                                           f"{', '.join(SMOKE_SECTIONS)}")]
-    problems = [Problem("smoke", SMOKE_FILE, f"unknown section: expected one of {', '.join(SMOKE_SECTIONS)}", k)
-                for k in raw if k not in SMOKE_SECTIONS]
+    problems = [Problem("smoke", SMOKE_FILE, "unknown section: expected one of "
+                                             f"{', '.join((*SMOKE_SECTIONS, 'variants'))}", k)
+                for k in raw if k not in (*SMOKE_SECTIONS, "variants")]
+    variants = raw.get("variants", [])
+    if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants):
+        problems.append(Problem("smoke", SMOKE_FILE, "must be a list of override files relative to the bundle, "
+                                                     "e.g. [\"configs/baseline.json\"]", "variants"))
+        variants = []
+    problems += [Problem("smoke", SMOKE_FILE, f"variant file {v} does not exist in the bundle", "variants")
+                 for v in variants if not (root / v).is_file()]
     problems += [Problem("smoke", SMOKE_FILE, f"must be an object of config id: value, got {type(v).__name__}", k)
                  for k, v in raw.items() if k in SMOKE_SECTIONS and not isinstance(v, dict)]
     data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
     problems += [Problem("smoke", SMOKE_FILE, f"unknown data key: expected one of {', '.join(DATA_KEYS)}",
                          f"data#{k}") for k in data if k not in DATA_KEYS]
     sections = {k: v for k, v in raw.items() if k in SMOKE_SECTIONS[1:] and isinstance(v, dict)}
-    return SmokeSpec(data=data, sections=sections), problems
+    return SmokeSpec(data=data, sections=sections, variants=list(variants)), problems
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -128,6 +139,22 @@ class DataFormat:
     channels_as_files: bool = False
 
 
+def default_label_values(channel_def: dict[int, str]) -> tuple[int, ...]:
+    """Label values when smoke ``data.label_values`` is absent.
+
+    With a ``background`` channel (softmax over exclusive classes) the values are the channel indices;
+    without one (sigmoid outputs, one per class or region) channel ``i`` is label ``i + 1`` and 0 is
+    background, so a single-channel binary bundle gets ``(0, 1)``.
+
+    Example:
+        >>> default_label_values({0: "background", 1: "spleen"}), default_label_values({0: "lung"})
+        ((0, 1), (0, 1))
+    """
+    if any(name.strip().lower() == "background" for name in channel_def.values()):
+        return tuple(sorted(channel_def))
+    return (0, *(k + 1 for k in sorted(channel_def)))
+
+
 def data_format(meta: dict[str, Any], data: dict[str, Any] | None = None) -> DataFormat:
     """Derive the synthetic data's format from metadata ``network_data_format`` and smoke ``data``.
 
@@ -144,7 +171,7 @@ def data_format(meta: dict[str, Any], data: dict[str, Any] | None = None) -> Dat
     pred = next(iter(fmt.get("outputs", {}).values()), {})
     dims = len(image.get("spatial_shape") or [0, 0, 0])
     cdef = {int(k): str(v) for k, v in (pred.get("channel_def") or {"0": "background", "1": "foreground"}).items()}
-    values = tuple(int(v) for v in data.get("label_values", sorted(cdef)))
+    values = tuple(int(v) for v in data.get("label_values", default_label_values(cdef)))
     size = tuple(int(s) for s in data.get("spatial_size", [48] * dims if dims == 3 else [64] * dims))
     spacing = tuple(float(s) for s in data.get("spacing", [1.0] * dims))
     return DataFormat(
@@ -152,7 +179,7 @@ def data_format(meta: dict[str, Any], data: dict[str, Any] | None = None) -> Dat
         spatial_dims=dims,
         modality=str(image.get("modality", "")),
         label_values=values,
-        label_names={v: cdef.get(v, f"class {v}") for v in values},
+        label_names=_label_names(cdef, values),
         spatial_size=size,
         spacing=spacing,
         num_training=int(data.get("num_training", 3)),
@@ -160,6 +187,12 @@ def data_format(meta: dict[str, Any], data: dict[str, Any] | None = None) -> Dat
         suffix=str(data.get("suffix", ".nii.gz")),
         channels_as_files=bool(data.get("channels_as_files", False)),
     )
+
+
+def _label_names(cdef: dict[int, str], values: tuple[int, ...]) -> dict[int, str]:
+    has_background = any(n.strip().lower() == "background" for n in cdef.values())
+    names = dict(cdef) if has_background else {0: "background", **{k + 1: n for k, n in cdef.items()}}
+    return {v: names.get(v, f"class {v}") for v in values}
 
 
 def synthetic_case(fmt: DataFormat, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -273,6 +306,7 @@ class SmokeWorkspace:
     meta: dict[str, Any]
     spec: SmokeSpec
     variant: Path | None = None
+    name: str = ""
     override_files: dict[str, Path] = field(default_factory=dict)
 
     def output_dir(self, workflow: str) -> Path:
@@ -312,7 +346,8 @@ def prepare_workspace(bundle_dir: Path, workdir: Path, meta: dict[str, Any], var
     variant_cfg: dict[str, Any] = {}
     if variant is not None:
         variant_cfg = json.loads(Path(variant).read_text())
-    ws = SmokeWorkspace(root=workdir, bundle=bundle, data=data, meta=meta, spec=spec, variant=variant)
+    ws = SmokeWorkspace(root=workdir, bundle=bundle, data=data, meta=meta, spec=spec, variant=variant,
+                        name=Path(bundle_dir).resolve().name)
     for workflow, (files, _) in WORKFLOWS.items():
         if not all((bundle / f).is_file() for f in files):
             continue
@@ -392,8 +427,12 @@ def check_outputs(inputs: list[Path], out_dir: Path, dims: int, workflow: str, r
         want_shape, want_affine = _spatial_geometry(src, dims)
         got_shape, got_affine = _spatial_geometry(matches[0], dims)
         if got_shape != want_shape:
+            hint = ""
+            if workflow == "monailabel" and dims == 2:
+                hint = (" (MONAI Label writes 2D predictions as they leave postprocessing: end it with "
+                        "SqueezeDimd(keys='pred', dim=0) after SaveImaged, as MONAI Label's 2D apps do)")
             problems.append(Problem(f"run:{workflow}", rel, f"{matches[0].name} has spatial shape {got_shape}, "
-                                                            f"expected the input's {want_shape}"))
+                                                            f"expected the input's {want_shape}{hint}"))
         elif want_affine is not None and got_affine is not None and not np.allclose(got_affine, want_affine,
                                                                                      atol=1e-3):
             problems.append(Problem(f"run:{workflow}", rel, f"{matches[0].name} has affine "
@@ -431,6 +470,62 @@ def check_workflow_properties(ws: SmokeWorkspace) -> list[Problem]:
     return problems
 
 
+def _monailabel_bundle(ws: SmokeWorkspace) -> Path:
+    """A copy of the trained smoke bundle whose inference.json / train.json have the smoke overrides merged in,
+    as MONAI Label reads those files directly (it takes no override files)."""
+    from monai.bundle import ConfigParser
+
+    dst = ws.root / "monailabel" / (ws.name or ws.bundle.name)
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(ws.bundle, dst)
+    for workflow, rel in (("inference", "configs/inference.json"), ("train", "configs/train.json")):
+        parser = ConfigParser()
+        parser.read_config([str(ws.bundle / rel), str(ws.override_files[workflow])])
+        parser["dataset_dir"] = str(ws.data)
+        ConfigParser.export_config_file(parser.get(), str(dst / rel), indent=4)
+    return dst
+
+
+def check_monailabel_tasks(ws: SmokeWorkspace) -> list[Problem]:
+    """Load the trained smoke bundle with MONAI Label's own ``BundleInferTask`` / ``BundleTrainTask`` and run
+    one inference through MONAI Label's pipeline (its loader, the bundle's pre/post transforms and inferer,
+    its ``Restored``); the label file must have the input's geometry and MONAI Label must find labels."""
+    rel = "configs/inference.json"
+    test = json.loads((ws.data / "dataset.json").read_text())["test"]
+    if not test or isinstance(test[0], list):
+        return []  # MONAI Label sends one image file per request; multi-file cases cannot be sent as is
+    try:
+        bundle = _monailabel_bundle(ws)
+        from monailabel.tasks.infer.bundle import BundleInferTask
+        from monailabel.tasks.train.bundle import BundleTrainTask
+
+        task = BundleInferTask(str(bundle), {})
+        if not task.is_valid():
+            return [Problem("monailabel", rel, "MONAI Label's BundleInferTask rejected the bundle (see its log)")]
+        if not task.labels:
+            return [Problem("monailabel", "configs/metadata.json", "MONAI Label found no label besides background",
+                            "network_data_format#outputs#pred#channel_def")]
+        trainer = BundleTrainTask(str(bundle), {})
+        if not trainer.is_valid():
+            return [Problem("monailabel", "configs/train.json", "MONAI Label's BundleTrainTask rejected the bundle")]
+        trainer.config()
+        image = ws.data / test[0]
+        suffix = ".png" if image.name.endswith(".png") else ".nii.gz"
+        label, _ = task({"image": str(image), "device": "cpu", "result_extension": suffix, "result_dtype": "uint8"})
+    except Exception as e:  # noqa: BLE001 (reported, not raised)
+        return [Problem("monailabel", rel, f"MONAI Label's BundleInferTask failed on {test[0]}: "
+                                           f"{type(e).__name__}: {_error_summary(str(e))}")]
+    try:
+        fmt = data_format(ws.meta, ws.spec.data)
+        out = ws.output_dir("monailabel")
+        out.mkdir(parents=True, exist_ok=True)
+        target = out / f"{image.name.split('.')[0]}_label{suffix}"
+        shutil.move(str(label), target)
+        return check_outputs([image], out, fmt.spatial_dims, "monailabel", rel)
+    except Exception as e:  # noqa: BLE001
+        return [Problem("monailabel", rel, f"MONAI Label's label file {label} is unreadable: {e}")]
+
+
 def smoke_run(ws: SmokeWorkspace, timeout: float = 900) -> list[Problem]:
     """Train 1 epoch, then evaluate and infer, each through ``python -m monai.bundle run``; check outputs."""
     problems = check_workflow_properties(ws)
@@ -460,4 +555,6 @@ def smoke_run(ws: SmokeWorkspace, timeout: float = 900) -> list[Problem]:
         inputs = [ws.data / (t[0] if isinstance(t, list) else t) for t in test]
         problems += check_outputs(inputs, ws.output_dir("inference"), fmt.spatial_dims, "inference",
                                   "configs/inference.json")
+    if not problems:
+        problems += check_monailabel_tasks(ws)
     return problems

@@ -30,7 +30,11 @@ a missing folder (:class:`~labelzoo.errors.LabelZooError`). The checks, in order
 6. **run** (``run=True``): on a copy of the bundle and synthetic MSD-style data derived from
    ``network_data_format``, ``python -m monai.bundle run`` for train.json (1 epoch), evaluate.json and
    inference.json in subprocesses with the bundle's small-run overrides; ``models/model.pt`` is written,
-   evaluate writes to ``output_dir``, each inference output has its input's shape and affine.
+   evaluate writes to ``output_dir``, each inference output has its input's shape and affine. Then MONAI
+   Label's own ``BundleInferTask`` / ``BundleTrainTask`` load the trained copy (smoke overrides merged into
+   its inference.json / train.json) and one inference runs through MONAI Label's pipeline; its label file
+   must have the input's geometry. Bundles write predictions under the config id ``output_dir`` (the run
+   overrides it) and models to ``bundle_root``/models/model.pt.
 
 Small runs: a bundle ships ``configs/smoke.json`` (format in :mod:`labelzoo.bundle.smoke`) with the
 synthetic data's size and label values and per-workflow override ids (``all``, ``train``, ``evaluate``,
@@ -42,6 +46,7 @@ reported).
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from pathlib import Path
@@ -68,8 +73,6 @@ def _load_variant(root: Path, variant: str | Path | None) -> tuple[Path | None, 
         raise LabelZooError(f"variant file {variant} not found (as given, nor under {root}): expected an override "
                             "config such as configs/baseline.json")
     try:
-        import json
-
         data = json.loads(path.read_text())
     except ValueError as e:
         return path, {}, [Problem("json", str(variant), f"not valid JSON: {e}")]
@@ -183,8 +186,6 @@ def _applies(parser: Any, key: str) -> bool:
 
 def _own_part(parser: Any, file: Path) -> dict[str, Any]:
     """The ids an override file (evaluate.json, multi_gpu_train.json) sets, resolved in the merged config."""
-    import json
-
     raw = json.loads(file.read_text())
     return {k: parser.get(k) for k in raw if k in parser}
 
