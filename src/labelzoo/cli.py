@@ -11,7 +11,7 @@ import sys
 import fire
 
 from labelzoo import __version__
-from labelzoo.data import build_brats_studies, build_sample_studies
+from labelzoo.data import build_brats_studies, build_cxr_studies, build_sample_studies
 from labelzoo.errors import LabelZooError
 from labelzoo.planning import commands as plan_commands
 from labelzoo.planning import crossval as plan_crossval
@@ -27,33 +27,41 @@ def version() -> str:
 def sample_data(out: str, n_images: int = 8, n_labeled: int = 3, shape: str | None = None,
                 spacing: str | None = None, seed: int = 0, layout: str = "monailabel",
                 overwrite: bool = False, kind: str = "ct", enhancing_label: int = 4) -> str:
-    """Build synthetic demo studies (no download) in OUT: abdominal CT (default) or BraTS-like brain MRI.
+    """Build synthetic demo studies (no download) in OUT: abdominal CT (default), brain MRI or chest X-ray.
 
     --kind ct: CT labelled in BTCV numbering (spleen 1, left kidney 3, liver 6), 96x96x64 at 1.5x1.5x2 mm.
     --kind brats: 4-channel MRI (T1, T1Gd, T2, FLAIR in one 4D NIfTI) with a tumour in BraTS labels
     (1 necrosis, 2 oedema, 4 enhancing; 3 with --enhancing_label 3), 64x64x48 at 1 mm.
+    --kind cxr: 2D frontal chest radiographs with lung masks (0/1), 288x256 pixels; --layout msd writes PNG
+    (the input of bundles/lung_xray_unetplusplus_segmentation), --layout monailabel 2D NIfTI.
     With --layout monailabel (default) OUT is a MONAI Label local datastore (images, labels/final); with
     --layout msd it is a Medical Segmentation Decathlon dataset (imagesTr, labelsTr, imagesTs, dataset.json);
     with --layout dicom (ct only) one DICOM CT series per case, to load into a PACS for the DICOMweb datastore.
     Example: labelzoo sample-data data/sample --n_images 8 --n_labeled 3
     Example: labelzoo sample-data data/brats --kind brats --layout msd
+    Example: labelzoo sample-data data/cxr --kind cxr --layout msd --n_images 40 --n_labeled 32
 
     Args:
         out: destination folder; must be empty unless --overwrite.
         n_images: number of cases.
         n_labeled: cases with a label (the rest are for annotation).
-        shape: volume size in voxels, X,Y,Z (default 96,96,64 for ct, 64,64,48 for brats).
-        spacing: voxel size in mm, X,Y,Z (default 1.5,1.5,2.0 for ct, 1,1,1 for brats).
+        shape: volume size in voxels, X,Y,Z (default 96,96,64 for ct, 64,64,48 for brats); ROWS,COLUMNS for cxr.
+        spacing: voxel size in mm, X,Y,Z (default 1.5,1.5,2.0 for ct, 1,1,1 for brats; not for cxr).
         seed: base random seed (the same seed gives the same data).
         layout: monailabel, msd or dicom.
         overwrite: write into a non-empty folder.
-        kind: ct or brats.
+        kind: ct, brats or cxr.
         enhancing_label: brats only: label of the enhancing tumour, 4 (BraTS 2021) or 3 (BraTS 2023+).
     """
-    if kind not in ("ct", "brats"):
-        raise LabelZooError(f"--kind must be 'ct' or 'brats', got {kind!r}")
+    if kind not in ("ct", "brats", "cxr"):
+        raise LabelZooError(f"--kind must be 'ct', 'brats' or 'cxr', got {kind!r}")
     sizes = {k: v for k, v in (("shape", shape), ("spacing", spacing)) if v is not None}
-    if kind == "brats":
+    if kind == "cxr":
+        if spacing is not None:
+            raise LabelZooError("--spacing does not apply to --kind cxr (radiographs are written in pixels)")
+        path = build_cxr_studies(out, n_images=n_images, n_labeled=n_labeled, seed=seed, layout=layout,
+                                 overwrite=overwrite, **sizes)
+    elif kind == "brats":
         path = build_brats_studies(out, n_images=n_images, n_labeled=n_labeled, seed=seed, layout=layout,
                                    overwrite=overwrite, enhancing_label=enhancing_label, **sizes)
     else:

@@ -2,15 +2,24 @@
 
 from labelzoo.networks.axial_attention import AxialAttention, AxialSelfAttention1d
 from labelzoo.networks.axial_dynunet import AxialDynUNet, AxialUpBlock
-
-__all__ = ["AxialAttention", "AxialDynUNet", "AxialSelfAttention1d", "AxialUpBlock"]
-
-# T-AutoML: the search blocks and the network decoded from a T-AutoML vector (labelzoo.automl).
-from labelzoo.networks.tautoml import (  # noqa: E402
+from labelzoo.networks.tautoml import (
     AxialAttentionSearchBlock,
     BottleneckSearchBlock,
     ResidualSearchBlock,
     TAutoMLNet,
 )
+from labelzoo.networks.unetplusplus import FlexibleUNetPlusPlus, UNetPlusPlus, encoder_parameter_names
 
-__all__ += ["AxialAttentionSearchBlock", "BottleneckSearchBlock", "ResidualSearchBlock", "TAutoMLNet"]
+__all__ = [
+    "AxialAttention",
+    "AxialAttentionSearchBlock",
+    "AxialDynUNet",
+    "AxialSelfAttention1d",
+    "AxialUpBlock",
+    "BottleneckSearchBlock",
+    "FlexibleUNetPlusPlus",
+    "ResidualSearchBlock",
+    "TAutoMLNet",
+    "UNetPlusPlus",
+    "encoder_parameter_names",
+]
