@@ -84,3 +84,11 @@ def test_serve_rejects_a_bad_typed_conf_value(tmp_path, capsys):
 
     assert main(["serve", "--studies", str(tmp_path), "--conf", "tta_samples=99", "--dry_run"]) != 0
     assert "labelzoo: error: --conf tta_samples must be between 2 and 7" in capsys.readouterr().err
+
+
+def test_sample_data_kinds(tmp_path):
+    result = run_cli("sample-data", str(tmp_path / "x"), "--kind", "cxr", "--layout", "msd", "--n_images", "2",
+                     "--n_labeled", "1")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "x" / "dataset.json").is_file()
+    assert_one_clear_line(run_cli("sample-data", str(tmp_path / "y"), "--kind", "pet"), "--kind", "cxr")
