@@ -97,7 +97,7 @@ def test_winner_is_emitted_as_a_bundle_that_verifies(searched, tmp_path):
 
     result = searched["result"]
     bundle = result.bundle
-    assert bundle.name == "task01_synthetic_ct_tautoml_segmentation"
+    assert bundle.name == "synthetic_ct_tautoml_segmentation"  # <anatomy>_<modality>_<method>_<task>
     full = [t for t in read_trials(searched["out"] / "trials.jsonl") if t["phase"] == "full"]
     assert result.dice == max(t["dice"] for t in full)
     train = json.loads((bundle / "configs" / "train.json").read_text())

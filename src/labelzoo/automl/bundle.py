@@ -11,7 +11,6 @@ from the command line and by MONAI Label), ``network_def`` apart from ``network`
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +19,14 @@ from typing import Any
 from labelzoo.automl import components
 from labelzoo.automl.encoding import check_vector, decode
 from labelzoo.automl.train import DatasetInfo
+from labelzoo.bundle.emit import (
+    LICENSE_TEXT,
+    LOGGING_CONF,
+    large_files_yml,
+    multi_gpu_train_config,
+    package_version,
+    slug,
+)
 from labelzoo.errors import LabelZooError
 from labelzoo.io import write_json_atomic
 
@@ -28,35 +35,6 @@ NETWORK_TARGET = "labelzoo.networks.tautoml.TAutoMLNet"
 DEVICE = "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')"
 IMPORTS = ["$import glob", "$import json", "$import os", "$import numpy", "$import torch",
            "$import labelzoo.networks.tautoml"]
-
-LOGGING_CONF = """[loggers]
-keys=root
-
-[handlers]
-keys=consoleHandler
-
-[formatters]
-keys=fullFormatter
-
-[logger_root]
-level=INFO
-handlers=consoleHandler
-
-[handler_consoleHandler]
-class=StreamHandler
-level=INFO
-formatter=fullFormatter
-args=(sys.stdout,)
-
-[formatter_fullFormatter]
-format=%(asctime)s - %(name)s - %(levelname)s - %(message)s
-"""
-
-
-def slug(text: str) -> str:
-    """Lower-case ``text`` with runs of other characters turned into one underscore."""
-    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "data"
-
 
 def default_bundle_name(info: DatasetInfo) -> str:
     """Model-zoo name ``<anatomy>_<modality>_tautoml_segmentation`` from the dataset folder and modality."""
@@ -252,33 +230,6 @@ def smoke_config(info: DatasetInfo, patch_size: list[int]) -> dict[str, Any]:
     }
 
 
-def multi_gpu_train_config() -> dict[str, Any]:
-    """``multi_gpu_train.json`` (overrides ``train.json``): DDP, one process per GPU (``torchrun``)."""
-    return {
-        "device": "$torch.device('cuda:' + os.environ['LOCAL_RANK'] if torch.cuda.is_available() else 'cpu')",
-        "network": {"_target_": "torch.nn.parallel.DistributedDataParallel", "module": "$@network_def.to(@device)",
-                    "device_ids": "$[@device] if torch.cuda.is_available() else None"},
-        "train#sampler": {"_target_": "DistributedSampler", "dataset": "@train#dataset", "even_divisible": True,
-                          "shuffle": True},
-        "train#dataloader#sampler": "@train#sampler",
-        "train#dataloader#shuffle": False,
-        "train#trainer#train_handlers": "$@train#handlers[: -1 if dist.get_rank() > 0 else None]",
-        "validate#sampler": {"_target_": "DistributedSampler", "dataset": "@validate#dataset",
-                             "even_divisible": False, "shuffle": False},
-        "validate#dataloader#sampler": "@validate#sampler",
-        "validate#evaluator#val_handlers": "$None if dist.get_rank() > 0 else @validate#handlers",
-        "initialize": [
-            "$import torch.distributed as dist",
-            "$dist.is_initialized() or dist.init_process_group(backend='nccl' if torch.cuda.is_available() "
-            "else 'gloo')",
-            "$torch.cuda.set_device(@device) if torch.cuda.is_available() else None",
-            "$monai.utils.set_determinism(seed=0)",
-        ],
-        "run": ["$@train#trainer.run()"],
-        "finalize": ["$dist.is_initialized() and dist.destroy_process_group()"],
-    }
-
-
 def metadata(vector: list[int], info: DatasetInfo, patch_size: list[int], dice: float | None,
              search_summary: dict[str, Any]) -> dict[str, Any]:
     """``metadata.json`` in the model-zoo schema; pins ``labelzoo`` (the network is referenced by dotted path)."""
@@ -297,9 +248,9 @@ def metadata(vector: list[int], info: DatasetInfo, patch_size: list[int], dice: 
         "monai_version": monai.__version__,
         "pytorch_version": torch.__version__.split("+")[0],
         "numpy_version": numpy.__version__,
-        "required_packages_version": {"labelzoo": labelzoo.__version__, "nibabel": _version("nibabel"),
-                                      "pytorch-ignite": _version("pytorch-ignite"),
-                                      "tensorboard": _version("tensorboard")},
+        "required_packages_version": {"labelzoo": labelzoo.__version__, "nibabel": package_version("nibabel"),
+                                      "pytorch-ignite": package_version("pytorch-ignite"),
+                                      "tensorboard": package_version("tensorboard")},
         "supported_apps": {"monailabel": "0.8.5"},
         "name": "T-AutoML segmentation (" + info.root.name + ")",
         "task": f"{info.modality} segmentation of {', '.join(info.label_names[1:])}",
@@ -335,15 +286,6 @@ def metadata(vector: list[int], info: DatasetInfo, patch_size: list[int], dice: 
             }},
         },
     }
-
-
-def _version(package: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def readme(name: str, vector: list[int], info: DatasetInfo, dice: float | None, summary: dict[str, Any]) -> str:
@@ -449,20 +391,10 @@ def emit_bundle(out_dir: str | Path, vector: Sequence[int], info: DatasetInfo, p
     (configs / "logging.conf").write_text(LOGGING_CONF)
     (tmp / "docs").mkdir()
     (tmp / "docs" / "README.md").write_text(readme(name or out.name, vec, info, dice, summary))
-    (tmp / "LICENSE").write_text(_license_text())
+    (tmp / "LICENSE").write_text(LICENSE_TEXT)
     (tmp / "models").mkdir()
-    large = "large_files:\n"
     if state_dict is not None:
         torch.save(state_dict, tmp / "models" / "model.pt")
-        large += '  - path: "models/model.pt"\n    url: ""\n    hash_type: ""\n    hash_val: ""\n'
-    (tmp / "large_files.yml").write_text(large if state_dict is not None else "large_files: []\n")
+    (tmp / "large_files.yml").write_text(large_files_yml(weights=state_dict is not None))
     tmp.rename(out)
     return out
-
-
-def _license_text() -> str:
-    return ("Copyright (c) LabelZoo contributors\n\nLicensed under the Apache License, Version 2.0 (the \"License\"); "
-            "you may not use this file except in compliance with the License.\nYou may obtain a copy of the License "
-            "at http://www.apache.org/licenses/LICENSE-2.0\n\nUnless required by applicable law or agreed to in "
-            "writing, software distributed under the License is distributed on an \"AS IS\" BASIS, WITHOUT "
-            "WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.\n")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,14 @@ from typing import Any
 import numpy as np
 
 import labelzoo
+from labelzoo.bundle.emit import (
+    LICENSE_TEXT,
+    LOGGING_CONF,
+    large_files_yml,
+    multi_gpu_train_config,
+    package_version,
+    slug,
+)
 from labelzoo.errors import LabelZooError
 from labelzoo.io import write_json_atomic
 from labelzoo.planning.choose import lcc_candidates
@@ -48,12 +55,6 @@ METHOD_NAMES = {"2d": "nnunet2d", "3d_fullres": "nnunet3dfullres", "3d_lowres": 
 
 
 # --------------------------------------------------------------------------------------------- small pure helpers
-
-
-def slug(text: str) -> str:
-    """Lower-case alphanumerics of ``text`` (``Task09_Spleen`` -> ``spleen``, ``Dataset002_Heart`` -> ``heart``)."""
-    text = re.sub(r"^(task|dataset)\d+_", "", str(text), flags=re.IGNORECASE)
-    return re.sub(r"[^a-z0-9]", "", text.lower()) or "dataset"
 
 
 def modality_slug(channel_names: dict[str, str]) -> str:
@@ -389,27 +390,6 @@ def inference_config(plans: dict, cfg: dict, dataset_dir: str, cascade: bool = F
     return conf
 
 
-def multi_gpu_train_config() -> dict:
-    """``multi_gpu_train.json``: overrides train.json for ``torchrun`` (model-zoo pattern)."""
-    return {
-        "device": "$torch.device('cuda:' + os.environ['LOCAL_RANK'])",
-        "network": {"_target_": "torch.nn.parallel.DistributedDataParallel", "module": "$@network_def.to(@device)",
-                    "device_ids": ["@device"]},
-        "train#sampler": {"_target_": "DistributedSampler", "dataset": "@train#dataset", "even_divisible": True,
-                          "shuffle": True},
-        "train#trainer#train_handlers": "$@train#handlers[: -1 if dist.get_rank() > 0 else None]",
-        "validate#sampler": {"_target_": "DistributedSampler", "dataset": "@validate#dataset",
-                             "even_divisible": False, "shuffle": False},
-        "validate#dataloader#sampler": "@validate#sampler",
-        "validate#evaluator#val_handlers": "$None if dist.get_rank() > 0 else @validate#handlers",
-        "initialize": ["$import torch.distributed as dist",
-                       "$dist.is_initialized() or dist.init_process_group(backend='nccl')",
-                       "$torch.cuda.set_device(@device)", "$monai.utils.set_determinism(seed=0)"],
-        "run": ["$@train#trainer.run()"],
-        "finalize": ["$dist.is_initialized() and dist.destroy_process_group()"],
-    }
-
-
 def evaluate_config() -> dict:
     """``evaluate.json``: overrides train.json to score ``models/model.pt`` on the validation fold."""
     return {
@@ -486,9 +466,9 @@ def metadata(plans: dict, configuration: str, cfg: dict, name: str, cascade: boo
         "monai_version": monai.__version__,
         "pytorch_version": torch.__version__.split("+")[0],
         "numpy_version": np.__version__,
-        "required_packages_version": {"labelzoo": labelzoo.__version__, "nibabel": _version("nibabel"),
-                                      "pytorch-ignite": _version("pytorch-ignite"),
-                                      "tensorboard": _version("tensorboard")},
+        "required_packages_version": {"labelzoo": labelzoo.__version__, "nibabel": package_version("nibabel"),
+                                      "pytorch-ignite": package_version("pytorch-ignite"),
+                                      "tensorboard": package_version("tensorboard")},
         "supported_apps": {"monailabel": ""},
         "name": name,
         "task": f"{plans['dataset_name']} segmentation, nnU-Net {configuration} configuration",
@@ -524,39 +504,6 @@ def metadata(plans: dict, configuration: str, cfg: dict, name: str, cascade: boo
             }},
         },
     }
-
-
-def _version(package: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return ""
-
-
-LOGGING_CONF = """[loggers]
-keys=root
-
-[handlers]
-keys=consoleHandler
-
-[formatters]
-keys=fullFormatter
-
-[logger_root]
-level=INFO
-handlers=consoleHandler
-
-[handler_consoleHandler]
-class=StreamHandler
-level=INFO
-formatter=fullFormatter
-args=(sys.stdout,)
-
-[formatter_fullFormatter]
-format=%(asctime)s - %(name)s - %(levelname)s - %(message)s
-"""
 
 
 def readme(plans: dict, configuration: str, cfg: dict, name: str, cascade: bool, previous: str | None) -> str:
@@ -646,10 +593,8 @@ def emit_bundle(plans: dict, configuration: str, out_dir: str | Path, dataset_di
     (root / "docs").mkdir(parents=True, exist_ok=True)
     (root / "docs" / "README.md").write_text(readme(plans, configuration, cfg, name, cascade, previous))
     (root / "models").mkdir(exist_ok=True)
-    (root / "large_files.yml").write_text(
-        "large_files:\n  - path: \"models/model.pt\"\n    url: \"\"\n    hash_val: \"\"\n    hash_type: \"\"\n")
-    license_src = Path(labelzoo.__file__).resolve().parents[2] / "LICENSE"
-    (root / "LICENSE").write_text(license_src.read_text() if license_src.is_file() else "Apache-2.0\n")
+    (root / "large_files.yml").write_text(large_files_yml())
+    (root / "LICENSE").write_text(LICENSE_TEXT)
     return root
 
 

@@ -1,0 +1,104 @@
+"""Pieces every bundle generator writes the same way (the planner's DynUNet bundles, T-AutoML's winner).
+
+One place for the files whose content does not depend on the network or the data: ``logging.conf``,
+``LICENSE``, ``large_files.yml``, the ``multi_gpu_train.json`` override, and the naming helpers.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+#: ``configs/logging.conf`` of generated bundles (the model zoo's console logger).
+LOGGING_CONF = """[loggers]
+keys=root
+
+[handlers]
+keys=consoleHandler
+
+[formatters]
+keys=fullFormatter
+
+[logger_root]
+level=INFO
+handlers=consoleHandler
+
+[handler_consoleHandler]
+class=StreamHandler
+level=INFO
+formatter=fullFormatter
+args=(sys.stdout,)
+
+[formatter_fullFormatter]
+format=%(asctime)s - %(name)s - %(levelname)s - %(message)s
+"""
+
+#: ``LICENSE`` of generated bundles (the project's license, Apache-2.0).
+LICENSE_TEXT = (
+    "Copyright (c) LabelZoo contributors\n\nLicensed under the Apache License, Version 2.0 (the \"License\"); "
+    "you may not use this file except in compliance with the License.\nYou may obtain a copy of the License "
+    "at http://www.apache.org/licenses/LICENSE-2.0\n\nUnless required by applicable law or agreed to in "
+    "writing, software distributed under the License is distributed on an \"AS IS\" BASIS, WITHOUT "
+    "WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.\n"
+)
+
+
+def slug(text: str) -> str:
+    """One part of a model-zoo name ``<anatomy>_<modality>_<method>_<task>``: lower-case alphanumerics only.
+
+    A leading MSD / nnU-Net ``TaskNN_`` / ``DatasetNNN_`` is dropped (``Task09_Spleen`` -> ``spleen``,
+    ``Dataset002_Heart`` -> ``heart``); an empty result becomes ``dataset``.
+    """
+    text = re.sub(r"^(task|dataset)\d+_", "", str(text), flags=re.IGNORECASE)
+    return re.sub(r"[^a-z0-9]", "", text.lower()) or "dataset"
+
+
+def package_version(package: str) -> str:
+    """The installed version of ``package``, or ``"unknown"``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def large_files_yml(weights: bool = True) -> str:
+    """``large_files.yml`` listing ``models/model.pt`` (weights are never committed; the url is filled on release)."""
+    if not weights:
+        return "large_files: []\n"
+    return 'large_files:\n  - path: "models/model.pt"\n    url: ""\n    hash_type: ""\n    hash_val: ""\n'
+
+
+def multi_gpu_train_config() -> dict[str, Any]:
+    """``multi_gpu_train.json`` overriding ``train.json`` for ``torchrun``: DDP on NCCL (GPUs) or gloo (CPUs).
+
+    Expects ``train#handlers`` to end with the rank-0-only handlers' last entry (the checkpoint saver is
+    dropped on other ranks). Ranks meet at a barrier before the process group is destroyed, so a fast
+    rank cannot tear the group down under a slow one.
+    """
+    return {
+        "device": "$torch.device('cuda:' + os.environ['LOCAL_RANK']) if torch.cuda.is_available() "
+                  "else torch.device('cpu')",
+        "network": {"_target_": "torch.nn.parallel.DistributedDataParallel", "module": "$@network_def.to(@device)",
+                    "device_ids": "$[@device] if torch.cuda.is_available() else None"},
+        "train#sampler": {"_target_": "DistributedSampler", "dataset": "@train#dataset", "even_divisible": True,
+                          "shuffle": True},
+        "train#dataloader#sampler": "@train#sampler",
+        "train#dataloader#shuffle": False,
+        "train#trainer#train_handlers": "$@train#handlers[: -1 if dist.get_rank() > 0 else None]",
+        "validate#sampler": {"_target_": "DistributedSampler", "dataset": "@validate#dataset",
+                             "even_divisible": False, "shuffle": False},
+        "validate#dataloader#sampler": "@validate#sampler",
+        "validate#evaluator#val_handlers": "$None if dist.get_rank() > 0 else @validate#handlers",
+        "initialize": [
+            "$import torch.distributed as dist",
+            "$dist.is_initialized() or dist.init_process_group(backend='nccl' if torch.cuda.is_available() "
+            "else 'gloo')",
+            "$torch.cuda.set_device(@device) if torch.cuda.is_available() else None",
+            "$monai.utils.set_determinism(seed=0)",
+        ],
+        "run": ["$@train#trainer.run()"],
+        "finalize": ["$dist.is_initialized() and dist.barrier()",
+                     "$dist.is_initialized() and dist.destroy_process_group()"],
+    }
