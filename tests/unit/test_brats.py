@@ -234,4 +234,4 @@ def test_cli_sample_data_kind_brats(tmp_path, capsys) -> None:
                                                                 "case_000.nii.gz").is_file()
     assert nib.load(tmp_path / "s" / "case_001.nii.gz").shape == (24, 24, 24, 4)
     assert main(["sample-data", str(tmp_path / "t"), "--kind", "mri"]) == 2
-    assert "--kind must be 'ct' or 'brats'" in capsys.readouterr().err
+    assert "--kind must be 'ct', 'brats' or 'cxr'" in capsys.readouterr().err

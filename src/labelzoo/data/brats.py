@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from labelzoo.data.layout import check_destination, write_dataset
 from labelzoo.data.synthetic import _ellipsoid, _parse_triple
 from labelzoo.errors import LabelZooError
-from labelzoo.io import save_nifti, write_json_atomic
+from labelzoo.io import save_nifti
 
 logger = logging.getLogger(__name__)
 
@@ -146,49 +147,23 @@ def build_brats_studies(
         LabelZooError: on a non-empty destination without ``overwrite``, or bad counts, shape, spacing, layout
         or enhancing label.
     """
-    out = Path(out).expanduser()
+    out = check_destination(out, n_images, n_labeled, layout, overwrite=overwrite)
     shape = _parse_triple(shape, "shape", int)
     spacing = _parse_triple(spacing, "spacing", float)
-    if layout not in ("monailabel", "msd"):
-        raise LabelZooError(f"--layout must be 'monailabel' or 'msd', got {layout!r}")
-    if isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < 1:
-        raise LabelZooError(f"--n_images must be a positive integer, got {n_images!r}")
-    if isinstance(n_labeled, bool) or not isinstance(n_labeled, int) or not 0 <= n_labeled <= n_images:
-        raise LabelZooError(f"--n_labeled must be an integer between 0 and n_images={n_images}, got {n_labeled!r}")
     if enhancing_label not in ENHANCING_LABELS:
         raise LabelZooError(f"--enhancing_label must be 4 (BraTS 2021) or 3 (BraTS 2023+), got {enhancing_label!r}")
-    if out.exists() and not out.is_dir():
-        raise LabelZooError(f"{out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise LabelZooError(f"{out} is not empty: choose an empty folder or pass --overwrite")
 
-    image_dir, label_dir = (out, out / "labels" / "final") if layout == "monailabel" else (out / "imagesTr",
-                                                                                          out / "labelsTr")
-    training, test = [], []
-    for i in range(n_images):
-        name = f"case_{i:03d}"
-        image, label, affine = make_brats_case(seed + i, shape, spacing, enhancing_label)
-        labeled = i < n_labeled
-        img_dir = image_dir if (labeled or layout == "monailabel") else out / "imagesTs"
-        save_nifti(image, affine, img_dir / f"{name}.nii.gz")
-        if labeled:
-            save_nifti(label, affine, label_dir / f"{name}.nii.gz")
-            training.append({"image": f"./imagesTr/{name}.nii.gz", "label": f"./labelsTr/{name}.nii.gz"})
-        else:
-            test.append(f"./imagesTs/{name}.nii.gz")
-    if layout == "msd":
-        labels = {k: v for k, v in BRATS_LABELS.items() if k != 4}
-        labels[enhancing_label] = BRATS_LABELS[4]
-        write_json_atomic(out / "dataset.json", {
-            "name": "LabelZooSyntheticBraTS",
-            "description": "Synthetic BraTS-like MRI made by labelzoo sample-data --kind brats",
-            "tensorImageSize": "4D",
-            "modality": {str(i): c for i, c in enumerate(BRATS_CHANNELS)},
-            "labels": {str(k): v for k, v in sorted(labels.items())},
-            "numTraining": len(training),
-            "numTest": len(test),
-            "training": training,
-            "test": test,
-        })
-    logger.info("wrote %d BraTS-like cases (%d labelled) to %s", n_images, n_labeled, out)
-    return out
+    def cases():
+        for i in range(n_images):
+            image, label, affine = make_brats_case(seed + i, shape, spacing, enhancing_label)
+            yield f"case_{i:03d}", image, label, lambda array, path, affine=affine: save_nifti(array, affine, path)
+
+    labels = {k: v for k, v in BRATS_LABELS.items() if k != 4}
+    labels[enhancing_label] = BRATS_LABELS[4]
+    return write_dataset(out, cases(), n_labeled, layout, ".nii.gz", {
+        "name": "LabelZooSyntheticBraTS",
+        "description": "Synthetic BraTS-like MRI made by labelzoo sample-data --kind brats",
+        "tensorImageSize": "4D",
+        "modality": {str(i): c for i, c in enumerate(BRATS_CHANNELS)},
+        "labels": {str(k): v for k, v in sorted(labels.items())},
+    })

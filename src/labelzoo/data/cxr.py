@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from labelzoo.data.layout import check_destination, write_dataset
 from labelzoo.errors import LabelZooError
-from labelzoo.io import save_nifti, write_json_atomic
+from labelzoo.io import save_nifti
 
 logger = logging.getLogger(__name__)
 
@@ -210,50 +211,15 @@ def build_cxr_studies(
     Raises:
         LabelZooError: on a non-empty destination without ``overwrite``, or bad counts, shape or layout.
     """
-    out = Path(out).expanduser()
+    out = check_destination(out, n_images, n_labeled, layout, ("msd", "monailabel"), overwrite)
     shape = _parse_pair(shape, "shape")
-    if layout not in ("msd", "monailabel"):
-        raise LabelZooError(f"--layout must be 'msd' or 'monailabel', got {layout!r}")
-    if not isinstance(n_images, int) or n_images < 1:
-        raise LabelZooError(f"--n_images must be a positive integer, got {n_images!r}")
-    if not isinstance(n_labeled, int) or not 0 <= n_labeled <= n_images:
-        raise LabelZooError(f"--n_labeled must be an integer between 0 and n_images={n_images}, got {n_labeled!r}")
-    if out.exists() and not out.is_dir():
-        raise LabelZooError(f"{out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise LabelZooError(f"{out} is not empty: choose an empty folder or pass --overwrite")
-
-    training, test = [], []
-    for i in range(n_images):
-        name = f"cxr_{i:03d}"
-        image, label = make_cxr_case(seed + i, shape)
-        labeled = i < n_labeled
-        if layout == "monailabel":
-            save_cxr_nifti(image, out / f"{name}.nii.gz")
-            if labeled:
-                save_cxr_nifti(label, out / "labels" / "final" / f"{name}.nii.gz")
-            continue
-        if labeled:
-            save_png(image, out / "imagesTr" / f"{name}.png")
-            save_png(label, out / "labelsTr" / f"{name}.png")
-            training.append({"image": f"./imagesTr/{name}.png", "label": f"./labelsTr/{name}.png"})
-        else:
-            save_png(image, out / "imagesTs" / f"{name}.png")
-            test.append(f"./imagesTs/{name}.png")
-    if layout == "msd":
-        write_json_atomic(
-            out / "dataset.json",
-            {
-                "name": "LabelZooSyntheticCXR",
-                "description": "Synthetic chest radiographs with lung masks (labelzoo sample-data --kind cxr)",
-                "tensorImageSize": "2D",
-                "modality": {"0": "X-ray"},
-                "labels": {str(v): k for k, v in CXR_LABELS.items()},
-                "numTraining": len(training),
-                "numTest": len(test),
-                "training": training,
-                "test": test,
-            },
-        )
-    logger.info("wrote %d chest radiographs (%d labelled) to %s", n_images, n_labeled, out)
-    return out
+    # MONAI Label shows 2D NIfTI; the bundle reads PNG (as radiograph datasets ship)
+    save, suffix = (save_cxr_nifti, ".nii.gz") if layout == "monailabel" else (save_png, ".png")
+    cases = ((f"cxr_{i:03d}", *make_cxr_case(seed + i, shape), save) for i in range(n_images))
+    return write_dataset(out, cases, n_labeled, layout, suffix, {
+        "name": "LabelZooSyntheticCXR",
+        "description": "Synthetic chest radiographs with lung masks (labelzoo sample-data --kind cxr)",
+        "tensorImageSize": "2D",
+        "modality": {"0": "X-ray"},
+        "labels": {str(v): k for k, v in CXR_LABELS.items()},
+    })

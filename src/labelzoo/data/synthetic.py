@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from labelzoo.data.layout import check_destination, write_dataset
 from labelzoo.errors import LabelZooError
 from labelzoo.io import save_nifti
 
@@ -152,57 +153,27 @@ def build_sample_studies(
         LabelZooError: on a non-empty destination without ``overwrite``, or bad counts, shape, spacing
         or layout.
     """
-    out = Path(out).expanduser()
+    out = check_destination(out, n_images, n_labeled, layout, LAYOUTS, overwrite)
     shape = _parse_triple(shape, "shape", int)
     spacing = _parse_triple(spacing, "spacing", float)
-    if layout not in LAYOUTS:
-        raise LabelZooError(f"--layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
-    if not isinstance(n_images, int) or n_images < 1:
-        raise LabelZooError(f"--n_images must be a positive integer, got {n_images!r}")
-    if not isinstance(n_labeled, int) or not 0 <= n_labeled <= n_images:
-        raise LabelZooError(f"--n_labeled must be an integer between 0 and n_images={n_images}, got {n_labeled!r}")
-    if out.exists() and not out.is_dir():
-        raise LabelZooError(f"{out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise LabelZooError(f"{out} is not empty: choose an empty folder or pass --overwrite")
-
     names = [f"case_{i:03d}" for i in range(n_images)]
-    if layout == "monailabel":
-        image_dir, label_dir = out, out / "labels" / "final"
-    else:
-        image_dir, label_dir = out / "imagesTr", out / "labelsTr"
-    training, test = [], []
-    for i, name in enumerate(names):
-        image, label, affine = make_ct_case(seed + i, shape, spacing)
-        if layout == "dicom":
-            from labelzoo.data.dicom import write_ct_series
+    if layout == "dicom":
+        from labelzoo.data.dicom import write_ct_series
 
+        for i, name in enumerate(names):
+            image, _, affine = make_ct_case(seed + i, shape, spacing)
             write_ct_series(image, affine, out / name, patient_id=f"LZ{i:04d}", series_description=f"LabelZoo {name}")
-            continue
-        labeled = i < n_labeled
-        img_dir = image_dir if (labeled or layout == "monailabel") else out / "imagesTs"
-        save_nifti(image, affine, img_dir / f"{name}.nii.gz")
-        if labeled:
-            save_nifti(label, affine, label_dir / f"{name}.nii.gz")
-            training.append({"image": f"./imagesTr/{name}.nii.gz", "label": f"./labelsTr/{name}.nii.gz"})
-        else:
-            test.append(f"./imagesTs/{name}.nii.gz")
-    if layout == "msd":
-        from labelzoo.io import write_json_atomic
+        return out
 
-        write_json_atomic(
-            out / "dataset.json",
-            {
-                "name": "LabelZooSyntheticCT",
-                "description": "Synthetic abdominal CT made by labelzoo sample-data (BTCV label numbering)",
-                "tensorImageSize": "3D",
-                "modality": {"0": "CT"},
-                "labels": {str(v): k for k, v in CT_LABELS.items()},
-                "numTraining": len(training),
-                "numTest": len(test),
-                "training": training,
-                "test": test,
-            },
-        )
-    logger.info("wrote %d cases (%d labelled) to %s", n_images, n_labeled, out)
-    return out
+    def cases():
+        for i, name in enumerate(names):
+            image, label, affine = make_ct_case(seed + i, shape, spacing)
+            yield name, image, label, lambda array, path, affine=affine: save_nifti(array, affine, path)
+
+    return write_dataset(out, cases(), n_labeled, layout, ".nii.gz", {
+        "name": "LabelZooSyntheticCT",
+        "description": "Synthetic abdominal CT made by labelzoo sample-data (BTCV label numbering)",
+        "tensorImageSize": "3D",
+        "modality": {"0": "CT"},
+        "labels": {str(v): k for k, v in CT_LABELS.items()},
+    })
