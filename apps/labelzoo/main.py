@@ -102,6 +102,8 @@ class LabelZooApp(MONAILabelApp):
         return LabelZooDatastore(
             self.studies,
             geometries=[(n, b.spatial_dims, b.channels) for n, b in self.bundles.items() if b.has_infer],
+            label_values=[(n, b.spatial_dims, b.channels, frozenset(b.labels.values()))
+                          for n, b in self.bundles.items() if b.has_train and b.labels],
             extensions=settings.MONAI_LABEL_DATASTORE_FILE_EXT,
             auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
             read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY or (in_task_process and config_exists),

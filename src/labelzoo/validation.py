@@ -114,3 +114,56 @@ def read_shape(path: str | Path, full: bool = False) -> tuple[int, ...]:
     except Exception as e:  # any reader error means "not an image we can read"
         raise LabelZooError(f"{name} is not a readable image ({type(e).__name__}: {e}); "
                             "expected NIfTI (.nii, .nii.gz) or another format MONAI's LoadImage reads") from None
+
+
+def read_label_values(path: str | Path) -> set[int]:
+    """The distinct voxel values of a label file.
+
+    Raises:
+        LabelZooError: when the file is not readable, or holds values that are not whole numbers.
+    """
+    import numpy as np
+
+    path = Path(path)
+    try:
+        if path.name.endswith(NIFTI_SUFFIXES):
+            import nibabel as nib
+
+            data = np.asanyarray(nib.load(str(path)).dataobj)
+        else:
+            from monai.transforms import LoadImage
+
+            data = np.asarray(LoadImage(image_only=True)(str(path)))
+    except Exception as e:  # any reader error means "not a label we can read"
+        raise LabelZooError(f"{path.name} is not a readable label image ({type(e).__name__}: {e})") from None
+    values = np.unique(data)
+    if not np.all(np.equal(np.mod(values, 1), 0)):
+        raise LabelZooError(f"{path.name} holds non-integer values ({values[:5].tolist()}...): a label map holds "
+                            "the integer value of each voxel's label")
+    return {int(v) for v in values}
+
+
+def label_values_error(values: set[int], image_shape: Sequence[int] | None,
+                       models: Sequence[tuple[str, int, int, frozenset[int]]], name: str = "label") -> str | None:
+    """Why a label with these voxel ``values`` cannot train any served model that reads its image.
+
+    Args:
+        values: the label's distinct voxel values.
+        image_shape: the image's shape (``None``: every model is considered).
+        models: ``(name, spatial_dims, channels, label values)`` of each served model.
+        name: how to call the label in the message.
+
+    Returns:
+        ``None`` when every value is 0 or a label value of at least one model that reads the image (or
+        no model reads it), else a message naming the stray values and each model's label values.
+    """
+    fitting = [(m, allowed) for m, dims, ch, allowed in models
+               if image_shape is None or geometry_error(image_shape, dims, ch) is None]
+    if not fitting:
+        return None
+    stray = sorted(set(values) - {0}.union(*(allowed for _, allowed in fitting)))
+    if not stray:
+        return None
+    known = "; ".join(f"{m}: {sorted(allowed)}" for m, allowed in fitting)
+    return (f"{name} has label value(s) {stray} that no served model for this image predicts (label values of "
+            f"{known}); paint with the model's label values")

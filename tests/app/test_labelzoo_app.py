@@ -235,6 +235,10 @@ def test_bad_input_gets_4xx_and_server_keeps_serving(app_server, tmp_path):
     flat = _nifti(tmp_path / "flat.nii.gz", (64, 64))
     four = _nifti(tmp_path / "four.nii.gz", (32, 32, 32, 4))
     small_label = _nifti(tmp_path / "small.nii.gz", (32, 32, 48), np.uint8)
+    stray = np.zeros(nib.load(app_server.studies / "case_002.nii.gz").shape, np.uint8)
+    stray[:4, :4, :4] = 14  # BTCV has 13 organs: 1..13
+    stray_label = tmp_path / "stray.nii.gz"
+    nib.save(nib.Nifti1Image(stray, np.eye(4)), stray_label)
 
     def put_image(file: Path, image: str | None = None) -> requests.Response:
         with open(file, "rb") as f:
@@ -253,6 +257,7 @@ def test_bad_input_gets_4xx_and_server_keeps_serving(app_server, tmp_path):
         "4-channel upload to a 1-channel model": (put_image(four, "four"), 422, "4 channels"),
         "traversal upload id": (put_image(flat, "../x"), 400, "not a valid id"),
         "label shape mismatch": (put_label(small_label, "case_002"), 422, "must match"),
+        "label value no model predicts": (put_label(stray_label, "case_002"), 422, "label value(s) [14]"),
         "label for traversal id": (put_label(small_label, "../x"), 400, "not a valid id"),
         "label with traversal tag": (put_label(small_label, "case_002", "../../x"), 400, "label tag"),
         "label for unknown image": (put_label(small_label, "nosuch"), 404, "not in the datastore"),

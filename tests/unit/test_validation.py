@@ -46,3 +46,33 @@ def test_read_shape(tmp_path):
     junk.write_text("not an image")
     with pytest.raises(LabelZooError, match="junk.nii.gz is not a readable image"):
         read_shape(junk, full=True)
+
+
+def test_label_values_error_names_stray_values_and_models():
+    from labelzoo.validation import label_values_error
+
+    ct = ("btcv", 3, 1, frozenset(range(1, 14)))
+    brats = ("brats", 3, 4, frozenset({1, 2, 4}))
+    assert label_values_error({0, 1, 6}, (64, 64, 48), [ct, brats]) is None
+    message = label_values_error({0, 14}, (64, 64, 48), [ct, brats], name="label for 'case_002'")
+    assert "[14]" in message and "btcv" in message and "brats" not in message  # brats does not read 1-channel CT
+    assert label_values_error({0, 4}, (64, 64, 48, 4), [ct, brats]) is None
+    assert label_values_error({0, 99}, (64, 64), [ct, brats]) is None  # no served model reads a 2D image
+
+
+def test_read_label_values(tmp_path):
+    import nibabel as nib
+    import numpy as np
+    import pytest
+
+    from labelzoo.errors import LabelZooError
+    from labelzoo.validation import read_label_values
+
+    data = np.zeros((8, 8, 8), np.float32)
+    data[0, 0, 0], data[1, 1, 1] = 3, 6
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "l.nii.gz")
+    assert read_label_values(tmp_path / "l.nii.gz") == {0, 3, 6}
+    data[2, 2, 2] = 0.5
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "f.nii.gz")
+    with pytest.raises(LabelZooError, match="non-integer"):
+        read_label_values(tmp_path / "f.nii.gz")

@@ -26,7 +26,14 @@ from monailabel.datastore.local import DataModel, ImageLabelModel, LocalDatastor
 from monailabel.utils.others.generic import file_checksum
 
 from labelzoo.errors import LabelZooError
-from labelzoo.validation import check_id, geometry_error, label_shape_error, read_shape
+from labelzoo.validation import (
+    check_id,
+    geometry_error,
+    label_shape_error,
+    label_values_error,
+    read_label_values,
+    read_shape,
+)
 from lib.errors import as_http, conflict, not_found, unprocessable, unsupported
 
 logger = logging.getLogger(__name__)
@@ -57,9 +64,11 @@ class LabelZooDatastore(LocalDatastore):
         **kwargs: passed to :class:`LocalDatastore`.
     """
 
-    def __init__(self, datastore_path: str, geometries: Sequence[tuple[str, int, int]] = (), **kwargs: Any):
+    def __init__(self, datastore_path: str, geometries: Sequence[tuple[str, int, int]] = (),
+                 label_values: Sequence[tuple[str, int, int, frozenset[int]]] = (), **kwargs: Any):
         self._rlock = threading.RLock()
         self._geometries = list(geometries)
+        self._label_values = list(label_values)
         super().__init__(datastore_path, **kwargs)
 
     # ---- atomic, locked persistence -------------------------------------------------------------
@@ -185,6 +194,13 @@ class LabelZooDatastore(LocalDatastore):
                 image_shape = None
         if image_shape is not None:
             err = label_shape_error(label_shape, image_shape, name=f"label for {image_id!r}")
+            if err:
+                raise unprocessable(err)
+        if self._label_values:
+            # a value no model predicts would only surface later, as a failed training run
+            with as_http(unprocessable):
+                values = read_label_values(label_filename)
+            err = label_values_error(values, image_shape, self._label_values, name=f"label for {image_id!r}")
             if err:
                 raise unprocessable(err)
         label_path = self._datastore.label_path(label_tag)
