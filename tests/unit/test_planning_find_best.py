@@ -64,8 +64,11 @@ def test_find_best_ensemble_and_postprocessing(msd_dataset: Path, tmp_path: Path
         wrong = np.roll(oh, 1, axis=0)
         probs_a[c] = np.where(noise, 0.45 * oh + 0.55 * wrong, oh)
         probs_b[c] = np.where(~noise, 0.45 * oh + 0.55 * wrong, oh)
+        for p in (probs_a[c], probs_b[c]):  # both see a stray spleen (class 1) blob in the air of a corner
+            p[:, :3, :3, :3] = np.eye(4, dtype=np.float32)[1][:, None, None, None]
+    # the single configurations' own tables say the step hurts class 1: an ensemble must not go by them
     lcc_helps = {c: {"fold": i % 2, "dice": {"1": 0.5, "2": 0.5, "3": 0.5},
-                     "dice_lcc": {"1": 0.6, "2": 0.4, "3": 0.5}} for i, c in enumerate(ids)}
+                     "dice_lcc": {"1": 0.4, "2": 0.4, "3": 0.5}} for i, c in enumerate(ids)}
     _fake_cv(full, msd_dataset, probs_a, lcc_helps)
     _fake_cv(two_d, msd_dataset, probs_b,
              {c: {**v, "dice": {"1": 0.4, "2": 0.4, "3": 0.4}} for c, v in lcc_helps.items()})
@@ -75,7 +78,9 @@ def test_find_best_ensemble_and_postprocessing(msd_dataset: Path, tmp_path: Path
     assert result["best"] == "ensemble__2d__3d_fullres", report
     assert result["scores"]["ensemble__2d__3d_fullres"] > max(result["scores"]["2d"], result["scores"]["3d_fullres"])
     assert result["host"] == "3d_fullres"  # the 3D member hosts the ensemble
-    assert result["postprocessing_lcc_classes"] == [1]  # helps class 1, hurts class 2, neutral for class 3
+    # decided on the ensemble's CV predictions: removing the stray blob helps class 1; classes 2, 3 unchanged
+    assert result["postprocessing_lcc_classes"] == [1]
+    assert result["postprocessing_decided_on"] == "ensemble__2d__3d_fullres"
     best = tmp_path / "best" / full.name
     inference = json.loads((best / "configs" / "inference.json").read_text())
     assert inference["postprocessing_lcc_classes"] == [1]

@@ -209,7 +209,7 @@ def find_best(planned: str, out: str | None = None, all_folds: bool = False) -> 
     scores: dict[str, float] = {name: d["mean_dice"] for name, (_, d) in summaries.items()}
     members: dict[str, tuple[str, ...]] = {name: (name,) for name in summaries}
     for pair in choose.candidate_ensembles(list(summaries)):
-        table = _ensemble_scores([summaries[c] for c in pair])
+        table, _ = _ensemble_tables([summaries[c] for c in pair], [])
         if table:
             name = choose.ensemble_name(pair)
             scores[name] = choose.mean_dice(table)
@@ -219,11 +219,15 @@ def find_best(planned: str, out: str | None = None, all_folds: bool = False) -> 
     # inferer can wrap the others: a cascade first, then 3D full resolution, then low resolution)
     single = best if best in summaries else min(members[best], key=HOST_ORDER.index)
     bundle, summary = summaries[single]
-    without = {c: {int(k): v for k, v in s["dice"].items()} for c, s in summary["cases"].items()}
-    with_lcc: dict[int, dict] = {}
-    for cls_idx in {int(k) for s in summary["cases"].values() for k in s["dice_lcc"]}:
-        with_lcc[cls_idx] = {c: {**without[c], cls_idx: s["dice_lcc"][str(cls_idx)]}
-                             for c, s in summary["cases"].items() if str(cls_idx) in s["dice_lcc"]}
+    candidates = sorted({int(k) for s in summary["cases"].values() for k in s["dice_lcc"]})
+    if best in summaries:  # train-cv scored the configuration's predictions with and without the step
+        without = {c: {int(k): v for k, v in s["dice"].items()} for c, s in summary["cases"].items()}
+        with_lcc: dict[int, dict] = {}
+        for cls_idx in candidates:
+            with_lcc[cls_idx] = {c: {**without[c], cls_idx: s["dice_lcc"][str(cls_idx)]}
+                                 for c, s in summary["cases"].items() if str(cls_idx) in s["dice_lcc"]}
+    else:  # an ensemble: decide on the ensemble's own cross-validation predictions, as nnU-Net does
+        without, with_lcc = _ensemble_tables([summaries[c] for c in members[best]], candidates)
     kept = choose.decide_postprocessing(without, with_lcc, sorted(with_lcc))
     out_dir = Path(out).expanduser() if out else root / "best"
     others = [summaries[c] for c in members[best] if c != single]
@@ -231,16 +235,24 @@ def find_best(planned: str, out: str | None = None, all_folds: bool = False) -> 
     result = {"scores": scores, "best": best, "members": list(members[best]), "host": single,
               "served_bundle": str(target.relative_to(root)) if target.is_relative_to(root) else str(target),
               "postprocessing_lcc_classes": kept,
-              "postprocessing_decided_on": single}
+              "postprocessing_decided_on": best}
     write_json_atomic(root / "find_best.json", result)
     lines = [f"{k}: {v:.4f}" for k, v in sorted(scores.items(), key=lambda kv: -kv[1])]
     return "\n".join(lines + [f"best: {best}; served bundle {target} (largest-component classes {kept})"])
 
 
-def _ensemble_scores(members: list[tuple[Path, dict]]) -> dict[str, dict[int, float]]:
-    """Dice of the averaged softmax of ``members`` on the cases all of them predicted (empty if none)."""
+def _ensemble_tables(members: list[tuple[Path, dict]], candidates: list[int]) -> tuple[dict, dict]:
+    """Cross-validation Dice of the averaged softmax of ``members`` on the cases all of them predicted.
+
+    Returns:
+        ``(without, with_lcc)``: Dice per case and class of the ensemble's predictions, and for each class in
+        ``candidates`` the same after keeping only that class' largest component (the tables
+        :func:`labelzoo.planning.choose.decide_postprocessing` reads); empty when no case has every member's
+        probabilities.
+    """
     cases = set.intersection(*(set(d["cases"]) for _, d in members))
-    out = {}
+    without: dict[str, dict[int, float]] = {}
+    with_lcc: dict[int, dict[str, dict[int, float]]] = {int(c): {} for c in candidates}
     label_values = members[0][1]["label_values"]
     classes = list(range(1, len(label_values)))
     cv_datalist = _load_json(members[0][0] / CV_DIR / "datalist.json")["training"]
@@ -257,8 +269,10 @@ def _ensemble_scores(members: list[tuple[Path, dict]]) -> dict[str, dict[int, fl
         ref = np.zeros_like(raw)
         for i, v in enumerate(label_values):
             ref[raw == v] = i
-        out[case] = choose.dice_per_class(pred, ref, classes)
-    return out
+        without[case] = choose.dice_per_class(pred, ref, classes)
+        for c in with_lcc:
+            with_lcc[c][case] = choose.dice_per_class(choose.keep_largest_component(pred, c), ref, classes)
+    return without, with_lcc
 
 
 #: Which member of an ensemble hosts it (its inferer wraps the others'), most preferred first.
