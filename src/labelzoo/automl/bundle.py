@@ -23,9 +23,12 @@ from labelzoo.bundle.emit import (
     LICENSE_TEXT,
     LOGGING_CONF,
     large_files_yml,
+    mean_dice_key_metric,
     multi_gpu_train_config,
     package_version,
     slug,
+    train_handlers,
+    validate_handlers,
 )
 from labelzoo.errors import LabelZooError
 from labelzoo.io import write_json_atomic
@@ -93,14 +96,7 @@ def train_config(vector: list[int], info: DatasetInfo, patch_size: list[int], ba
                 {"_target_": "AsDiscreted", "keys": ["pred", "label"], "argmax": [True, False],
                  "to_onehot": "$[@num_classes, @num_classes]"},
             ]},
-            "handlers": [
-                {"_target_": "ValidationHandler", "validator": "@validate#evaluator", "epoch_level": True,
-                 "interval": "@val_interval"},
-                {"_target_": "StatsHandler", "tag_name": "train_loss",
-                 "output_transform": "$monai.handlers.from_engine(['loss'], first=True)"},
-                {"_target_": "TensorBoardStatsHandler", "log_dir": "@output_dir", "tag_name": "train_loss",
-                 "output_transform": "$monai.handlers.from_engine(['loss'], first=True)"},
-            ],
+            "handlers": train_handlers(),
             "trainer": {
                 "_target_": "SupervisedTrainer",
                 "max_epochs": max_epochs,
@@ -124,14 +120,8 @@ def train_config(vector: list[int], info: DatasetInfo, patch_size: list[int], ba
             "inferer": {"_target_": "SlidingWindowInferer", "roi_size": "@patch_size", "sw_batch_size": 4,
                         "overlap": 0.5},
             "postprocessing": "%train#postprocessing",
-            "handlers": [
-                {"_target_": "StatsHandler", "iteration_log": False},
-                {"_target_": "TensorBoardStatsHandler", "log_dir": "@output_dir", "iteration_log": False},
-                {"_target_": "CheckpointSaver", "save_dir": "@ckpt_dir", "save_dict": {"model": "@network"},
-                 "save_key_metric": True, "key_metric_filename": "model.pt"},
-            ],
-            "key_metric": {"val_mean_dice": {"_target_": "MeanDice", "include_background": False,
-                                             "output_transform": "$monai.handlers.from_engine(['pred', 'label'])"}},
+            "handlers": validate_handlers(),
+            "key_metric": mean_dice_key_metric(),
             "evaluator": {
                 "_target_": "SupervisedEvaluator",
                 "device": "@device",

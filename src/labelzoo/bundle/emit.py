@@ -102,3 +102,32 @@ def multi_gpu_train_config() -> dict[str, Any]:
         "finalize": ["$dist.is_initialized() and dist.barrier()",
                      "$dist.is_initialized() and dist.destroy_process_group()"],
     }
+
+
+def train_handlers() -> list[dict[str, Any]]:
+    """``train#handlers`` of generated bundles: validation every ``@val_interval`` epochs, loss to log and
+    TensorBoard (kept last: ``multi_gpu_train_config`` drops the last handler on ranks other than 0)."""
+    loss = "$monai.handlers.from_engine(['loss'], first=True)"
+    return [
+        {"_target_": "ValidationHandler", "validator": "@validate#evaluator", "epoch_level": True,
+         "interval": "@val_interval"},
+        {"_target_": "StatsHandler", "tag_name": "train_loss", "output_transform": loss},
+        {"_target_": "TensorBoardStatsHandler", "log_dir": "@output_dir", "tag_name": "train_loss",
+         "output_transform": loss},
+    ]
+
+
+def validate_handlers() -> list[dict[str, Any]]:
+    """``validate#handlers``: metrics to log and TensorBoard, the best model to ``models/model.pt``."""
+    return [
+        {"_target_": "StatsHandler", "iteration_log": False},
+        {"_target_": "TensorBoardStatsHandler", "log_dir": "@output_dir", "iteration_log": False},
+        {"_target_": "CheckpointSaver", "save_dir": "@ckpt_dir", "save_dict": {"model": "@network"},
+         "save_key_metric": True, "key_metric_filename": "model.pt"},
+    ]
+
+
+def mean_dice_key_metric() -> dict[str, Any]:
+    """``validate#key_metric``: mean Dice over the foreground classes (one-hot ``pred`` and ``label``)."""
+    return {"val_mean_dice": {"_target_": "MeanDice", "include_background": False,
+                              "output_transform": "$monai.handlers.from_engine(['pred', 'label'])"}}
