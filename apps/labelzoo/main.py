@@ -13,14 +13,14 @@ import copy
 import logging
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from lib.datastore import LabelZooDatastore
+from lib.datastore import LabelZooDatastore, remove_stale_temp_files
 from lib.errors import as_http, bad_request, not_found, unprocessable
 from lib.infer import LabelZooInferTask
+from lib.routes import InferPool, Uploads, chain_sigterm
 from lib.routes import install as install_routes
 from lib.scoring import SERVED_KEY, DiceScoring, ScoreBoard, Scorer, ScoringWorker, TrainWatcher, UncertaintyScoring
 from lib.strategies import FirstStrategy, HybridStrategy, RandomStrategy, UncertaintyStrategy
@@ -39,7 +39,7 @@ from labelzoo.appconf import APP_CONF, check_conf, conf_bool, conf_number, conf_
 from labelzoo.discovery import BundleInfo, find_bundles, read_bundle_info, select_bundles
 from labelzoo.errors import LabelZooError
 from labelzoo.paths import bundles_dir
-from labelzoo.validation import check_id, geometry_error, read_shape
+from labelzoo.validation import check_id, check_image_size, geometry_error, read_shape
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,14 @@ class LabelZooApp(MONAILabelApp):
         self._scoring: dict[str, Any] | None = None
         self._watcher: TrainWatcher | None = None
         self._numbers = {k: conf_number(conf, k) for k in ("epistemic_samples", "epistemic_dropout", "tta_samples",
-                                                             "strategy_k", "hybrid_alpha", "scoring_interval")}
+                                                             "strategy_k", "hybrid_alpha", "scoring_interval",
+                                                             "max_upload_mb", "max_image_voxels", "infer_concurrency",
+                                                             "infer_queue")}
+        self.allow_model_upload = conf_bool(conf, "allow_model_upload")
+        self.max_upload_bytes = int(self._numbers["max_upload_mb"]) * 2**20
+        self.max_image_voxels = int(self._numbers["max_image_voxels"])
+        self.uploads: Uploads | None = None  # made in the server process (on_init_complete), not in task processes
+        self.infer_pool = InferPool(self._numbers["infer_concurrency"], self._numbers["infer_queue"])
         logger.info("LabelZoo bundles: %s", {n: str(b.path) for n, b in self.bundles.items()})
         super().__init__(
             app_dir=app_dir,
@@ -190,15 +197,35 @@ class LabelZooApp(MONAILabelApp):
         return dict(self._scoring_parts()["methods"])
 
     # ---- lifecycle --------------------------------------------------------------------------------------
+    @property
+    def scoring_worker(self) -> ScoringWorker | None:
+        return self._scoring_parts()["worker"]
+
     def on_init_complete(self) -> None:
         super().on_init_complete()
-        worker = self._scoring_parts()["worker"]
+        # a server killed mid-write (kill -9) leaves temp files: they are never valid data
+        if not self.studies.startswith(("http://", "https://")):
+            remove_stale_temp_files(self.studies)
+        for info in self.bundles.values():
+            remove_stale_temp_files(info.path / "models", max_depth=0)
+        self.uploads = Uploads(self.max_upload_bytes, self.max_image_voxels)
+        install_routes(self)
+        worker = self.scoring_worker
         if worker is not None:
-            install_routes(worker)
             worker.start()
             worker.wake()
         self._watcher = TrainWatcher(self._trainers)
         self._watcher.start()
+        chain_sigterm(self.on_stop_signal)
+
+    def on_stop_signal(self) -> None:
+        """SIGTERM / Ctrl-C: stop background work so pending requests end and the server exits promptly."""
+        logger.info("stop signal: stopping the scoring worker")
+        worker = self._scoring.get("worker") if self._scoring else None
+        if worker is not None:
+            worker.stop()
+        if self._watcher is not None:
+            self._watcher.stop()
 
     def async_scoring(self, method, params=None):
         """Wake the in-process scoring worker (MONAI Label would spawn a subprocess per method)."""
@@ -228,23 +255,27 @@ class LabelZooApp(MONAILabelApp):
 
     # ---- checked requests -------------------------------------------------------------------------------
     def _allowed_path(self, path: str) -> bool:
-        """Absolute files the server itself wrote: uploads (temp folder) and sessions."""
-        roots = [tempfile.gettempdir()]
+        """Absolute files the server itself wrote for a request: this server's uploads and sessions."""
+        roots = [str(self.uploads.root)] if self.uploads is not None else []
         sessions = self.sessions()
         if sessions is not None and getattr(sessions, "store_path", None):
             roots.append(sessions.store_path)
         real = os.path.realpath(path)
         return any(real.startswith(os.path.realpath(r) + os.sep) for r in roots)
 
-    def infer(self, request, datastore=None):
+    def infer(self, request, datastore=None, trusted: bool = False):
+        """Inference on a datastore image (by id); ``trusted`` (LabelZoo's own routes only) also allows the
+        server's upload and session files. Any other path is refused: clients name images by id."""
         model = request.get("model")
         task = self._infers.get(model)
         if task is None:
             raise not_found(f"unknown model {model!r}; served models: {', '.join(self._infers) or 'none'}")
         image = request.get("image")
+        if image is not None and not isinstance(image, str):
+            raise unprocessable(f"parameter 'image' must be an image id (text), got {type(image).__name__}")
         if isinstance(image, str):
             datastore = datastore or self.datastore()
-            if os.path.isabs(image) and os.path.exists(image) and self._allowed_path(image):
+            if trusted and os.path.isabs(image) and os.path.exists(image) and self._allowed_path(image):
                 path, name = image, "uploaded image"
             else:
                 with as_http():
@@ -258,6 +289,7 @@ class LabelZooApp(MONAILabelApp):
                     request.setdefault("label_tag", DefaultLabelTag.ORIGINAL.value)
             if os.path.isfile(path):
                 with as_http(unprocessable):
+                    check_image_size(path, self.max_image_voxels, self.max_upload_bytes, name=name)
                     shape = read_shape(path)
                 info = self.bundles[model]
                 err = geometry_error(shape, info.spatial_dims, info.channels, name=name, model=f"model {model!r}")
@@ -282,3 +314,52 @@ class LabelZooApp(MONAILabelApp):
         if model not in self._trainers:
             raise bad_request(f"unknown model {model!r} to train; trainable: {', '.join(self._trainers) or 'none'}")
         return super().train(request)
+
+    def training_data_error(self, model: str) -> str | None:
+        """Why ``model`` cannot train on the datastore's labelled images (``None`` when at least one fits)."""
+        info = self.bundles[model]
+        datalist = self.datastore().datalist()
+        if not datalist:
+            return f"no labelled image to train model {model!r} on: submit a label first"
+        for item in datalist:
+            try:
+                shape = read_shape(item["image"])
+            except (LabelZooError, OSError, KeyError):
+                continue
+            if geometry_error(shape, info.spatial_dims, info.channels) is None:
+                return None
+        plural = "s" if info.channels != 1 else ""
+        return (f"no labelled image fits model {model!r} (needs {info.channels} channel{plural}, "
+                f"{info.spatial_dims}D); {len(datalist)} labelled image(s) of other geometry")
+
+    # ---- weights (PUT/DELETE /model/<name>, only with allow_model_upload) ----------------------------------------
+    def replace_weights(self, model: str, path: str | os.PathLike) -> dict[str, Any]:
+        """Install uploaded weights for ``model`` after checking they load into its network (strict)."""
+        import torch
+        from lib.infer import check_state_dict
+
+        info = self.bundles[model]
+        task = self._infers.get(model)
+        if task is None:
+            raise unprocessable(f"model {model!r} has no inference config to check the weights against")
+        try:
+            checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as e:  # any loader error: not a weights file
+            raise unprocessable(f"the uploaded file is not a PyTorch weights file ({type(e).__name__}: {e})") from None
+        with as_http(unprocessable):
+            check_state_dict(task, checkpoint)
+        dest = info.path / "models" / "model.pt"
+        from labelzoo.io import replace_file_atomic
+
+        replace_file_atomic(path, dest)
+        logger.info("weights of %s replaced by an upload", model)
+        st = dest.stat()
+        return {"model": model, "weights": "models/model.pt", "size": st.st_size, "modified_time": int(st.st_mtime)}
+
+    def delete_weights(self, model: str) -> dict[str, Any]:
+        """Move ``model``'s weights aside (``model.pt.<time>.deleted``); it serves random weights until trained."""
+        dest = self.bundles[model].path / "models" / "model.pt"
+        if not dest.exists():
+            raise not_found(f"model {model!r} has no weights to delete")
+        os.replace(dest, f"{dest}.{time.strftime('%Y%m%d_%H%M%S')}.deleted")
+        return {}

@@ -43,6 +43,17 @@ APP_CONF: dict[str, ConfKey] = {
                                 "float", 0.1, 3600),
     "save_original": ConfKey("true", "store each suggestion as label tag 'original' (the dice score compares to it)",
                              "bool"),
+    # limits and access (apps/labelzoo/lib/routes.py): what one request may cost, who may replace weights
+    "max_upload_mb": ConfKey("512", "largest upload (image, label, weights) in MiB; larger ones get HTTP 413",
+                             "int", 1, 1_000_000),
+    "max_image_voxels": ConfKey("200000000", "largest image or label in voxels, read from its header before any "
+                                "voxel is loaded (HTTP 413); the default fits a 512x512x760 CT",
+                                "int", 1, 10**12),
+    "infer_concurrency": ConfKey("1", "inferences that run at once per model (the rest wait in a queue)",
+                                 "int", 1, 64),
+    "infer_queue": ConfKey("8", "inferences that may wait per model; more get HTTP 429", "int", 0, 10_000),
+    "allow_model_upload": ConfKey("false", "'true' enables PUT/DELETE /model/<name> (replacing or deleting weights)",
+                                  "bool"),
 }
 
 TRUE_WORDS = {"true", "1", "yes", "on"}

@@ -46,3 +46,21 @@ def write_json_atomic(path: str | Path, data: Any) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def replace_file_atomic(src: str | Path, dest: str | Path) -> Path:
+    """Copy ``src`` over ``dest`` through a temp file beside ``dest`` and a rename (readers see old or new)."""
+    import shutil
+
+    dest = Path(dest)
+    fd, tmp = _atomic_target(dest, ".tmp")
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dest

@@ -35,6 +35,39 @@ def check_port_free(host: str, port: int) -> None:
             raise LabelZooError(f"cannot listen on {host}:{port}: {e.strerror}") from None
 
 
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def auth_enabled() -> bool:
+    """Whether MONAI Label's authentication (``MONAI_LABEL_AUTH_ENABLE``, OIDC via Keycloak) is on."""
+    from monailabel.config import settings
+
+    return bool(settings.MONAI_LABEL_AUTH_ENABLE)
+
+
+def check_exposure(host: str, insecure: bool) -> None:
+    """Refuse to listen beyond loopback without authentication, unless the user says so explicitly.
+
+    Anyone who can reach the port could then read every image, replace labels and start training.
+    """
+    if is_loopback(host) or insecure or auth_enabled():
+        return
+    raise LabelZooError(
+        f"--host {host} opens the server to the network without authentication: anyone who reaches it can read "
+        "and change the data. Turn on MONAI Label's auth (MONAI_LABEL_AUTH_ENABLE=true with an OIDC server, see "
+        "the README), keep --host 127.0.0.1 behind a proxy that authenticates, or pass --insecure to accept it"
+    )
+
+
 def check_studies(studies: str) -> str:
     """Validate the studies argument: a DICOMweb URL, or an existing folder (returned absolute)."""
     if studies.startswith(("http://", "https://")):
@@ -85,7 +118,7 @@ def server_args(studies: str, host: str, port: int, conf: dict[str, str], app: s
 
 
 def serve(studies: str = "data/sample", host: str = "127.0.0.1", port: int = 8000, conf: dict | str | None = None,
-          app: str | None = None, log_level: str = "info", dry_run: bool = False) -> int:
+          app: str | None = None, log_level: str = "info", dry_run: bool = False, insecure: bool = False) -> int:
     """Start the MONAI Label server with the LabelZoo app (offline: no SAM2, no zoo or weight downloads).
 
     Paste the printed URL into 3D Slicer's MONAI Label (or LabelZoo) module. The server runs until
@@ -93,14 +126,17 @@ def serve(studies: str = "data/sample", host: str = "127.0.0.1", port: int = 800
 
     Args:
         studies: folder of images (a MONAI Label local datastore), or a DICOMweb URL.
-        host: address to listen on; 127.0.0.1 keeps the server local, 0.0.0.0 opens it to the network.
+        host: address to listen on; 127.0.0.1 keeps the server local, 0.0.0.0 opens it to the network (refused
+            without MONAI Label's authentication unless --insecure is given).
         port: TCP port.
         conf: app settings as key=value pairs separated by commas, e.g. --conf models=all,skip_scoring=true.
             Known keys: models, bundles, skip_trainers, skip_scoring, device, scoring_model, epistemic_samples,
-            epistemic_dropout, tta_samples, strategy_k, hybrid_alpha, scoring_interval, save_original.
+            epistemic_dropout, tta_samples, strategy_k, hybrid_alpha, scoring_interval, save_original,
+            max_upload_mb, max_image_voxels, infer_concurrency, infer_queue, allow_model_upload.
         app: MONAI Label app folder (default: apps/labelzoo of this checkout).
         log_level: uvicorn log level (debug, info, warning, error).
         dry_run: check the arguments and print the server command without starting it.
+        insecure: allow a non-loopback --host without authentication (anyone on the network can use the server).
     """
     app_path = str(Path(app).expanduser().resolve()) if app else str(app_dir())
     if not (Path(app_path) / "main.py").is_file():
@@ -111,6 +147,7 @@ def serve(studies: str = "data/sample", host: str = "127.0.0.1", port: int = 800
     app_conf = check_conf(parse_conf(conf))
     if app is None:
         check_bundles(app_conf)
+    check_exposure(str(host), bool(insecure))
     check_port_free(host, port)
     args = server_args(studies_path, host, port, app_conf, app_path, log_level)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from labelzoo.errors import LabelZooError
 
@@ -167,3 +168,134 @@ def label_values_error(values: set[int], image_shape: Sequence[int] | None,
     known = "; ".join(f"{m}: {sorted(allowed)}" for m, allowed in fitting)
     return (f"{name} has label value(s) {stray} that no served model for this image predicts (label values of "
             f"{known}); paint with the model's label values")
+
+
+# ---- sizes and geometry from headers, before any voxel is read ------------------------------------------------
+def _png_shape(path: Path) -> tuple[tuple[int, ...], int]:
+    from PIL import Image
+
+    with Image.open(path) as im:  # reads the header only
+        bands = len(im.getbands())
+        width, height = im.size
+        bits = 2 if im.mode in ("I;16", "I;16B", "I;16L") else (4 if im.mode in ("I", "F") else 1)
+    return ((width, height) if bands == 1 else (width, height, bands)), bits
+
+
+_NRRD_TYPES = {"uchar": 1, "unsigned char": 1, "uint8": 1, "signed char": 1, "int8": 1, "char": 1, "short": 2,
+               "int16": 2, "ushort": 2, "unsigned short": 2, "uint16": 2, "int": 4, "int32": 4, "uint": 4,
+               "unsigned int": 4, "uint32": 4, "float": 4, "double": 8, "longlong": 8, "int64": 8,
+               "ulonglong": 8, "uint64": 8}
+
+
+def _nrrd_shape(path: Path) -> tuple[tuple[int, ...], int]:
+    sizes, itemsize = None, 1
+    with open(path, "rb") as f:
+        for _ in range(200):
+            line = f.readline(4096).decode("latin-1").strip()
+            if not line:
+                break
+            key, _, value = line.partition(":")
+            if key.strip() == "sizes":
+                sizes = tuple(int(v) for v in value.split())
+            elif key.strip() == "type":
+                itemsize = _NRRD_TYPES.get(value.strip().lower(), 8)
+    if sizes is None:
+        raise ValueError("no 'sizes' field in the NRRD header")
+    return sizes, itemsize
+
+
+def header_shape(path: str | Path) -> tuple[tuple[int, ...], int]:
+    """``(shape, bytes per voxel)`` of an image file from its header alone (NIfTI, NRRD, PNG/JPEG/TIFF).
+
+    Raises:
+        LabelZooError: when the header cannot be read.
+        ValueError: for a format whose header this function does not read (the caller bounds it otherwise).
+    """
+    path = Path(path)
+    name = path.name.lower()
+    try:
+        if name.endswith(NIFTI_SUFFIXES):
+            import nibabel as nib
+
+            img = nib.load(str(path))
+            return tuple(int(s) for s in img.shape), int(img.header.get_data_dtype().itemsize)
+        if name.endswith(".nrrd"):
+            return _nrrd_shape(path)
+        if name.endswith((".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")):
+            return _png_shape(path)
+    except Exception as e:  # any reader error means "not an image we can read"
+        raise LabelZooError(f"{path.name} is not a readable image ({type(e).__name__}: {e}); "
+                            "expected NIfTI (.nii, .nii.gz) or another format MONAI's LoadImage reads") from None
+    raise ValueError(f"no header reader for {path.name}")
+
+
+def size_error(shape: Sequence[int], itemsize: int, max_voxels: int, name: str = "image") -> str | None:
+    """Why an image of ``shape`` is too large to load (``None`` when it is within ``max_voxels``)."""
+    voxels = 1
+    for s in shape:
+        voxels *= max(int(s), 0)
+    if voxels > max_voxels:
+        mib = voxels * itemsize / 2**20
+        return (f"{name} has {voxels:,} voxels (shape {tuple(int(s) for s in shape)}, {mib:,.0f} MiB in memory); "
+                f"this server accepts at most {max_voxels:,} voxels (setting max_image_voxels)")
+    return None
+
+
+def check_image_size(path: str | Path, max_voxels: int, max_bytes: int, name: str = "image") -> tuple[int, ...] | None:
+    """Check an image file's declared size against the limits before its voxels are read.
+
+    Returns the header shape (``None`` for a format without a header reader, which is then bounded by its
+    file size: ``max_bytes``, the upload limit).
+
+    Raises:
+        LabelZooError: naming the file, its size and the setting, when it is over a limit or unreadable.
+    """
+    try:
+        shape, itemsize = header_shape(path)
+    except ValueError:
+        if Path(path).stat().st_size > max_bytes:
+            raise LabelZooError(f"{name} is larger than {max_bytes:,} bytes (setting max_upload_mb)") from None
+        return None
+    err = size_error(shape, itemsize, max_voxels, name)
+    if err:
+        raise LabelZooError(err)
+    return shape
+
+
+def read_affine(path: str | Path) -> Any:
+    """The voxel-to-world affine of a NIfTI file from its header (``None`` for other formats)."""
+    path = Path(path)
+    if not path.name.lower().endswith(NIFTI_SUFFIXES):
+        return None
+    import nibabel as nib
+
+    try:
+        return nib.load(str(path)).affine
+    except Exception as e:  # any reader error means "not an image we can read"
+        raise LabelZooError(f"{path.name} is not a readable image ({type(e).__name__}: {e})") from None
+
+
+def affine_error(label_affine: Any, image_affine: Any, name: str = "label", spacing_tol: float = 1e-3,
+                 origin_tol_mm: float = 0.1) -> str | None:
+    """Why a label with ``label_affine`` would be misplaced on an image with ``image_affine`` (``None`` if not).
+
+    The spacing and direction columns must agree within ``spacing_tol`` (relative) and the origin within
+    ``origin_tol_mm`` millimetres; a label painted on another grid would land in the wrong place in Slicer
+    and in training.
+    """
+    import numpy as np
+
+    if label_affine is None or image_affine is None:
+        return None
+    lab, img = np.asarray(label_affine, float), np.asarray(image_affine, float)
+    if lab.shape != img.shape:
+        return f"{name} has a {lab.shape} affine but its image a {img.shape} one"
+    spacing_l, spacing_i = np.linalg.norm(lab[:3, :3], axis=0), np.linalg.norm(img[:3, :3], axis=0)
+    scale = np.maximum(spacing_i, 1e-6)
+    if np.any(np.abs(lab[:3, :3] - img[:3, :3]) > spacing_tol * scale[None, :] + 1e-6):
+        return (f"{name} has voxel spacing {np.round(spacing_l, 4).tolist()} mm / direction not matching its image's "
+                f"{np.round(spacing_i, 4).tolist()} mm: save the label on the image's own grid")
+    if np.any(np.abs(lab[:3, 3] - img[:3, 3]) > origin_tol_mm):
+        return (f"{name} has origin {np.round(lab[:3, 3], 3).tolist()} mm but its image "
+                f"{np.round(img[:3, 3], 3).tolist()} mm: save the label on the image's own grid")
+    return None

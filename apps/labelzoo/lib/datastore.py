@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +27,12 @@ from monailabel.utils.others.generic import file_checksum
 
 from labelzoo.errors import LabelZooError
 from labelzoo.validation import (
+    affine_error,
     check_id,
     geometry_error,
     label_shape_error,
     label_values_error,
+    read_affine,
     read_label_values,
     read_shape,
 )
@@ -39,8 +41,8 @@ from lib.errors import as_http, conflict, not_found, unprocessable, unsupported
 logger = logging.getLogger(__name__)
 
 
-def atomic_copy(src: str | os.PathLike, dest: str | os.PathLike) -> None:
-    """Copy ``src`` to ``dest`` through a temp file in ``dest``'s folder and ``os.replace``."""
+def stage_copy(src: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Copy ``src`` to a temp file beside ``dest`` (fsynced); :func:`commit` puts it in place."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
@@ -49,10 +51,26 @@ def atomic_copy(src: str | os.PathLike, dest: str | os.PathLike) -> None:
         shutil.copyfile(src, tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return Path(tmp)
+
+
+def remove_stale_temp_files(root: str | os.PathLike, max_depth: int = 3) -> list[str]:
+    """Remove ``.<name>.<random>.tmp`` files a crashed server left under ``root`` (the datastore, models/)."""
+    removed = []
+    root = Path(root)
+    if not root.is_dir():
+        return removed
+    for depth in range(max_depth + 1):
+        for path in root.glob("/".join(["*"] * depth + [".*.tmp"])):
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                removed.append(str(path))
+    if removed:
+        logger.info("removed %d half-written file(s) left by a stopped server under %s", len(removed), root)
+    return removed
 
 
 class LabelZooDatastore(LocalDatastore):
@@ -72,22 +90,31 @@ class LabelZooDatastore(LocalDatastore):
         super().__init__(datastore_path, **kwargs)
 
     # ---- atomic, locked persistence -------------------------------------------------------------
+    def _stage_datastore_file(self) -> Path:
+        """Write the datastore's state to a temp file beside ``datastore_v2.json`` (fsynced), not yet in place."""
+        text = json.dumps(self._datastore.model_dump(exclude={"base_path"}), indent=2, default=str)
+        path = Path(self._datastore_config_path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return Path(tmp)
+
     def _update_datastore_file(self, lock: bool = True) -> None:
         def write() -> None:
             self._ignore_event_config = True
-            text = json.dumps(self._datastore.model_dump(exclude={"base_path"}), indent=2, default=str)
-            path = Path(self._datastore_config_path)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            tmp = self._stage_datastore_file()
             try:
-                with os.fdopen(fd, "w") as f:
-                    f.write(text)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
+                os.replace(tmp, self._datastore_config_path)
             except BaseException:
-                Path(tmp).unlink(missing_ok=True)
+                tmp.unlink(missing_ok=True)
                 raise
-            self._config_ts = os.stat(path).st_mtime
+            self._config_ts = os.stat(self._datastore_config_path).st_mtime
 
         with self._rlock:
             if lock:
@@ -128,6 +155,44 @@ class LabelZooDatastore(LocalDatastore):
                 raise not_found(f"no label {label_tag!r} for image {label_id!r}")
             super().remove_label(label_id, label_tag)
 
+    def _commit(self, staged: Path, dest: str, update: Callable[[], None], undo: Callable[[], None]) -> None:
+        """Put ``staged`` at ``dest`` and record it in ``datastore_v2.json``, all or nothing.
+
+        ``update`` changes the in-memory datastore, ``undo`` reverts it. The new JSON is written (to a temp
+        file) before anything is replaced; if any step fails, the previous file and JSON are restored.
+        Caller holds the locks.
+        """
+        backup: Path | None = None
+        json_tmp: Path | None = None
+        placed = False
+        try:
+            update()
+            json_tmp = self._stage_datastore_file()
+            if os.path.exists(dest):
+                backup = Path(f"{staged}.prev")
+                os.link(dest, backup)
+            os.replace(staged, dest)
+            placed = True
+            self._ignore_event_config = True
+            os.replace(json_tmp, self._datastore_config_path)
+            json_tmp = None
+            self._config_ts = os.stat(self._datastore_config_path).st_mtime
+        except BaseException:
+            undo()
+            if placed:
+                if backup is not None:
+                    os.replace(backup, dest)
+                    backup = None
+                else:
+                    Path(dest).unlink(missing_ok=True)
+            raise
+        finally:
+            staged.unlink(missing_ok=True)
+            if json_tmp is not None:
+                json_tmp.unlink(missing_ok=True)
+            if backup is not None:
+                backup.unlink(missing_ok=True)
+
     # ---- checked writes ------------------------------------------------------------------------
     def _extension(self, filename: str) -> str:
         name = os.path.basename(filename)
@@ -167,13 +232,16 @@ class LabelZooDatastore(LocalDatastore):
                                "upload it under another id, or remove the old one first")
             name = self._filename(image_id, ext)
             dest = os.path.realpath(os.path.join(self._datastore.image_path(), name))
+            info = dict(image_info or {})
+            info["ts"] = int(time.time())
+            info["name"] = name
+            staged = stage_copy(image_filename, dest)
             with FileLock(self._lock_file):
-                atomic_copy(image_filename, dest)
-                info = dict(image_info or {})
-                info["ts"] = int(time.time())
-                info["name"] = name
-                self._datastore.objects[image_id] = ImageLabelModel(image=DataModel(info=info, ext=ext))
-                self._update_datastore_file(lock=False)
+                self._commit(
+                    staged, dest,
+                    lambda: self._datastore.objects.__setitem__(
+                        image_id, ImageLabelModel(image=DataModel(info=info, ext=ext))),
+                    lambda: self._datastore.objects.pop(image_id, None))
         logger.info("added image %s (%s)", image_id, name)
         return image_id
 
@@ -196,6 +264,12 @@ class LabelZooDatastore(LocalDatastore):
             err = label_shape_error(label_shape, image_shape, name=f"label for {image_id!r}")
             if err:
                 raise unprocessable(err)
+        if image_shape is not None:
+            with as_http(unprocessable):
+                err = affine_error(read_affine(label_filename), read_affine(self.get_image_uri(image_id)),
+                                   name=f"label for {image_id!r}")
+            if err:
+                raise unprocessable(err)
         if self._label_values:
             # a value no model predicts would only surface later, as a failed training run
             with as_http(unprocessable):
@@ -205,16 +279,23 @@ class LabelZooDatastore(LocalDatastore):
                 raise unprocessable(err)
         label_path = self._datastore.label_path(label_tag)
         name = self._filename(image_id, ext)
+        dest = os.path.join(label_path, name)
+        info = dict(label_info or {})
+        info["ts"] = int(time.time())
+        info["name"] = name
+        staged = stage_copy(label_filename, dest)
         with self._rlock, FileLock(self._lock_file):
-            # drop a label of the same tag stored with another extension, so one label per image and tag
             old = obj.labels.get(label_tag)
-            atomic_copy(label_filename, os.path.join(label_path, name))
+
+            def undo() -> None:
+                if old is None:
+                    obj.labels.pop(label_tag, None)
+                else:
+                    obj.labels[label_tag] = old
+
+            self._commit(staged, dest, lambda: obj.labels.__setitem__(label_tag, DataModel(info=info, ext=ext)), undo)
+            # drop a label of the same tag stored with another extension, so one label per image and tag
             if old and old.ext != ext:
                 Path(label_path, self._filename(image_id, old.ext)).unlink(missing_ok=True)
-            info = dict(label_info or {})
-            info["ts"] = int(time.time())
-            info["name"] = name
-            obj.labels[label_tag] = DataModel(info=info, ext=ext)
-            self._update_datastore_file(lock=False)
         logger.info("saved label %s for %s (%s)", label_tag, image_id, name)
         return image_id

@@ -37,6 +37,27 @@ def weights_version(info: BundleInfo) -> str:
     return f"{st.st_mtime_ns}-{st.st_size}"
 
 
+def check_state_dict(task: LabelZooInferTask, checkpoint: Any) -> None:
+    """Raise :class:`LabelZooError` unless ``checkpoint`` loads strictly into ``task``'s network.
+
+    Accepts a state dict, or a dict holding one under ``"model"`` (MONAI's ``CheckpointSaver`` layout).
+    """
+    from labelzoo.errors import LabelZooError
+
+    state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise LabelZooError("the uploaded file is not a state dict (a mapping of parameter names to tensors, "
+                            "optionally under 'model')")
+    with task._parse_lock:
+        network = task.bundle_config.get_parsed_content(task.const.key_network_def(), instantiate=True)
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[:3]
+        raise LabelZooError(f"the uploaded weights do not fit the network of {task.bundle_info.name}: "
+                            + " ".join(first)[:600]) from None
+
+
 class LabelZooInferTask(BundleInferTask):
     """Inference for one bundle, trained or not.
 

@@ -18,8 +18,11 @@ from typing import Any
 from monailabel.tasks.train.bundle import BundleTrainTask
 
 from labelzoo.discovery import BundleInfo
+from labelzoo.errors import LabelZooError
 from labelzoo.io import write_json_atomic
+from labelzoo.options import TRAIN_OPTIONS, check_options
 from labelzoo.progress import PROGRESS_FILE, read_progress, update_progress
+from labelzoo.validation import geometry_error, read_shape
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +75,9 @@ class LabelZooTrainTask(BundleTrainTask):
         c["max_epochs"] = 10
         c["pretrained"] = self.bundle_info.weights is not None
         c["multi_gpu"] = False
+        # MONAI Label lists the weights files it finds: none before the first training, and a client that sends
+        # the options back (the Slicer plugin) then sends an empty list. Offer the file training will write.
+        c["model_filename"] = list(c.get("model_filename") or []) or ["model.pt"]
         if "val_interval" in self.bundle_config.config:
             c["val_interval"] = 1
         if self.device in ("cpu", "cuda"):
@@ -97,6 +103,25 @@ class LabelZooTrainTask(BundleTrainTask):
                         "random weights (pretrained=false)" if not truthy(pretrained) else "random weights (none yet)")
             return
         super()._load_checkpoint(model_pytorch, pretrained, train_handlers)
+
+    def _fetch_datalist(self, request, datastore):
+        """The labelled images this bundle can read (another model's 4-channel MRI is not training data for CT)."""
+        datalist = super()._fetch_datalist(request, datastore)
+        info = self.bundle_info
+        fitting = []
+        for item in datalist:
+            try:
+                if geometry_error(read_shape(item["image"]), info.spatial_dims, info.channels) is None:
+                    fitting.append(item)
+            except LabelZooError as e:
+                logger.warning("skipping %s: %s", item.get("image"), e)
+        if len(fitting) < len(datalist):
+            logger.info("training %s on %d of %d labelled images (the others do not fit its input)",
+                        info.name, len(fitting), len(datalist))
+        if not fitting:
+            raise ValueError(f"no labelled image fits model {info.name!r} (needs {info.channels} channel(s), "
+                             f"{info.spatial_dims}D)")
+        return fitting
 
     def _partition_datalist(self, datalist, request, shuffle=False):
         val_split = float(request.get("val_split", 0.2))
@@ -126,7 +151,12 @@ class LabelZooTrainTask(BundleTrainTask):
         return overrides
 
     def __call__(self, request, datastore):
-        request = dict(request)
+        # The server checked the options (HTTP 422) before starting this task; check again here, where they
+        # become config overrides, so no other path can pass a config expression through.
+        internal = {k: request[k] for k in ("model", "bundle_path") if k in request}
+        options = check_options({k: v for k, v in request.items() if k not in internal}, TRAIN_OPTIONS,
+                                f"training of model {self.bundle_info.name!r}")
+        request = {**options, **internal}
         if self.device in ("cpu", "cuda"):
             request["device"] = self.device
         self._val_interval = int(request["val_interval"]) if "val_interval" in request else None
