@@ -99,8 +99,9 @@ class LiveServer:
 
 @contextmanager
 def run_server(studies: Path, log: Path, conf: str | None = None, timeout: float = 180.0,
-               extra_env: dict[str, str] | None = None) -> Iterator[LiveServer]:
-    """Start ``labelzoo serve`` as a real process, wait until ``GET /info/`` answers, stop it afterwards."""
+               extra_env: dict[str, str] | None = None, ready_status: tuple[int, ...] = (200,)) -> Iterator[LiveServer]:
+    """Start ``labelzoo serve`` as a real process, wait until ``GET /info/`` answers (with one of ``ready_status``:
+    401 for a server with auth on), stop it afterwards."""
     import requests
 
     port = find_free_port()
@@ -119,7 +120,7 @@ def run_server(studies: Path, log: Path, conf: str | None = None, timeout: float
             if proc.poll() is not None:
                 raise RuntimeError(f"server exited with {proc.returncode}:\n{server.log_text()[-4000:]}")
             try:
-                if requests.get(f"{url}/info/", timeout=5).status_code == 200:
+                if requests.get(f"{url}/info/", timeout=5).status_code in ready_status:
                     break
             except requests.ConnectionError:
                 pass

@@ -254,6 +254,7 @@ TRAIN_OPTIONS: dict[str, Option] = {
     "tracking_run_name": Option(text(), "MLflow run name"),
     "run_id": Option(lambda v, n: one_of("run", "", default="run")(v, n) or "run", "the bundle workflow to run"),
     "model_filename": Option(filename("model.pt"), "weights file in models/ to start from"),
+    "client_id": Option(text(), "who asks (MONAILabelClient sends it)"),
 }
 
 #: MONAI Label's inference options (the model's config options, the Slicer plugin's and DeepEdit's params)

@@ -241,11 +241,45 @@ def _remove(*paths: Path | str | None) -> None:
             Path(p).unlink(missing_ok=True)
 
 
+# ---- long work: off the event loop, and abandoned when the server stops ---------------------------------------------
+#: set on SIGTERM / Ctrl-C: requests waiting on long work answer 503 so the server can stop at once
+STOPPING = threading.Event()
+
+
+async def run_detached(fn: Callable[[], Any], what: str = "request") -> Any:
+    """Run ``fn`` in a daemon thread and wait for it without blocking the event loop.
+
+    When the server is told to stop, the waiting request answers 503 at once; the thread is a daemon, so
+    unfinished model work does not hold the process (MONAI Label's thread pools are joined at exit).
+    """
+    done = threading.Event()
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = fn()
+        except BaseException as e:  # handed to the waiting request
+            box["error"] = e
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name=f"labelzoo-{what}", daemon=True).start()
+    delay = 0.005
+    while not done.is_set():
+        if STOPPING.is_set():
+            raise AppError(503, f"the server is stopping: {what} abandoned")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.1)
+    if "error" in box:
+        raise box["error"]
+    return box.get("result")
+
+
 # ---- inference: worker threads, bounded per model -----------------------------------------------------------------
 class InferPool:
     """At most ``concurrency`` inferences per model at once, at most ``queue`` waiting; more get HTTP 429.
 
-    The work runs in worker threads (``run_in_threadpool``), never on the event loop.
+    The work runs in its own thread (:func:`run_detached`), never on the event loop.
     """
 
     def __init__(self, concurrency: int, queue: int):
@@ -270,7 +304,7 @@ class InferPool:
             self._waiting[model] -= 1
         self._running[model] = self._running.get(model, 0) + 1
         try:
-            return await run_in_threadpool(fn)
+            return await run_detached(fn, f"inference with {model}")
         finally:
             self._running[model] -= 1
             sem.release()
@@ -359,7 +393,7 @@ def gateway_router(app: Any) -> APIRouter:
         if images not in ("all", "unlabeled"):
             raise unprocessable(f"parameter 'images' must be 'all' or 'unlabeled', got {images!r}")
         options = _options(params, BATCH_OPTIONS, f"batch inference with model {model!r}")
-        return await run_in_threadpool(ml_batch.run, model, images, options, bool(run_sync))
+        return await run_detached(lambda: ml_batch.run(model, images, options, bool(run_sync)), "batch inference")
 
     # -- training -------------------------------------------------------------------------------------------------
     def check_train(model: str, params: Any) -> dict[str, Any]:
@@ -377,7 +411,7 @@ def gateway_router(app: Any) -> APIRouter:
         from monailabel.endpoints import train as ml_train
 
         options = await run_in_threadpool(check_train, model, params)
-        return await run_in_threadpool(ml_train.run_model, model, options, bool(run_sync), bool(enqueue))
+        return await run_detached(lambda: ml_train.run_model(model, options, bool(run_sync), bool(enqueue)), "training")
 
     @router.post("/train/", summary=f"{RBAC_ADMIN}Run All Training Tasks", include_in_schema=False, tags=["Train"])
     async def train_all(params: dict | None = None, run_sync: bool = False, user: User = ADMIN):
@@ -394,7 +428,8 @@ def gateway_router(app: Any) -> APIRouter:
         for m, options in checked.items():
             res, detail = None, None
             try:
-                res = await run_in_threadpool(ml_train.run_model, m, options, bool(run_sync), True)
+                res = await run_detached(lambda m=m, o=options: ml_train.run_model(m, o, bool(run_sync), True),
+                                         "training")
             except AppError:
                 raise
             except Exception as e:  # a model that cannot start is reported, the others still run
@@ -429,7 +464,7 @@ def gateway_router(app: Any) -> APIRouter:
         with as_http(unprocessable):
             check_inert(params or {}, "params")
         worker = worker_or_404(None)
-        runs = await run_in_threadpool(worker.run, None, bool(run_sync))
+        runs = await run_detached(lambda: worker.run(None, bool(run_sync)), "scoring")
         return {m: {"result": r, "detail": None} for m, r in runs.items()}
 
     @router.post("/scoring/{method}", summary=f"{RBAC_ANNOTATOR}Run Scoring Task for specific method "
@@ -438,7 +473,7 @@ def gateway_router(app: Any) -> APIRouter:
         with as_http(unprocessable):
             check_inert(params or {}, "params")
         worker = worker_or_404(method)
-        runs = await run_in_threadpool(worker.run, method, bool(run_sync))
+        runs = await run_detached(lambda: worker.run(method, bool(run_sync)), "scoring")
         return runs[method]
 
     # -- datastore ----------------------------------------------------------------------------------------------------
@@ -564,7 +599,7 @@ def _dicom_seg(app: Any, image: str, options: dict, result: dict) -> dict:
 
 
 # ---- shutdown: a pending request does not keep the server alive -----------------------------------------------------
-def chain_sigterm(on_term: Callable[[], None], grace_s: float = 8.0) -> None:
+def chain_sigterm(on_term: Callable[[], None], grace_s: float = 6.0) -> None:
     """On SIGTERM/SIGINT: call ``on_term`` (wake waiters), then let uvicorn stop; after ``grace_s`` force it.
 
     uvicorn waits for open requests before it stops; a ``run_sync`` scoring request or a long inference would
@@ -580,6 +615,7 @@ def chain_sigterm(on_term: Callable[[], None], grace_s: float = 8.0) -> None:
             continue
 
         def handler(signum, frame, _previous=previous):
+            STOPPING.set()
             on_term()
             _previous(signum, frame)
 
@@ -587,7 +623,7 @@ def chain_sigterm(on_term: Callable[[], None], grace_s: float = 8.0) -> None:
                 time.sleep(grace_s)
                 logger.warning("still running %.0f s after the stop signal: stopping without waiting", grace_s)
                 _previous(signum, None)
-                time.sleep(2.0)
+                time.sleep(1.5)
                 os._exit(0)
 
             threading.Thread(target=force, name="labelzoo-stop", daemon=True).start()

@@ -153,7 +153,7 @@ class LabelZooTrainTask(BundleTrainTask):
     def __call__(self, request, datastore):
         # The server checked the options (HTTP 422) before starting this task; check again here, where they
         # become config overrides, so no other path can pass a config expression through.
-        internal = {k: request[k] for k in ("model", "bundle_path") if k in request}
+        internal = {k: request[k] for k in ("model", "bundle_path", "local_rank") if k in request}
         options = check_options({k: v for k, v in request.items() if k not in internal}, TRAIN_OPTIONS,
                                 f"training of model {self.bundle_info.name!r}")
         request = {**options, **internal}
