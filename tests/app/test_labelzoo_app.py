@@ -235,10 +235,11 @@ def test_bad_input_gets_4xx_and_server_keeps_serving(app_server, tmp_path):
     flat = _nifti(tmp_path / "flat.nii.gz", (64, 64))
     four = _nifti(tmp_path / "four.nii.gz", (32, 32, 32, 4))
     small_label = _nifti(tmp_path / "small.nii.gz", (32, 32, 48), np.uint8)
-    stray = np.zeros(nib.load(app_server.studies / "case_002.nii.gz").shape, np.uint8)
+    case_002 = nib.load(app_server.studies / "case_002.nii.gz")
+    stray = np.zeros(case_002.shape, np.uint8)
     stray[:4, :4, :4] = 14  # BTCV has 13 organs: 1..13
     stray_label = tmp_path / "stray.nii.gz"
-    nib.save(nib.Nifti1Image(stray, np.eye(4)), stray_label)
+    nib.save(nib.Nifti1Image(stray, case_002.affine), stray_label)
 
     def put_image(file: Path, image: str | None = None) -> requests.Response:
         with open(file, "rb") as f:
@@ -271,7 +272,7 @@ def test_bad_input_gets_4xx_and_server_keeps_serving(app_server, tmp_path):
                           "not in the datastore"),
         "unknown strategy": (requests.post(f"{url}/activelearning/nosuch", json={}, timeout=60), 404,
                              "unknown strategy 'nosuch'"),
-        "bad k": (requests.post(f"{url}/activelearning/epistemic", json={"k": 0}, timeout=60), 400, "'k'"),
+        "bad k": (requests.post(f"{url}/activelearning/epistemic", json={"k": 0}, timeout=60), 422, "'k'"),
         "train unknown model": (requests.post(f"{url}/train/nosuch", json={}, timeout=60), 404, "unknown model"),
         "unknown scoring method": (requests.post(f"{url}/scoring/nosuch", timeout=60), 404, "unknown scoring"),
     }

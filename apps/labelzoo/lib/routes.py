@@ -187,6 +187,22 @@ class Uploads:
         real = os.path.realpath(path)
         return real.startswith(os.path.realpath(self.root) + os.sep)
 
+    def adopt_result(self, result: dict[str, Any]) -> dict[str, Any]:
+        """Move an inference result file from the shared temp folder into the private one.
+
+        The response names the file by its base name; a client on the same machine that saves it into the
+        temp folder (``MONAILabelClient``'s default) would otherwise write the very path the server deletes
+        after answering.
+        """
+        file = result.get("file")
+        if isinstance(file, str) and os.path.isfile(file) and not self.owns(file):
+            moved = str(self.root / os.path.basename(file))
+            shutil.move(file, moved)
+            result = {**result, "file": moved}
+            if result.get("label") == file:
+                result["label"] = moved
+        return result
+
     @staticmethod
     def suffix(filename: str | None, default: str, what: str) -> str:
         name = os.path.basename(filename or "")
@@ -377,6 +393,7 @@ def gateway_router(app: Any) -> APIRouter:
             result = await pool.run(model, lambda: app.infer(request, trusted=True))
             if result is None:
                 raise AppError(500, "inference returned nothing")
+            result = uploads.adopt_result(result)
             if output == "dicom_seg":
                 result = await run_in_threadpool(_dicom_seg, app, image, options, result)
             return send_response(datastore(), result, output, background_tasks)
