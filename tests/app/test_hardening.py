@@ -574,3 +574,47 @@ def test_serving_beyond_loopback_without_auth_is_refused(tmp_path, sample_studie
     out = subprocess.run(cmd, capture_output=True, text=True, env={**env, "MONAI_LABEL_AUTH_ENABLE": "true"},
                          timeout=120)
     assert out.returncode == 0, out.stderr
+
+
+# ---- a write that fails half-way (disk full) restores what was stored ------------------------------------------------
+def test_datastore_write_failing_half_way_restores_the_previous_state(tmp_path, sample_studies_template, monkeypatch):
+    app_dir = str(REPO_ROOT / "apps" / "labelzoo")
+    sys.path.insert(0, app_dir)
+    try:
+        from lib.datastore import LabelZooDatastore
+    finally:
+        sys.path.remove(app_dir)
+    studies = tmp_path / "studies"
+    shutil.copytree(sample_studies_template, studies)
+    store = LabelZooDatastore(str(studies), extensions=["*.nii.gz"], auto_reload=False)
+    ref = nib.load(studies / "case_000.nii.gz")
+    new = tmp_path / "new.nii.gz"
+    data = np.zeros(ref.shape, np.uint8)
+    data[5:9, 5:9, 5:9] = 6
+    nib.save(nib.Nifti1Image(data, ref.affine), new)
+    before = store_state(studies)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    import lib.datastore as module
+
+    real_replace = os.replace
+
+    def replace_failing_for_the_index(src, dst):  # the label is in place, the index write fails
+        if str(dst).endswith("datastore_v2.json"):
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+
+    for patch in ((LabelZooDatastore, "_stage_datastore_file", full_disk),
+                  (module, "os", type("os_shim", (), {**{k: getattr(os, k) for k in dir(os) if not k.startswith("__")},
+                                                      "replace": staticmethod(replace_failing_for_the_index)}))):
+        with monkeypatch.context() as m:
+            m.setattr(*patch)
+            for image in ("case_001", "case_004"):  # replacing a label, adding a first one
+                with pytest.raises(OSError, match="No space"):
+                    store.save_label(image, str(new), "final", {})
+            with pytest.raises(OSError, match="No space"):
+                store.add_image("case_new", str(studies / "case_000.nii.gz"), {})
+        assert store_state(studies) == before, patch[1]
+        assert "case_004" in store.get_unlabeled_images() and "case_new" not in store.list_images()
