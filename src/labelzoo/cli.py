@@ -141,7 +141,31 @@ def search(dataset: str, budget: int = 16, out: str | None = None, resume: bool 
     return f"winner: Dice {result.dice:.4f} after {result.trials} trials{quality}\nbundle: {result.bundle}"
 
 
+def agreement(studies: str, threshold: float = 0.8, plot: str | None = None, json_out: str | None = None) -> str:
+    """Agreement between annotators on a LabelZoo datastore: counts, time per label, Dice per class, disputed images.
+
+    Reads what the server stored for images with several reads (--conf reads_per_image=2 or more).
+    Example: labelzoo agreement data/sample --plot agreement.png
+    """
+    from labelzoo.annotators import agreement_report, format_report, plot_agreement, records_from_datastore
+    from labelzoo.io import write_json_atomic
+
+    if not 0.0 <= float(threshold) <= 1.0:
+        raise LabelZooError(f"--threshold must be in [0, 1], got {threshold}")
+    report = agreement_report(records_from_datastore(studies), float(threshold))
+    if not report["images"]:
+        raise LabelZooError(f"no image in {studies} has two or more reads yet (serve it with "
+                            "--conf reads_per_image=2 and let two annotators label the same images)")
+    if json_out:
+        write_json_atomic(json_out, report)
+    text = format_report(report)
+    if plot:
+        text += f"\nplot: {plot_agreement(report, str(plot))}"
+    return text
+
+
 COMMANDS = {
+    "agreement": agreement,
     "bundle": {"verify": bundle_verify},
     "search": search,
     "serve": serve,
