@@ -308,7 +308,10 @@ class LabelZooApp(MONAILabelApp):
     def readers(self) -> dict[str, set[str]]:
         """Image id -> annotators who saved a label of it (their reads, or the final label's author)."""
         out: dict[str, set[str]] = {}
-        for image_id, labels in self.datastore().label_records().items():
+        store = self.datastore()
+        if not hasattr(store, "label_records"):  # a DICOMweb PACS: labels are DICOM SEG series there
+            return out
+        for image_id, labels in store.label_records().items():
             for tag, info in labels.items():
                 if tag.startswith(READ_PREFIX) or (tag == "final" and self.reads <= 1):
                     who = (info or {}).get("annotator")
@@ -346,6 +349,10 @@ class LabelZooApp(MONAILabelApp):
                         replace: bool = False) -> dict[str, Any]:
         """An annotator's final label: who, when, how long, from which suggestion and strategy (see the datastore)."""
         store = self.datastore()
+        if not hasattr(store, "save_annotation"):  # a DICOMweb PACS stores a DICOM SEG per save, nothing is replaced
+            store.save_label(image_id, path, "final", {**info, "annotator": annotator})
+            self.leases.release(image_id, annotator)
+            return {"tag": "final"}
         lease = self.leases.last(image_id, annotator)  # the lease, or the last one (expired) this annotator had
         info = dict(info)
         if lease is not None:
@@ -377,8 +384,9 @@ class LabelZooApp(MONAILabelApp):
         info = store.get_image_info(image_id)
         if not info:
             raise not_found(f"image {image_id!r} is not in the datastore")
+        records = store.label_records().get(image_id, {}) if hasattr(store, "label_records") else {}
         labels = {tag: {k: v.get(k) for k in ("annotator", "ts", "seconds", "model_version", "strategy")}
-                  for tag, v in store.label_records().get(image_id, {}).items()}
+                  for tag, v in records.items()}
         now = time.time()
         return {"image": image_id, "reads_per_image": self.reads, "labels": labels,
                 "versions": info.get("label_versions", []), "agreement": info.get("agreement"),
