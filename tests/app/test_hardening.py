@@ -618,3 +618,19 @@ def test_datastore_write_failing_half_way_restores_the_previous_state(tmp_path, 
                 store.add_image("case_new", str(studies / "case_000.nii.gz"), {})
         assert store_state(studies) == before, patch[1]
         assert "case_004" in store.get_unlabeled_images() and "case_new" not in store.list_images()
+
+
+def test_options_info_advertises_are_accepted_back(server):
+    """Clients (the stock MONAI Label Slicer plugin) send each task's advertised config back as its options."""
+    info = server.client().info()
+
+    def collapse(config):
+        return {k: (v[0] if isinstance(v, list) and v else v) for k, v in (config or {}).items()}
+
+    params = collapse(info["models"][BUNDLE_NAME].get("config"))
+    r = requests.post(f"{server.url}/infer/{BUNDLE_NAME}", params={"image": "case_002", "output": "json"},
+                      data={"params": json.dumps(params)}, timeout=300)
+    assert r.status_code == 200, (params, r.text)
+    for name, strategy in info["strategies"].items():
+        r = requests.post(f"{server.url}/activelearning/{name}", json=collapse(strategy.get("config")), timeout=60)
+        assert r.status_code == 200, (name, r.text)
