@@ -456,14 +456,14 @@ def test_concurrent_clients_keep_every_save(server, tmp_path):
     assert not list(server.studies.rglob(".*.tmp"))
 
 
-def test_kill_9_during_saves_loses_no_acknowledged_label(tmp_path, sample_studies_template, two_bundles):
+@pytest.mark.parametrize("kills", [2, pytest.param(6, marks=pytest.mark.slow)])
+def test_kill_9_during_saves_loses_no_acknowledged_label(tmp_path, sample_studies_template, two_bundles, kills):
     studies = tmp_path / "studies"
     shutil.copytree(sample_studies_template, studies)
     conf = f"models={BUNDLE_NAME},bundles={two_bundles},skip_scoring=true,skip_trainers=true"
     ref = nib.load(studies / "case_000.nii.gz")
     acknowledged: dict[str, str] = {}
     in_flight: dict[str, set[str]] = {}  # saves sent after the last acknowledged one: may or may not have landed
-    kills = int(os.environ.get("LABELZOO_KILL_ROUNDS", "2"))
     for round_ in range(kills):
         with run_server(studies, tmp_path / f"server{round_}.log", conf=conf) as live:
             stop = threading.Event()
