@@ -96,7 +96,7 @@ def search(dataset: str, budget: int = 16, out: str | None = None, resume: bool 
            top_k: int = 2, proxy_iterations: int = 20, full_iterations: int = 200, patch: str = "32,32,32",
            base_channels: int = 8, seed: int = 0, max_epochs: int = 100, name: str | None = None,
            threads: int | None = None, device: str = "cpu", ray_address: str | None = None,
-           cpus_per_trial: float = 1, gpus_per_trial: float = 0, max_concurrent: int | None = None,
+           cpus_per_trial: float = 1, gpus_per_trial: float | None = None, max_concurrent: int | None = None,
            max_retries: int = 1, executor: str = "ray") -> str | int:
     """T-AutoML search: find a network, augmentations, loss and learning rate for DATASET; emit a bundle.
 
@@ -125,7 +125,8 @@ def search(dataset: str, budget: int = 16, out: str | None = None, resume: bool 
         device: where to train: cpu (default), cuda, cuda:N or auto (auto: each trial's own node decides).
         ray_address: an existing Ray cluster (auto, ray://HOST:PORT); default: Ray started in this process.
         cpus_per_trial: CPUs each trial asks Ray for (and its torch threads unless --threads is given).
-        gpus_per_trial: GPUs each trial asks Ray for (e.g. 1: N GPUs run N trials at once; 0.5 shares one).
+        gpus_per_trial: GPUs each trial asks Ray for (1: N GPUs run N trials at once; 0.5 shares one); default
+            1 when the cluster has GPUs and --device is not cpu, else 0.
         max_concurrent: trials running at once (default: 1 on the CPUs of the embedded Ray, else what fits).
         max_retries: retries of a failed trial (its error is logged in trials.jsonl) before it is given up.
         executor: ray (default) or inline (one trial after another in this process, no Ray).

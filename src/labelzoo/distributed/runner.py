@@ -81,21 +81,24 @@ class RayOptions:
         address: ``None`` for a Ray instance started in this process, ``"auto"`` or ``"ray://HOST:PORT"`` for
             an existing cluster.
         cpus_per_trial: CPUs each trial asks for (also its torch threads when none are set).
-        gpus_per_trial: GPUs each trial asks for (fractions share a GPU).
+        gpus_per_trial: GPUs each trial asks for (fractions share a GPU); ``None``: 1 when the Ray cluster has GPUs
+            and the trials can use one (``wants_gpu``), else 0. Ray hides the GPUs from a task that asks for none.
         max_concurrent: trials running at once; ``None``: 1 when training on the CPUs of an embedded Ray
             (today's speed: small trials do not gain from sharing 2 cores), else as many as the resources allow.
         max_retries: how often a failed trial is retried before it is recorded as failed for good.
         num_cpus: CPUs of an embedded Ray (default: this machine's).
         executor: ``"ray"`` or ``"inline"`` (in this process, no Ray).
+        wants_gpu: whether the trials would use a GPU they are given (``--device cpu`` says no).
     """
 
     address: str | None = None
     cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
+    gpus_per_trial: float | None = None
     max_concurrent: int | None = None
     max_retries: int = 1
     num_cpus: int | None = None
     executor: str = "ray"
+    wants_gpu: bool = True
 
     def validate(self) -> None:
         """Raise :class:`LabelZooError` naming the first bad option."""
@@ -106,6 +109,8 @@ class RayOptions:
             raise LabelZooError(f"--ray_address must be auto, ray://HOST:PORT or HOST:PORT, got {self.address!r}")
         for name, low in (("cpus_per_trial", 0.0), ("gpus_per_trial", 0.0)):
             value = getattr(self, name)
+            if value is None and name == "gpus_per_trial":
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                     or value < low:
                 raise LabelZooError(f"--{name} must be a number of at least {low:g}, got {value!r}")
@@ -120,7 +125,7 @@ class RayOptions:
         """Trials submitted at once (``None``: no limit but the cluster's resources)."""
         if self.max_concurrent is not None:
             return self.max_concurrent
-        if self.executor == "inline" or (self.address is None and self.gpus_per_trial == 0):
+        if self.executor == "inline" or (self.address is None and not self.gpus_per_trial):
             return 1
         return None
 
@@ -299,14 +304,15 @@ def run_tasks(tasks: Sequence[Task], options: RayOptions, on_done: Callable[[Tas
 
 
 def _finish(task: Task, outcome: Outcome, options: RayOptions, on_done, on_failed, counts: dict[str, int],
-            progress: TrialProgress | None) -> bool:
-    """Record an attempt; returns whether the task should be retried."""
+            progress: TrialProgress | None, event: bool = True) -> bool:
+    """Record an attempt; returns whether the task should be retried. ``event=False``: the caller prints the
+    progress line (after it has refilled the running tasks)."""
     if outcome.ok:
         counts["done"] += 1
         on_done(task, outcome)
         score = outcome.result.get("score") if isinstance(outcome.result, dict) else None
         if progress:
-            progress.update(done=counts["done"], running=counts["running"], score=score, event=True)
+            progress.update(done=counts["done"], running=counts["running"], score=score, event=event)
         return False
     final = outcome.attempt > options.max_retries
     logger.warning("%s: attempt %d failed%s: %s", task.key, outcome.attempt,
@@ -316,7 +322,7 @@ def _finish(task: Task, outcome: Outcome, options: RayOptions, on_done, on_faile
     if on_failed:
         on_failed(task, outcome, final)
     if progress:
-        progress.update(running=counts["running"], failed=counts["failed"], event=True)
+        progress.update(running=counts["running"], failed=counts["failed"], event=event)
     return not final
 
 
@@ -358,6 +364,11 @@ def _run_ray(tasks, options, on_done, on_failed, progress, shared) -> dict[str, 
         progress.stream.write(f"Ray dashboard: {dashboard}\n")
         progress.stream.flush()
     try:
+        if options.gpus_per_trial is None:
+            has_gpu = ray.cluster_resources().get("GPU", 0) > 0
+            options.gpus_per_trial = 1.0 if (has_gpu and options.wants_gpu) else 0.0
+            if options.gpus_per_trial:
+                logger.info("the Ray cluster has GPUs: each trial asks for 1 (--gpus_per_trial to change)")
         names = list(shared)
         refs = [ray.put(shared[n]) for n in names]  # put once, resolved inside each worker
         remote = ray.remote(_call_shared).options(num_cpus=options.cpus_per_trial, num_gpus=options.gpus_per_trial,
@@ -367,6 +378,7 @@ def _run_ray(tasks, options, on_done, on_failed, progress, shared) -> dict[str, 
         pending: dict[Any, tuple[Task, int, float]] = {}
         outcomes: dict[str, Outcome] = {}
         counts = {"done": 0, "failed": 0, "running": 0}
+        event = False
         while queue or pending:
             while queue and len(pending) < limit:
                 task, attempt = queue.pop(0)
@@ -374,7 +386,8 @@ def _run_ray(tasks, options, on_done, on_failed, progress, shared) -> dict[str, 
                 pending[ref] = (task, attempt, time.perf_counter())
             counts["running"] = len(pending)
             if progress:
-                progress.update(running=counts["running"])
+                progress.update(running=counts["running"], event=event)
+            event = False
             ready, _ = ray.wait(list(pending), num_returns=1)
             ref = ready[0]
             task, attempt, start = pending.pop(ref)
@@ -387,8 +400,11 @@ def _run_ray(tasks, options, on_done, on_failed, progress, shared) -> dict[str, 
             except Exception as e:  # RayTaskError, WorkerCrashedError, OutOfMemoryError, ...
                 outcome = Outcome(task.key, attempt, time.perf_counter() - start, error=_error_text(e))
             outcomes[task.key] = outcome
-            if _finish(task, outcome, options, on_done, on_failed, counts, progress):
+            if _finish(task, outcome, options, on_done, on_failed, counts, progress, event=False):
                 queue.insert(0, (task, attempt + 1))
+            event = True
+        if progress and event:
+            progress.update(running=0, event=True)
         return outcomes
     finally:
         if started:

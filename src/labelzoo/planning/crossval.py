@@ -227,7 +227,7 @@ class _CvJob:
 def train_cv(bundle: str, folds: int = 5, num_epochs: int | None = None, iterations_per_epoch: int | None = None,
              val_interval: int | None = None, num_workers: int | None = None, only_fold: int | None = None,
              resume: bool = False, ray_address: str | None = None, cpus_per_trial: float = 1,
-             gpus_per_trial: float = 0, max_concurrent: int | None = None, max_retries: int = 1,
+             gpus_per_trial: float | None = None, max_concurrent: int | None = None, max_retries: int = 1,
              executor: str = "ray") -> str:
     """Cross-validate planned bundles: train one model per fold, predict and score the held-out cases.
 
@@ -252,7 +252,8 @@ def train_cv(bundle: str, folds: int = 5, num_epochs: int | None = None, iterati
         resume: skip the folds cv/folds.jsonl records as finished (same --folds).
         ray_address: an existing Ray cluster (auto, ray://HOST:PORT); default: Ray started in this process.
         cpus_per_trial: CPUs each fold asks Ray for.
-        gpus_per_trial: GPUs each fold asks Ray for (1: N GPUs train N folds at once).
+        gpus_per_trial: GPUs each fold asks Ray for (1: N GPUs train N folds at once); default 1 when the
+            cluster has GPUs, else 0.
         max_concurrent: folds training at once (default: 1 on the CPUs of the embedded Ray, else what fits).
         max_retries: retries of a failed fold (its error goes to cv/folds.jsonl) before it is given up.
         executor: ray (default) or inline (one fold after another in this process, no Ray).
