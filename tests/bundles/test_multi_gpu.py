@@ -4,14 +4,18 @@ Every bundle's multi-GPU config comes from :func:`labelzoo.bundle.emit.multi_gpu
 here trains **two epochs** (so DDP sees a second iteration: MONAI 1.5's UNETR used to crash there with
 unused cross-attention parameters) and validates **once**, on both ranks (a rank that skipped validation
 left the other waiting in the metric gather: the old BraTS config). UNETR runs in the default suite
-(about 40 s on 2 CPU cores); the other bundles (BraTS, 2D lung, a planner-emitted and a search-emitted
-bundle) are ``slow``.
+(about 15-40 s on 2 CPU cores); the other bundles (BraTS, 2D lung, a planner-emitted and a search-emitted
+bundle) and the README's two-node command (``torchrun --nnodes 2 --node_rank R --master_addr ...`` started
+twice on loopback) are ``slow``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -97,8 +101,7 @@ def _two_epochs_one_validation(bundle: Path) -> dict:
     return out
 
 
-def run_two_ranks(bundle: Path, workdir: Path, extra: dict | None = None) -> str:
-    """Train ``bundle`` (smoke size) with 2 ranks for 2 epochs and 1 validation; return the log."""
+def _workspace(bundle: Path, workdir: Path, extra: dict | None):
     meta = json.loads((bundle / "configs" / "metadata.json").read_text())
     ws, problems = prepare_workspace(bundle, workdir, meta)
     assert problems == []
@@ -106,6 +109,19 @@ def run_two_ranks(bundle: Path, workdir: Path, extra: dict | None = None) -> str
     overrides.update(_two_epochs_one_validation(ws.bundle))
     overrides.update(extra or {})
     ws.override_files["multi_gpu"].write_text(json.dumps(overrides))
+    return ws
+
+
+def _check_log(text: str, ranks: int) -> None:
+    # every rank trained the second epoch and validated exactly once
+    # (the evaluator's epoch is the trainer's: one "run complete" per validation)
+    assert len(re.findall(r"SupervisedTrainer - INFO - Epoch\[2\] Complete", text)) == ranks, text[-4000:]
+    assert len(re.findall(r"SupervisedEvaluator - INFO - Engine run complete", text)) == ranks, text[-4000:]
+
+
+def run_two_ranks(bundle: Path, workdir: Path, extra: dict | None = None) -> str:
+    """Train ``bundle`` (smoke size) with 2 ranks for 2 epochs and 1 validation; return the log."""
+    ws = _workspace(bundle, workdir, extra)
     problems, log = run_workflow(ws, "multi_gpu", timeout=600, nproc=2,
                                  env={"OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""})
     text = log.read_text(errors="replace")
@@ -122,6 +138,35 @@ def test_unetr_trains_two_iterations_on_two_ranks(tmp_path: Path) -> None:
     # two validation cases, one per rank
     text = run_two_ranks(UNETR, tmp_path, {"val_fraction": 0.5})
     assert "froze" in text and "cross-attention" in text
+
+
+@pytest.mark.slow
+def test_two_nodes_one_process_each(tmp_path: Path, free_port: int) -> None:
+    """The README's multi-node command: ``torchrun --nnodes 2 --node_rank R --master_addr ... --master_port ...``
+    started twice (two "machines" on loopback), one process each."""
+    ws = _workspace(REPO / "bundles" / "lung_xray_unetplusplus_segmentation", tmp_path, {"val_fraction": 0.5})
+    tail = ws.command("multi_gpu")[2:]  # after `python -m`: monai.bundle run ...
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    procs, logs, files = [], [tmp_path / "node0.log", tmp_path / "node1.log"], []
+    try:
+        for rank, log in enumerate(logs):
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+                   "--node_rank", str(rank), "--master_addr", "127.0.0.1", "--master_port", str(free_port), "-m",
+                   *tail]
+            files.append(open(log, "w"))  # closed below
+            procs.append(subprocess.Popen(cmd, stdout=files[-1], stderr=subprocess.STDOUT, env=env, cwd=tmp_path))
+        codes = [p.wait(timeout=600) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+        for f in files:
+            f.close()
+    texts = [log.read_text(errors="replace") for log in logs]
+    assert codes == [0, 0], "\n".join(t[-3000:] for t in texts)
+    for text in texts:
+        _check_log(text, 1)
+    assert (ws.bundle / "models" / "model.pt").is_file()
 
 
 @pytest.mark.slow
