@@ -23,6 +23,7 @@ import pytest
 from labelzoo.bundle.emit import multi_gpu_train_for
 from labelzoo.bundle.smoke import prepare_workspace, run_workflow
 from labelzoo.distributed.ddp import freeze_unused_cross_attention, rank_handlers
+from labelzoo.progress import TrainProgress
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLES = sorted(p for p in (REPO / "bundles").iterdir() if (p / "configs" / "train.json").is_file())
@@ -46,6 +47,7 @@ def test_committed_multi_gpu_config_is_the_generated_one(bundle: Path) -> None:
 
 def test_rank_handlers_select_by_type_not_position() -> None:
     from monai.handlers import (
+        CheckpointLoader,
         CheckpointSaver,
         LrScheduleHandler,
         MetricsSaver,
@@ -63,6 +65,9 @@ def test_rank_handlers_select_by_type_not_position() -> None:
            CheckpointSaver.__new__(CheckpointSaver)]
     assert [type(h) for h in rank_handlers(val, rank=1)] == [MetricsSaver]
     assert rank_handlers(None, rank=1) == []
+    # MONAI Label's checkpoint loader must load on every rank; the app's progress file has one writer
+    app = [CheckpointLoader.__new__(CheckpointLoader), TrainProgress.__new__(TrainProgress)]
+    assert [type(h) for h in rank_handlers(app, rank=1)] == [CheckpointLoader]
 
 
 def test_ddp_ready_freezes_unetr_unused_cross_attention() -> None:

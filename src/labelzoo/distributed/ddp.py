@@ -8,7 +8,8 @@ dotted path, so every bundle gets them from one place:
   A ``ValidationHandler`` must run on every rank: validation metrics are gathered across ranks, so a rank
   that skips validation leaves the others waiting forever in the gather. Handlers that change the training
   state (learning-rate schedulers, early stopping, checkpoint loading) must run everywhere too, or the
-  replicas drift apart; ``MetricsSaver`` gathers file names across ranks (and writes on rank 0 only).
+  replicas drift apart (MONAI Label puts a ``CheckpointLoader`` in front of ``train#handlers``: every rank must
+  load it); ``MetricsSaver`` gathers file names across ranks (and writes on rank 0 only).
 * :func:`ddp_ready` freezes parameters that a network builds but never uses in ``forward``, which
   ``DistributedDataParallel`` (without ``find_unused_parameters``) rejects on the second iteration with
   "Expected to have finished reduction in the prior iteration". MONAI 1.5.1's ``TransformerBlock`` builds a
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 RANK_ZERO_ONLY = frozenset({
     "StatsHandler", "TensorBoardStatsHandler", "TensorBoardImageHandler", "CheckpointSaver", "MLFlowHandler",
     "ClearMLStatsHandler", "ClearMLImageHandler", "ProgressBar", "MetricLogger",
+    "TrainProgress",  # labelzoo.progress: the app's progress file, one writer
 })
 
 
