@@ -93,6 +93,31 @@ def test_runner_gives_up_after_max_retries_and_reports_every_attempt() -> None:
         RayOptions(gpus_per_trial=-1).validate()
 
 
+def _crash_once(marker: str) -> dict:
+    """Kill the worker process itself on the first call (no exception: the process is gone), succeed after."""
+    path = Path(marker)
+    if not path.exists():
+        path.write_text("crashed once")
+        os._exit(1)
+    return {"score": 1.0, "pid": os.getpid()}
+
+
+def test_a_killed_ray_worker_is_recorded_and_retried(tmp_path: Path) -> None:
+    failures: list[tuple[str, int, bool, str]] = []
+    done: list[str] = []
+    outcomes = run_tasks([Task("crash", _crash_once, (str(tmp_path / "marker"),)), Task("ok", _quick_task, ())],
+                         RayOptions(num_cpus=2, max_concurrent=2, max_retries=1),
+                         on_done=lambda t, o: done.append(t.key),
+                         on_failed=lambda t, o, final: failures.append((t.key, o.attempt, final, o.error or "")))
+    assert [(k, a, f) for k, a, f, _ in failures] == [("crash", 1, False)]
+    assert "Worker" in failures[0][3] or "worker" in failures[0][3]  # Ray's worker-died error, recorded
+    assert sorted(done) == ["crash", "ok"] and outcomes["crash"].attempt == 2
+
+
+def _quick_task() -> dict:
+    return {"score": 0.5}
+
+
 def test_train_cv_on_ray_two_folds_at_once_a_failed_fold_retried_then_resume(msd_dataset: Path, tmp_path: Path,
                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     from labelzoo.cli import main
