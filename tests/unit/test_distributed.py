@@ -2,8 +2,8 @@
 
 Failures are injected through ``LABELZOO_INJECT_TRIAL_FAILURES``: the first attempt of the named trial gets an
 invalid configuration that the trial's own validation rejects inside the Ray worker (no mock). Each Ray start
-costs a few seconds; the tests start it three times (search, train-cv, the resumed search) plus once in the
-killed subprocess, about 1.5 minutes in all on 2 CPU cores.
+costs a few seconds; the tests start it four times (search, a killed worker, train-cv, the resumed search) plus
+once in the killed subprocess, about 1.5-2 minutes in all on 2 CPU cores.
 """
 
 from __future__ import annotations

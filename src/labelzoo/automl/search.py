@@ -3,7 +3,7 @@
 Procedure (T-AutoML, LabelZoo SPEC section 5, scaled to a budget):
 
 1. draw ``budget`` distinct random configurations and proxy-train each (a short schedule on small
-   patches, in-process); every finished trial is appended to ``OUT/trials.jsonl`` at once (flushed and
+   patches, one Ray task each: see below); every finished trial is appended to ``OUT/trials.jsonl`` at once (flushed and
    fsynced), so a crash or Ctrl-C loses no finished trial and ``--resume`` continues where it stopped;
 2. train the pairwise-ranking transformer on the observed (configuration, validation Dice) results;
    its pairwise accuracy and Kendall tau on held-out configurations (the last quarter, with a predictor
