@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from labelzoo.automl.search import INJECT_FAILURES_ENV, SearchSettings, read_trials, run_search
-from labelzoo.distributed.runner import RayOptions, Task, read_records, run_tasks
+from labelzoo.distributed.runner import RayOptions, Task, TrialProgress, read_records, run_tasks
 from labelzoo.errors import LabelZooError
 
 SETTINGS = {"budget": 4, "pool": 20, "top_k": 1, "proxy_iterations": 6, "full_iterations": 4,
@@ -91,6 +91,18 @@ def test_runner_gives_up_after_max_retries_and_reports_every_attempt() -> None:
         RayOptions(max_concurrent=0).validate()
     with pytest.raises(LabelZooError, match="--gpus_per_trial must be a number of at least 0"):
         RayOptions(gpus_per_trial=-1).validate()
+
+
+def test_progress_line_counts_done_running_failed_and_best() -> None:
+    import io
+
+    stream = io.StringIO()
+    progress = TrialProgress("proxy", 4, done=1, best=0.25, stream=stream)  # resumed: 1 trial already done
+    run_tasks([Task("a", _quick_task, ()), Task("b", _boom, (2,))], RayOptions(executor="inline", max_retries=0),
+              on_done=lambda t, o: None, progress=progress)
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("proxy [") and "2/4 done | running 0 | failed 0 | best 0.5000" in lines[0]
+    assert "2/4 done | running 0 | failed 1 | best 0.5000" in lines[-1]
 
 
 def _crash_once(marker: str) -> dict:

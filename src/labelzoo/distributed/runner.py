@@ -312,7 +312,7 @@ def _finish(task: Task, outcome: Outcome, options: RayOptions, on_done, on_faile
         on_done(task, outcome)
         score = outcome.result.get("score") if isinstance(outcome.result, dict) else None
         if progress:
-            progress.update(done=counts["done"], running=counts["running"], score=score, event=event)
+            progress.update(done=progress.done + 1, running=counts["running"], score=score, event=event)
         return False
     final = outcome.attempt > options.max_retries
     logger.warning("%s: attempt %d failed%s: %s", task.key, outcome.attempt,
