@@ -196,3 +196,37 @@ def test_resume_after_killing_the_driver_reruns_only_unfinished_trials(dataset: 
     rerun = {r["trial"] for r in proxy if r["started"] > killed_at}
     assert rerun == set(range(6)) - {t for _, t in finished}  # only the unfinished ones were trained again
     assert [r for r in after if r["phase"] == "full"]
+
+
+@pytest.mark.slow
+def test_search_joins_an_existing_cluster(dataset: Path, tmp_path: Path, free_port: int) -> None:
+    """`ray start --head` (token authentication, as Ray 2.59+ wants) then `labelzoo search --ray_address`."""
+    import secrets
+
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
+           "RAY_AUTH_TOKEN": secrets.token_hex(16), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    ray_cli = Path(sys.executable).with_name("ray")
+    head = subprocess.Popen([str(ray_cli), "start", "--head", "--port", str(free_port), "--num-cpus", "2",
+                             "--include-dashboard", "false", "--block"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        out = tmp_path / "search"
+        cmd = [sys.executable, "-m", "labelzoo.cli", "search", str(dataset), "--out", str(out), "--budget", "3",
+               "--pool", "10", "--top_k", "1", "--proxy_iterations", "3", "--full_iterations", "3", "--patch", "16",
+               "--base_channels", "4", "--ray_address", f"127.0.0.1:{free_port}", "--max_concurrent", "2"]
+        deadline = time.monotonic() + 60
+        while True:  # the head needs a few seconds before it accepts drivers
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+            if proc.returncode == 0 or time.monotonic() > deadline or "cannot connect" not in proc.stderr:
+                break
+            time.sleep(3)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        records = read_trials(out / "trials.jsonl")
+        assert len(records) == 5 and all(r["pid"] != head.pid for r in records)
+    finally:
+        try:
+            os.killpg(head.pid, signal.SIGKILL)  # the head and its workers: this test's process group
+        except ProcessLookupError:
+            pass
+        head.wait(timeout=30)
