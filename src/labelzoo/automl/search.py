@@ -400,7 +400,7 @@ def run_search(settings: SearchSettings, out: str | Path, resume: bool = False,
     if ray.executor == "ray" and settings.device.startswith("cuda") and not ray.gpus_per_trial:
         ray.gpus_per_trial = 1.0  # Ray hides GPUs from tasks that ask for none
         logger.info("--device %s: each trial asks Ray for 1 GPU (set --gpus_per_trial to share one)", settings.device)
-    if ray.executor == "inline" or ray.address is None:
+    if ray.executor == "inline" or ray.embedded:
         _device(settings.device)  # fail before anything is written (a cluster's workers may have GPUs)
     out = Path(out).expanduser().resolve()
     info = read_msd_dataset(settings.dataset)

@@ -78,8 +78,8 @@ class RayOptions:
     """How trials are scheduled (the ``--ray_address`` / ``--*_per_trial`` / ``--max_*`` flags).
 
     Attributes:
-        address: ``None`` for a Ray instance started in this process, ``"auto"`` or ``"ray://HOST:PORT"`` for
-            an existing cluster.
+        address: ``None`` for a Ray instance started in this process (or the cluster in ``RAY_ADDRESS`` when that
+            is set), ``"auto"``, ``"HOST:PORT"`` or ``"ray://HOST:PORT"`` for an existing cluster.
         cpus_per_trial: CPUs each trial asks for (also its torch threads when none are set).
         gpus_per_trial: GPUs each trial asks for (fractions share a GPU); ``None``: 1 when the Ray cluster has GPUs
             and the trials can use one (``wants_gpu``), else 0. Ray hides the GPUs from a task that asks for none.
@@ -121,11 +121,16 @@ class RayOptions:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
                 raise LabelZooError(f"--{name} must be an integer of at least {low}, got {value!r}")
 
+    @property
+    def embedded(self) -> bool:
+        """Whether Ray is started in this process (no ``--ray_address``, no ``RAY_ADDRESS``)."""
+        return self.executor == "ray" and not (self.address or os.environ.get("RAY_ADDRESS"))
+
     def concurrency(self) -> int | None:
         """Trials submitted at once (``None``: no limit but the cluster's resources)."""
         if self.max_concurrent is not None:
             return self.max_concurrent
-        if self.executor == "inline" or (self.address is None and not self.gpus_per_trial):
+        if self.executor == "inline" or (self.embedded and not self.gpus_per_trial):
             return 1
         return None
 
@@ -242,14 +247,16 @@ def ray_init(options: RayOptions) -> tuple[bool, str | None]:
 
     if ray.is_initialized():
         return False, _dashboard
-    if options.address is None:
-        ray.init(num_cpus=options.num_cpus or os.cpu_count() or 1, include_dashboard=False,
+    address = options.address or os.environ.get("RAY_ADDRESS") or None
+    if options.embedded:
+        # address="local": always a new private instance, never a cluster `ray start` left on this machine
+        ray.init(address="local", num_cpus=options.num_cpus or os.cpu_count() or 1, include_dashboard=False,
                  configure_logging=False, log_to_driver=False)
         return True, None
     try:
-        context = ray.init(address=options.address, configure_logging=False, log_to_driver=False)
+        context = ray.init(address=address, configure_logging=False, log_to_driver=False)
     except Exception as e:  # a cluster that is not there: say which address
-        raise LabelZooError(f"--ray_address {options.address}: cannot connect to a Ray cluster ({e})") from None
+        raise LabelZooError(f"--ray_address {address}: cannot connect to a Ray cluster ({e})") from None
     url = getattr(context, "dashboard_url", None)
     _dashboard = f"http://{url}" if url and not str(url).startswith("http") else (url or None)
     return True, _dashboard

@@ -189,15 +189,16 @@ class _CvJob:
         self.overrides = overrides
         wanted = [only_fold] if only_fold is not None else list(range(folds))
         finished = self.finished() if resume else set()
-        if not resume and self.log.is_file():
-            self.log.unlink()
         self.todo = [k for k in wanted if k not in finished]
         self.skipped = [k for k in wanted if k in finished]
 
     def finished(self) -> set[int]:
-        """Folds with a success record (same number of folds) and their weights on disk."""
-        return {r["fold"] for r in read_records(self.log) if r.get("status") == "ok" and r.get("folds") == self.folds
-                and (self.cv / f"fold_{r['fold']}" / "model.pt").is_file()}
+        """Folds whose latest record (same number of folds) is a success, with their weights on disk."""
+        last: dict[int, str] = {}
+        for r in read_records(self.log):
+            if r.get("folds") == self.folds and isinstance(r.get("fold"), int):
+                last[r["fold"]] = r.get("status", "")
+        return {k for k, status in last.items() if status == "ok" and (self.cv / f"fold_{k}" / "model.pt").is_file()}
 
     def tasks(self, inject: set[str]) -> list[Task]:
         write_json_atomic(self.cv_datalist, {"training": self.cases})
