@@ -37,7 +37,7 @@ def searched(dataset: Path, tmp_path_factory: pytest.TempPathFactory):
     """An interrupted search (Ctrl-C during the third trial), a torn log line, then --resume.
 
     Trials run in this process (``executor="inline"``) so that Ctrl-C lands inside one; the same search on
-    Ray is in ``tests/unit/test_distributed_search.py``.
+    Ray is in ``tests/unit/test_distributed.py``.
     """
     inline = RayOptions(executor="inline")
     out = tmp_path_factory.mktemp("search") / "run"

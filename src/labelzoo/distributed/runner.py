@@ -13,8 +13,9 @@ records each outcome as it arrives and retries failures:
   Ray dashboard link when a cluster is used.
 
 ``RayOptions(address=None)`` (the default) starts a private Ray instance inside this process
-(``ray.init(num_cpus=..., include_dashboard=False)``, no usage statistics, nothing to set up) and stops it at the
-end; ``address="auto"`` or ``"ray://HOST:PORT"`` joins an existing cluster. ``executor="inline"`` runs the same
+(``ray.init(address="local", num_cpus=..., include_dashboard=False)``, no usage statistics, nothing to set up)
+and stops it at the end; ``address="auto"``, ``"HOST:PORT"`` or ``"ray://HOST:PORT"`` (or ``RAY_ADDRESS`` in the
+environment) joins an existing cluster. ``executor="inline"`` runs the same
 tasks one after another in this process without Ray (the benchmark's baseline, and for debugging).
 """
 
