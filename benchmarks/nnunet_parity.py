@@ -13,8 +13,9 @@ cases, the same fold and the same number of training iterations:
   bundle's folds), then its own validation of the held-out fold (mirrored TTA).
 
 Both predictions are scored by the same code (Dice per class; HD95 in mm with ``labelzoo.metrics``) and the
-script prints a table plus the wall time per training iteration (the training process's wall time divided by
-the iterations: start-up and one validation included for both). Without ``nnunetv2`` the nnU-Net rows say so.
+script prints a table plus the steady-state wall time per training iteration (LabelZoo: between the first and
+the last iteration's log line, so start-up, caching and the first batch are left out; nnU-Net: its logged epoch
+time, with one validation iteration, over the iterations). Without ``nnunetv2`` the nnU-Net rows say so.
 
 On CPU keep the budget tiny (the default: 10 iterations); with a GPU pass ``--iterations 250 --device cuda``
 or more. Run: ``python benchmarks/nnunet_parity.py [--configuration 3d_fullres] [--iterations 10]
@@ -24,12 +25,13 @@ or more. Run: ``python benchmarks/nnunet_parity.py [--configuration 3d_fullres] 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import nibabel as nib
@@ -90,6 +92,22 @@ def score(pred_dir: Path, raw: Path, cases: list[str], n_classes: int, suffix: s
                 float(np.mean(hd[c])) if hd[c] else float("nan")) for c in dice}
 
 
+ITER_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*Epoch: \d+/\d+, Iter: (\d+)/(\d+)")
+
+
+def steady_time_per_iteration(log: str) -> float:
+    """Seconds per iteration between the first and the last ``Iter: k/N`` line of a MONAI StatsHandler log."""
+    stamps = {}
+    for line in log.splitlines():
+        m = ITER_LINE.match(line)
+        if m:
+            stamps[int(m.group(2))] = datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f")
+    if len(stamps) < 2:
+        raise RuntimeError("training log has fewer than two iteration lines: use --iterations >= 2")
+    first, last = min(stamps), max(stamps)
+    return (stamps[last] - stamps[first]).total_seconds() / (last - first)
+
+
 def run_labelzoo(work: Path, raw: Path, configuration: str, iterations: int,
                  fold: int) -> tuple[Path, list[str], float]:
     """Plan, train one epoch of ``iterations``, predict the held-out fold; returns (predictions, cases, s/iter)."""
@@ -101,11 +119,12 @@ def run_labelzoo(work: Path, raw: Path, configuration: str, iterations: int,
     datalist = json.loads((bundle / "configs" / "datalist.json").read_text())["training"]
     held = [d for d in datalist if d["fold"] == fold]
     run = [sys.executable, "-m", "monai.bundle", "run", "--bundle_root", str(bundle)]
-    start = time.perf_counter()
-    subprocess.run(run + ["--config_file", str(bundle / "configs" / "train.json"), "--fold", str(fold),
-                          "--num_epochs", "1", "--iterations_per_epoch", str(iterations), "--val_interval", "1"],
-                   check=True, env=env, cwd=bundle)
-    per_iter = (time.perf_counter() - start) / iterations
+    proc = subprocess.run(run + ["--config_file", str(bundle / "configs" / "train.json"), "--fold", str(fold),
+                                 "--num_epochs", "1", "--iterations_per_epoch", str(iterations), "--val_interval", "1"],
+                          env=env, cwd=bundle, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"LabelZoo training failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    per_iter = steady_time_per_iteration(proc.stdout + "\n" + proc.stderr)
     pred_dir = work / "labelzoo_pred"
     images = [str(raw / d["image"]) if not Path(d["image"]).is_absolute() else d["image"] for d in held]
     subprocess.run(run + ["--config_file", str(bundle / "configs" / "inference.json"), "--output_dir", str(pred_dir),
@@ -138,9 +157,9 @@ class ParityBudgetTrainer(nnUNetTrainer):
         self.num_iterations_per_epoch = {iterations}
         self.num_val_iterations_per_epoch = 1
 t = ParityBudgetTrainer(plans, {configuration!r}, {fold}, ds, device=torch.device({device!r}))
-start = time.perf_counter()
 t.run_training()
-per_iter = (time.perf_counter() - start) / {iterations}
+log = t.logger.my_fantastic_logging
+per_iter = (log['epoch_end_timestamps'][-1] - log['epoch_start_timestamps'][-1]) / {iterations}
 t.perform_actual_validation(False)
 json.dump({{"per_iter": per_iter, "validation": join(t.output_folder, 'validation')}}, open('nnunet_result.json', 'w'))
 """
