@@ -138,10 +138,12 @@ def test_recipe_parity_items(planned, msd_dataset: Path) -> None:
     train = json.loads((bundle / "configs" / "train.json").read_text())
     rand = {t["_target_"]: t for t in train["train"]["random_transforms"]}
     assert "RandAffined" not in rand and rand["RandRotated"]["prob"] == rand["RandZoomd"]["prob"] == 0.2
-    assert rand["RandScaleIntensityFixedMeand"]["prob"] == 0.15 and rand["RandScaleIntensityFixedMeand"]["preserve_range"]
+    contrast = rand["RandScaleIntensityFixedMeand"]
+    assert contrast["prob"] == 0.15 and contrast["preserve_range"]
     assert rand["RandSimulateLowResolutiond"]["prob"] == 0.25
     gammas = [t for t in train["train"]["random_transforms"] if t["_target_"] == "RandAdjustContrastd"]
-    assert [(g["prob"], g["invert_image"], g["retain_stats"]) for g in gammas] == [(0.1, True, True), (0.3, False, True)]
+    assert [(g["prob"], g["invert_image"], g["retain_stats"]) for g in gammas] == [(0.1, True, True),
+                                                                                    (0.3, False, True)]
     assert train["num_workers"] == "$labelzoo.planning.transforms.num_workers()"
     infer = json.loads((bundle / "configs" / "inference.json").read_text())
     assert infer["inferer"]["_target_"] == "labelzoo.inferers.MirroringInferer" and infer["use_mirroring"] is True
