@@ -37,6 +37,7 @@ from monai.transforms import MapTransform
 
 from labelzoo.data.brats import BRATS_LABELS, ENHANCING_LABELS
 from labelzoo.errors import LabelZooError
+from labelzoo.metrics import spacing_of
 
 __all__ = ["BRATS_LABELS", "EMPTY_HD95", "ENHANCING_LABELS", "REGIONS", "BratsLabelsToRegionsd", "BratsRegionMetric",
            "RegionsToBratsLabelsd", "labels_to_regions", "region_dice", "region_hd95", "regions_to_labels"]
@@ -168,15 +169,7 @@ class RegionsToBratsLabelsd(MapTransform):
         return d
 
 
-def _spacing_of(y: torch.Tensor, index: int) -> list[float] | None:
-    """Voxel size in mm from a MetaTensor's affine (batched or not), else ``None``."""
-    affine = getattr(y, "affine", None)
-    if not isinstance(affine, torch.Tensor):
-        return None
-    if affine.ndim == 3:
-        affine = affine[index]
-    dims = y.ndim - 2
-    return [float(v) for v in torch.linalg.norm(affine[:dims, :dims].double(), dim=0)]
+_spacing_of = spacing_of  # one reading of the voxel size for every HD95 (labelzoo.metrics)
 
 
 def region_dice(pred: Array, ref: Array) -> float:

@@ -14,8 +14,8 @@ class MirroringInferer(Inferer):
     """Test-time augmentation by mirroring, as nnU-Net: the mean of the predictions of every flip combination.
 
     For ``spatial_axes=(0, 1, 2)`` the wrapped inferer runs ``2**3 = 8`` times (identity, each axis, each pair,
-    all three); each prediction is flipped back before averaging. The network outputs (logits) are averaged;
-    nnU-Net averages after the softmax/sigmoid, which differs only near the 0.5 decision boundary. With
+    all three); each prediction is flipped back before averaging. The network outputs (logits) are averaged,
+    as nnU-Net v2 does (``_internal_maybe_mirror_and_predict``; v1 averaged the softmax). With
     ``enabled=False`` it is the wrapped inferer, so a bundle switches TTA with one config value.
 
     Args:

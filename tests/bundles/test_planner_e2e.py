@@ -37,6 +37,11 @@ def test_plan_train_infer(msd_dataset: Path, tmp_path: Path, capsys: pytest.Capt
     _run(bundle_run + ["--config_file", str(bundle / "configs" / "train.json"), "--num_epochs", "1",
                        "--iterations_per_epoch", "1", "--val_interval", "1", "--num_workers", "0"], cwd=bundle)
     assert (bundle / "models" / "model.pt").is_file()
+    # evaluate: Dice and HD95 in mm (labelzoo.metrics.HD95Metric) saved per case
+    configs = f"['{bundle / 'configs' / 'train.json'}','{bundle / 'configs' / 'evaluate.json'}']"
+    _run(bundle_run + ["--config_file", configs, "--num_workers", "0"], cwd=bundle)
+    metrics = (bundle / "eval" / "metrics.csv").read_text()
+    assert "val_mean_dice" in metrics and "val_hd95" in metrics and (bundle / "eval" / "val_hd95_raw.csv").is_file()
 
     _run(bundle_run + ["--config_file", str(bundle / "configs" / "inference.json")], cwd=bundle)
     pred_file = bundle / "eval" / "case_003_seg.nii.gz"

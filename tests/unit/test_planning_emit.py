@@ -129,3 +129,56 @@ def test_pure_helpers() -> None:
     assert assign_folds([f"c{i}" for i in range(12)]) == folds  # deterministic
     assert np.bincount(list(folds.values())).tolist() == [3, 3, 2, 2, 2]
     assert sorted(set(assign_folds(["a", "b"]).values())) == [0, 1]
+
+
+def test_recipe_parity_items(planned, msd_dataset: Path) -> None:
+    """The nnU-Net v2 recipe items the emitter fixed, in the emitted JSON (and the docs table)."""
+    fp, plans, out = planned
+    bundle = emit_bundles(plans, fp, out / "r", msd_dataset, configurations=["3d_fullres"])[0]
+    train = json.loads((bundle / "configs" / "train.json").read_text())
+    rand = {t["_target_"]: t for t in train["train"]["random_transforms"]}
+    assert "RandAffined" not in rand and rand["RandRotated"]["prob"] == rand["RandZoomd"]["prob"] == 0.2
+    contrast = rand["RandScaleIntensityFixedMeand"]
+    assert contrast["prob"] == 0.15 and contrast["preserve_range"]
+    assert rand["RandSimulateLowResolutiond"]["prob"] == 0.25
+    gammas = [t for t in train["train"]["random_transforms"] if t["_target_"] == "RandAdjustContrastd"]
+    assert [(g["prob"], g["invert_image"], g["retain_stats"]) for g in gammas] == [(0.1, True, True),
+                                                                                    (0.3, False, True)]
+    assert train["num_workers"] == "$labelzoo.planning.transforms.num_workers()"
+    infer = json.loads((bundle / "configs" / "inference.json").read_text())
+    assert infer["inferer"]["_target_"] == "labelzoo.inferers.MirroringInferer" and infer["use_mirroring"] is True
+    assert infer["inferer"]["spatial_axes"] == [0, 1, 2]
+    assert infer["handlers"][0]["strict"] is True
+    meta = json.loads((bundle / "configs" / "metadata.json").read_text())
+    assert "eval_metrics" not in meta  # filled by find-best, no placeholder
+    docs = (bundle / "docs" / "README.md").read_text()
+    assert "| low-resolution simulation |" in docs and "| checkpoint loading |" in docs
+    # the random transforms run on a real case (2 draws: every branch has a chance to fire)
+    wf = _workflow(bundle, ["train.json"], "train", num_workers=0, cache_rate=0.0)
+    data = wf.parser.get_parsed_content("train_datalist")
+    for _ in range(2):
+        s = wf.parser.get_parsed_content("train#preprocessing")(data[0])
+        s = s[0] if isinstance(s, list) else s
+        assert tuple(s["image"].shape[1:]) == tuple(plans["configurations"]["3d_fullres"]["patch_size"])
+
+
+def test_strict_checkpoint_loading(tmp_path: Path) -> None:
+    from monai.networks.nets import DynUNet
+
+    from labelzoo.planning.transforms import load_inference_weights, num_workers
+
+    args = dict(spatial_dims=3, in_channels=1, out_channels=3, kernel_size=[3, 3, 3, 3], strides=[1, 2, 2, 2],
+                upsample_kernel_size=[2, 2, 2], filters=[4, 8, 16, 32])
+    trained = DynUNet(**args, deep_supervision=True, deep_supr_num=1)
+    torch.save({"model": trained.state_dict()}, tmp_path / "model.pt")
+    infer = DynUNet(**args, deep_supervision=False)
+    load_inference_weights(infer, str(tmp_path / "model.pt"))  # heads dropped, everything else strict
+    assert torch.equal(infer.state_dict()["output_block.conv.conv.weight"],
+                       trained.state_dict()["output_block.conv.conv.weight"])
+    other = DynUNet(**{**args, "out_channels": 2}, deep_supervision=False)  # another configuration's weights
+    torch.save(other.state_dict(), tmp_path / "other.pt")
+    with pytest.raises(RuntimeError, match="other.pt"):
+        load_inference_weights(infer, str(tmp_path / "other.pt"))
+    with pytest.raises(FileNotFoundError):
+        load_inference_weights(infer, str(tmp_path / "missing.pt"))
+    assert 0 <= num_workers() <= 8 and num_workers(max_workers=0) == 0

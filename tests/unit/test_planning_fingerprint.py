@@ -14,7 +14,10 @@ from labelzoo.io import save_nifti, write_json_atomic
 from labelzoo.planning.fingerprint import (
     FINGERPRINT_FORMAT,
     SPACING_2D,
+    connected_components_per_class,
     extract_fingerprint,
+    foreground_samples,
+    intensity_statistics,
     load_fingerprint,
     nonzero_bbox,
     write_fingerprint,
@@ -148,3 +151,69 @@ def test_monai_label_datastore(sample_studies: Path) -> None:
     assert fp["layout"] == "datastore" and fp["num_training"] == 2  # only the labelled cases
     assert fp["labels"] == {"0": "background", "1": "label_1", "3": "label_3", "6": "label_6"}
     assert fp["channel_names"] == {"0": "CT"}
+
+
+def test_foreground_statistics_are_nnunets_sampling(tmp_path: Path) -> None:
+    """Same multiset as nnU-Net v2's ``collect_foreground_intensities``: per case a fresh RandomState(1234),
+    ``choice(fg, n, replace=True)`` per channel in turn, over (z, y, x)-ordered voxels; every case weighs the same."""
+    root = tmp_path / "Dataset003_Weights"
+    cases = []
+    for i, (lo, hi) in enumerate([(5, 7), (5, 19)]):  # a small and a large tumour: 8 vs 392 foreground voxels
+        image, label = _mri_case(i)
+        label[:] = 0
+        label[lo:hi, lo:hi, 4:6] = 1
+        image[1] += 1000.0 * i  # channel 1: case 0 ~100, case 1 ~1100
+        _write_case(root, f"case_{i:03d}", image, label)
+        cases.append((image, label))
+    write_json_atomic(root / "dataset.json", {"channel_names": {"0": "T1", "1": "FLAIR"},
+                                              "labels": {"background": 0, "tumour": 1},
+                                              "numTraining": 2, "file_ending": ".nii.gz"})
+    n_total = 4000
+    fp = extract_fingerprint(root, num_foreground_voxels=n_total)
+    # nnU-Net's procedure, literally (arrays in its (z, y, x) order)
+    drawn: list[list[np.ndarray]] = [[], []]
+    for image, label in cases:
+        rs = np.random.RandomState(1234)
+        zyx = np.transpose(image, (0, 3, 2, 1))
+        fg = np.transpose(label, (2, 1, 0)) > 0
+        for c in range(2):
+            drawn[c].append(rs.choice(zyx[c][fg], n_total // 2, replace=True))
+    for c in range(2):
+        ref = np.concatenate(drawn[c]).astype(np.float64)
+        props = fp["foreground_intensity_properties_per_channel"][str(c)]
+        p005, med, p995 = np.percentile(ref, (0.5, 50.0, 99.5))
+        expected = {"mean": ref.mean(), "std": ref.std(), "min": ref.min(), "max": ref.max(), "median": med,
+                    "percentile_00_5": p005, "percentile_99_5": p995}
+        for k, v in expected.items():
+            assert props[k] == pytest.approx(v, rel=1e-6, abs=1e-4), (c, k)
+    # both cases weigh half, whatever their foreground size (all-voxel statistics would give ~1093)
+    assert 550 < fp["foreground_intensity_properties_per_channel"]["1"]["mean"] < 650
+
+
+def test_foreground_samples_compressed_equals_expanded() -> None:
+    rng = np.random.default_rng(3)
+    data = rng.normal(0, 1, (2, 6, 5, 4)).astype(np.float32)
+    fg = rng.random((6, 5, 4)) > 0.7
+    for n in (7, 5000):  # fewer draws than voxels (values kept) and more (value, count) pairs
+        parts = foreground_samples(data, fg, n)
+        rs = np.random.RandomState(1234)
+        for c, (values, counts) in enumerate(parts):
+            ref = rs.choice(np.transpose(data[c])[np.transpose(fg)], n, replace=True)
+            expanded = values if counts is None else np.repeat(values, counts)
+            assert np.array_equal(np.sort(expanded), np.sort(ref))
+            got, want = intensity_statistics(values, counts), intensity_statistics(ref)
+            assert got == pytest.approx(want, rel=1e-9, abs=1e-9)
+
+
+def test_connected_components_in_class_boxes() -> None:
+    from scipy.ndimage import generate_binary_structure
+    from scipy.ndimage import label as cc_label
+
+    lab = np.zeros((40, 30, 20), np.int64)
+    lab[2:5, 2:5, 2:5] = 1
+    lab[10:12, 10:12, 10:12] = 1  # class 1: two blobs
+    lab[20:30, 5:8, 3:9] = 3
+    lab[6, 6, 6] = 3  # touches class 1's box corner, isolated voxel: class 3 has two components
+    got = connected_components_per_class(lab, [1, 3, 5])
+    s = generate_binary_structure(3, 3)
+    assert got == {"1": 2, "3": cc_label(lab == 3, structure=s)[1], "5": 0} and got["3"] == 2

@@ -161,3 +161,36 @@ def test_bad_fingerprint() -> None:
     fp = fingerprint([[1.0, 1.0]], [[10, 10]])
     with pytest.raises(LabelZooError, match="spacings"):
         ExperimentPlanner().plan(fp)
+
+
+def test_patch_shrink_ties_break_in_nnunet_order_prostate() -> None:
+    # MSD Prostate-like: 0.625 x 0.625 x 3.6 mm, median 320 x 320 x 20 (x, y, z). Once z is reduced, x and y
+    # tie; nnU-Net's argsort over its (z, y, x) axes shrinks x and plans (z, y, x) 20 x 320 x 256, which keeps
+    # the 20-slice median depth. Ties broken in file order gave 320 x 320 x 16.
+    fp = fingerprint([[0.625, 0.625, 3.6]] * 32, [[320, 320, 20]] * 32, channels={"0": "T2", "1": "ADC"},
+                     n_labels=3)
+    plans = ExperimentPlanner().plan(fp)["configurations"]
+    assert plans["3d_fullres"]["patch_size"] == [256, 320, 20] and plans["3d_fullres"]["batch_size"] == 2
+    # the same geometry written in nnU-Net's own (z, y, x) order, planned with nnU-Net's plain argsort order
+    nn = ExperimentPlanner().configuration([3.6, 0.625, 0.625], [20.0, 320.0, 320.0], 32 * 320 * 320 * 20, 3,
+                                           axis_order=[0, 1, 2])
+    assert nn["patch_size"][::-1] == plans["3d_fullres"]["patch_size"]
+
+
+def test_patch_shrink_ties_break_in_nnunet_order_2d() -> None:
+    # Square 2048^2 X-rays: x and y tie at every other step; nnU-Net's 2D axes are (y, x), so x shrinks first.
+    plans = ExperimentPlanner().plan(fingerprint([[0.5, 0.5, 999.0]] * 40, [[2048, 2048, 1]] * 40))
+    c = plans["configurations"]["2d"]
+    assert c["patch_size"] == [1024, 1280]
+    nn = ExperimentPlanner().configuration([0.5, 0.5], [2048.0, 2048.0], 40 * 2048 * 2048, 2, axis_order=[0, 1])
+    assert nn["patch_size"][::-1] == c["patch_size"]
+
+
+def test_nnunet_axis_order() -> None:
+    assert rules.nnunet_axis_order(2) == [2, 1, 0]  # slices along z: nnU-Net's (z, y, x)
+    assert rules.nnunet_axis_order(0) == [0, 2, 1]  # coarsest x moved first, then z, y
+    assert rules.nnunet_axis_order(1, ndim=2) == [2, 0]
+    assert rules.axis_to_shrink([2, 2, 1], [1, 1, 1], [2, 1, 0]) == 0
+    assert rules.axis_to_shrink([2, 2, 1], [1, 1, 1], [0, 1, 2]) == 1
+    with pytest.raises(ValueError, match="permutation"):
+        rules.axis_to_shrink([1, 1], [1, 1], [0, 0])

@@ -462,7 +462,9 @@ def _write_best_bundle(bundle: Path, summary: dict, lcc_classes: list[int], out_
     host_plan = _load_json(bundle / "configs" / "plan.json")
     member_args, weights = [], ["models/model.pt"]
     if all_folds:  # the other folds of the host configuration, on the same grid
-        sliced = inference["inferer"].get("_target_") == "SliceInferer"
+        host = inference["inferer"]
+        host = host.get("inferer", host) if host.get("_target_") == "labelzoo.inferers.MirroringInferer" else host
+        sliced = host.get("_target_") == "SliceInferer"
         grid = {"slice_axis": host_plan["slice_axis"]} if sliced else {}
         for k in range(summary["folds"]):
             src = bundle / CV_DIR / f"fold_{k}" / "model.pt"

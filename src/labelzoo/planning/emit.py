@@ -53,6 +53,58 @@ NUM_FOLDS = 5
 #: nnU-Net v2 splits with ``KFold(n_splits=5, shuffle=True, random_state=12345)``.
 SPLIT_SEED = 12345
 
+#: The emitted training / inference recipe against nnU-Net v2's default ``nnUNetTrainer`` (v2.8.1), item by
+#: item: (item, nnU-Net v2, this bundle, status, why). Written into every bundle's ``docs/README.md``.
+RECIPE: list[tuple[str, str, str, str, str]] = [
+    ("rotation", "p 0.2; +-30 deg per axis (3D), +-180 deg (2D)", "`RandRotated` p 0.2, same ranges",
+     "fixed", "was one `RandAffined` for rotation and scaling together (p 0.2 for both)"),
+    ("scaling", "p 0.2; factor 0.7-1.4, same for all axes", "`RandZoomd` p 0.2, zoom 0.7-1.4, one factor",
+     "fixed", "separate probability as nnU-Net; MONAI zooms (1/scale), range equal to within the reciprocal"),
+    ("elastic deformation", "off", "off", "kept", "nnU-Net v2 disables it"),
+    ("anisotropic patches (dummy 2D)", "rotation / low-res in-plane only when the patch is flat",
+     "3D rotation and low-res on all axes", "kept", "no MONAI per-plane switch; affects only very flat patches"),
+    ("Gaussian noise", "p 0.1, variance U(0, 0.1)", "`RandGaussianNoised` p 0.1, std U(0, 0.316)", "kept",
+     "MONAI samples the std, nnU-Net the variance: same range, different distribution"),
+    ("Gaussian blur", "p 0.2, sigma 0.5-1 per axis, each channel p 0.5", "`RandGaussianSmoothd` p 0.2, sigma 0.5-1",
+     "kept", "MONAI blurs every channel (no per-channel probability)"),
+    ("brightness", "p 0.15, multiply by 0.75-1.25", "`RandScaleIntensityd` p 0.15, factors 0.25", "kept", "same"),
+    ("contrast", "p 0.15, 0.75-1.25 around the mean, range preserved",
+     "`RandScaleIntensityFixedMeand` p 0.15, factors 0.25, preserve_range", "fixed", "was missing"),
+    ("low-resolution simulation", "p 0.25, zoom 0.5-1 (nearest down, cubic up), each channel p 0.5",
+     "`RandSimulateLowResolutiond` p 0.25, zoom 0.5-1 (nearest down, linear up)", "fixed",
+     "was missing; MONAI has no per-channel probability nor cubic upsampling on tensors"),
+    ("inverted gamma", "p 0.1, gamma 0.7-1.5 on the inverted image, statistics retained",
+     "`RandAdjustContrastd` p 0.1, invert_image, retain_stats", "fixed", "was missing"),
+    ("gamma", "p 0.3, gamma 0.7-1.5, statistics retained", "`RandAdjustContrastd` p 0.3, retain_stats", "fixed",
+     "statistics were not retained"),
+    ("mirroring (training)", "p 0.5 per axis", "`RandFlipd` p 0.5 per axis", "kept", "same"),
+    ("foreground oversampling", "last 33% of each batch forced to contain foreground (batch 2: 1 of 2)",
+     "each patch centred on a random foreground class with p 0.5 (`RandCropByLabelClassesd`)", "kept",
+     "per-sample rather than per-batch; equals nnU-Net's share at batch size 2"),
+    ("loss", "Dice (no background, batch Dice if planned) + CE, weights 1:1", "`DiceCELoss` the same", "kept", "same"),
+    ("deep supervision", "weights 1/2^i normalised, lowest head dropped", "same (`DeepSupervisionDiceCELoss`)", "kept",
+     "same"),
+    ("optimiser", "SGD lr 0.01, Nesterov momentum 0.99, weight decay 3e-5, poly 0.9 per epoch",
+     "the same (`PolynomialLR` per epoch)", "kept", "same"),
+    ("budget", "1000 epochs x 250 iterations", "`num_epochs` 1000 x `iterations_per_epoch` 250", "kept", "same"),
+    ("data-loading workers", "`nnUNet_n_proc_DA` (default 12)", "`labelzoo.planning.transforms.num_workers()`: "
+     "usable cores - 1, at most 8", "fixed", "was a fixed 4, more than a 2-core machine has"),
+    ("resampling", "cubic (image), linear one-hot (label); separate z for anisotropic data",
+     "`Spacingd` bilinear / nearest", "kept", "MONAI transform; differs at label edges and for thick slices"),
+    ("validation during training", "pseudo Dice on patches, every epoch", "sliding-window Dice every "
+     "`val_interval` epochs", "kept", "whole-image validation picks the checkpoint saved as `models/model.pt`"),
+    ("test-time mirroring", "mean logits over all 2^dims flips", "`labelzoo.inferers.MirroringInferer` over the "
+     "configuration's axes (`use_mirroring`)", "fixed", "was missing; off for the cascade, whose stage 1 would run "
+     "2^3 times"),
+    ("checkpoint loading", "strict", "strict except the training-only deep-supervision heads "
+     "(`PlannedCheckpointLoader`)", "fixed", "was `strict: false`: a wrong checkpoint loaded silently"),
+    ("ensembles", "mean softmax of configurations / folds", "`EnsembleInferer`, mean softmax (`find-best`)",
+     "kept", "same"),
+    ("post-processing", "largest component per class if CV Dice improves", "same (`find-best`)", "kept", "same"),
+    ("HD95", "not reported", "`labelzoo.metrics.HD95Metric` in mm in `evaluate.json`", "added",
+     "distances in mm of the evaluated grid, one implementation for every bundle"),
+]
+
 METHOD_NAMES = {"2d": "nnunet2d", "3d_fullres": "nnunet3dfullres", "3d_lowres": "nnunet3dlowres",
                 "3d_cascade_fullres": "nnunet3dcascade"}
 
@@ -170,17 +222,41 @@ def random_transforms(plans: dict, cfg: dict) -> list[dict]:
     if squeeze_axis is not None:
         t.append({"_target_": "SqueezeDimd", "keys": keys, "dim": squeeze_axis + 1})
     angle = math.radians(30) if dims == 3 else math.pi
+    rotate: dict[str, Any] = {"_target_": "RandRotated", "keys": keys, "prob": 0.2, "range_x": angle,
+                              "mode": ["bilinear", "nearest"], "padding_mode": "zeros", "keep_size": True}
+    if dims == 3:
+        rotate.update({"range_y": angle, "range_z": angle})
+    linear = "trilinear" if dims == 3 else "bilinear"
+    # nnU-Net v2 nnUNetTrainer.get_training_transforms, in its order and with its probabilities (see RECIPE)
     t += [
-        {"_target_": "RandAffined", "keys": keys, "prob": 0.2, "rotate_range": [angle] * (3 if dims == 3 else 1),
-         "scale_range": [0.3] * dims, "mode": ["bilinear", "nearest"], "padding_mode": "zeros"},
-        {"_target_": "RandGaussianNoised", "keys": "image", "prob": 0.1, "std": 0.1},
+        rotate,
+        {"_target_": "RandZoomd", "keys": keys, "prob": 0.2, "min_zoom": 0.7, "max_zoom": 1.4,
+         "mode": [linear, "nearest"], "padding_mode": "constant", "keep_size": True},
+        {"_target_": "RandGaussianNoised", "keys": "image", "prob": 0.1, "std": round(math.sqrt(0.1), 6),
+         "sample_std": True},
         {"_target_": "RandGaussianSmoothd", "keys": "image", "prob": 0.2, "sigma_x": [0.5, 1.0],
          "sigma_y": [0.5, 1.0], "sigma_z": [0.5, 1.0]},
         {"_target_": "RandScaleIntensityd", "keys": "image", "prob": 0.15, "factors": 0.25},
-        {"_target_": "RandAdjustContrastd", "keys": "image", "prob": 0.3, "gamma": [0.7, 1.5]},
+        {"_target_": "RandScaleIntensityFixedMeand", "keys": "image", "prob": 0.15, "factors": 0.25,
+         "preserve_range": True},
+        {"_target_": "RandSimulateLowResolutiond", "keys": "image", "prob": 0.25, "zoom_range": [0.5, 1.0],
+         "downsample_mode": "nearest", "upsample_mode": linear},
+        {"_target_": "RandAdjustContrastd", "keys": "image", "prob": 0.1, "gamma": [0.7, 1.5],
+         "invert_image": True, "retain_stats": True},
+        {"_target_": "RandAdjustContrastd", "keys": "image", "prob": 0.3, "gamma": [0.7, 1.5],
+         "invert_image": False, "retain_stats": True},
     ]
     t += [{"_target_": "RandFlipd", "keys": keys, "prob": 0.5, "spatial_axis": a} for a in range(dims)]
     return t
+
+
+def mirror_axes(plans: dict, cfg: dict) -> list[int]:
+    """Spatial axes of the inferer's input that test-time mirroring flips (nnU-Net: every axis of the
+    configuration; for slice-wise 2D inference of a volume, the two in-plane axes)."""
+    _, squeeze_axis = _crop_size(plans, cfg)
+    if squeeze_axis is None:
+        return list(range(cfg["spatial_dims"]))
+    return [a for a in range(3) if a != squeeze_axis]
 
 
 def _inferer(plans: dict, cfg: dict) -> dict:
@@ -221,8 +297,8 @@ def network_def(plans: dict, cfg: dict, cascade: bool) -> dict:
 def _common(plans: dict, cfg: dict, dataset_dir: str, cascade: bool) -> dict:
     values, _ = label_maps(plans)
     common: dict[str, Any] = {
-        "imports": ["$import glob", "$import os", "$import json", "$import ignite",
-                    "$import labelzoo.planning.transforms"],
+        "imports": ["$import glob", "$import os", "$import json", "$import ignite", "$import labelzoo",
+                    "$import labelzoo.planning.transforms", "$import labelzoo.inferers", "$import labelzoo.metrics"],
         "bundle_root": ".",
         "ckpt_dir": "$@bundle_root + '/models'",
         "output_dir": "$@bundle_root + '/eval'",
@@ -233,6 +309,7 @@ def _common(plans: dict, cfg: dict, dataset_dir: str, cascade: bool) -> dict:
         "normalization": plans["normalization"],
         "label_values": values,
         "sw_batch_size": 4,
+        "num_workers": "$labelzoo.planning.transforms.num_workers()",
         "network_def": network_def(plans, cfg, cascade),
         "network": "$@network_def.to(@device)",
     }
@@ -263,7 +340,6 @@ def train_config(plans: dict, cfg: dict, dataset_dir: str, cascade: bool = False
         "batch_size": cfg["batch_size"],
         "learning_rate": 0.01,
         "val_interval": 50,
-        "num_workers": 4,
         "cache_rate": 1.0,
         "amp": "$torch.cuda.is_available()",
         "loss": {"_target_": "labelzoo.planning.transforms.DeepSupervisionDiceCELoss", "to_onehot_y": True,
@@ -326,10 +402,11 @@ def inference_config(plans: dict, cfg: dict, dataset_dir: str, cascade: bool = F
     keys = ["image"]
     conf = _common(plans, cfg, dataset_dir, cascade)
     # Inference needs no deep-supervision heads; without them DynUNet is TorchScript-able. The training
-    # checkpoint's extra head weights are skipped (strict=False, as MONAI Label loads bundles).
+    # checkpoint's head weights, and only those, are skipped; the rest loads strictly (PlannedCheckpointLoader).
     conf["network_def"]["deep_supervision"] = False
     data = "$[{'image': i} for i in sorted(glob.glob(@dataset_dir + '/imagesTs/*.nii*'))]"
-    inferer = _inferer(plans, cfg)
+    inferer: dict[str, Any] = {"_target_": "labelzoo.inferers.MirroringInferer", "inferer": _inferer(plans, cfg),
+                               "spatial_axes": mirror_axes(plans, cfg), "enabled": "@use_mirroring"}
     if cascade:  # stage 1 runs inside the inferer: the bundle takes only 'image'
         if stage1_cfg is None:
             raise LabelZooError("the cascade needs the 3d_lowres configuration in the plans")
@@ -362,14 +439,17 @@ def inference_config(plans: dict, cfg: dict, dataset_dir: str, cascade: bool = F
         "imports": conf["imports"] + ["$import numpy"],
         "datalist": data,
         "postprocessing_lcc_classes": "$[]",
+        # nnU-Net's test-time augmentation: mean of the logits of every mirroring (2^dims predictions)
+        "use_mirroring": not cascade,
         "preprocessing": {"_target_": "Compose", "transforms": deterministic_transforms(plans, cfg, keys, cascade)},
         "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": "@preprocessing"},
         "dataloader": {"_target_": "DataLoader", "dataset": "@dataset", "batch_size": 1, "shuffle": False,
-                       "num_workers": 2},
+                       "num_workers": "@num_workers"},
         "inferer": inferer,
         "postprocessing": {"_target_": "Compose", "transforms": post},
-        "handlers": [{"_target_": "CheckpointLoader", "load_path": "$@ckpt_dir + '/model.pt'",
-                      "load_dict": {"model": "@network"}, "map_location": "@device", "strict": False},
+        "handlers": [{"_target_": "labelzoo.planning.transforms.PlannedCheckpointLoader",
+                      "load_path": "$@ckpt_dir + '/model.pt'", "network": "@network", "map_location": "@device",
+                      "strict": True},
                      {"_target_": "StatsHandler", "iteration_log": False}],
         "evaluator": {"_target_": "SupervisedEvaluator", "device": "@device", "val_data_loader": "@dataloader",
                       "network": "@network", "inferer": "@inferer", "postprocessing": "@postprocessing",
@@ -380,6 +460,13 @@ def inference_config(plans: dict, cfg: dict, dataset_dir: str, cascade: bool = F
     return conf
 
 
+def hd95_metric_handler() -> dict:
+    """Ignite handler config of :class:`labelzoo.metrics.HD95Metric` (HD95 in mm over foreground classes)."""
+    return {"_target_": "IgniteMetricHandler",
+            "metric_fn": {"_target_": "labelzoo.metrics.HD95Metric", "include_background": False},
+            "output_transform": "$monai.handlers.from_engine(['pred', 'label'])"}
+
+
 def evaluate_config() -> dict:
     """``evaluate.json``: overrides train.json to score ``models/model.pt`` on the validation fold."""
     return {
@@ -388,10 +475,13 @@ def evaluate_config() -> dict:
              "load_dict": {"model": "@network"},
              "map_location": "@device"},
             {"_target_": "StatsHandler", "iteration_log": False},
-            {"_target_": "MetricsSaver", "save_dir": "@output_dir", "metrics": ["val_mean_dice"],
-             "metric_details": ["val_mean_dice"], "batch_transform": "$lambda x: [xx['image'].meta for xx in x]",
-             "summary_ops": "*"},
+            {"_target_": "MetricsSaver", "save_dir": "@output_dir", "metrics": ["val_mean_dice", "val_hd95"],
+             "metric_details": ["val_mean_dice", "val_hd95"],
+             "batch_transform": "$lambda x: [xx['image'].meta for xx in x]", "summary_ops": "*"},
         ],
+        # HD95 in mm (spacing from the label's affine), labelzoo's one implementation
+        "validate#additional_metrics": {"val_hd95": hd95_metric_handler()},
+        "validate#evaluator#additional_metrics": "@validate#additional_metrics",
         "initialize": ["$monai.utils.set_determinism(seed=0)"],
         "run": ["$@validate#evaluator.run()"],
     }
@@ -474,7 +564,6 @@ def metadata(plans: dict, configuration: str, cfg: dict, name: str, cascade: boo
         "pred_classes": ", ".join(f"{k}: {v}" for k, v in channel_def(plans).items())
         + ("" if label_maps(plans)[0] == label_maps(plans)[1] else
            " (class indices; dataset label values " + ", ".join(map(str, label_maps(plans)[0])) + " in this order)"),
-        "eval_metrics": {"mean_dice": None},
         "intended_use": "Research; train on your own data with `labelzoo train-cv` before use.",
         "references": [
             "Isensee F. et al. nnU-Net: a self-configuring method for deep learning-based biomedical image "
@@ -494,6 +583,13 @@ def metadata(plans: dict, configuration: str, cfg: dict, name: str, cascade: boo
             }},
         },
     }
+
+
+def recipe_table() -> str:
+    """:data:`RECIPE` as a Markdown table."""
+    rows = ["| item | nnU-Net v2 | this bundle | status | why |", "| --- | --- | --- | --- | --- |"]
+    rows += [f"| {' | '.join(r)} |" for r in RECIPE]
+    return "\n".join(rows)
 
 
 def readme(plans: dict, configuration: str, cfg: dict, name: str, cascade: bool, previous: str | None) -> str:
@@ -526,9 +622,12 @@ planner (`labelzoo plan`, nnU-Net v2 rules; see the LabelZoo README, section "Se
 Training follows nnU-Net v2 where MONAI allows: SGD (lr 0.01, Nesterov momentum 0.99, weight decay 3e-5,
 polynomial decay 0.9), {DEFAULT_EPOCHS} epochs of {ITERATIONS_PER_EPOCH} iterations, Dice + cross-entropy with deep
 supervision, {int(plans.get('foreground_sampling_ratio', 0.5) * 100)}% of patches centred on a random foreground class,
-5-fold cross-validation (`fold` in `configs/datalist.json`). Differences from nnU-Net: images are resampled
-with bilinear interpolation (nnU-Net: cubic, separate z for anisotropic data) and augmented with MONAI transforms.
+5-fold cross-validation (`fold` in `configs/datalist.json`); mirrored test-time augmentation at inference.
 {cascade_txt}
+## Recipe against nnU-Net v2 (`nnUNetTrainer`, v2.8.1), item by item
+
+{recipe_table()}
+
 ## Commands
 
 ```bash

@@ -134,13 +134,17 @@ class ExperimentPlanner:
                                                  self.UNet_blocks_per_stage_decoder)
 
     def configuration(self, spacing: list[float], median_shape: list[float], n_voxels_dataset: float,
-                      num_classes: int) -> dict[str, Any]:
+                      num_classes: int, axis_order: list[int] | None = None) -> dict[str, Any]:
         """Patch, topology and batch size of one configuration (``get_plans_for_configuration``).
 
         Starts from :func:`rules.initial_patch_size` and, while the estimate exceeds the budget, shrinks
-        the axis that is largest relative to the median shape by one divisibility step.
+        the axis that is largest relative to the median shape by one divisibility step; equal ratios are
+        broken as nnU-Net does, in its transposed axis order ``axis_order`` (positions of this
+        configuration's axes, see :func:`rules.nnunet_axis_order`; default: reversed file order, i.e.
+        nnU-Net's z, y, x).
         """
         dim = len(spacing)
+        order = list(axis_order) if axis_order is not None else list(range(dim))[::-1]
         patch = rules.initial_patch_size(spacing, median_shape, self.initial_patch_volume_3d,
                                          self.initial_patch_area_2d)
         topo = self.topology(spacing, patch)
@@ -148,7 +152,7 @@ class ExperimentPlanner:
         estimate = self.estimate(topo, num_classes)
         while estimate / ref_bs * 2 > reference:
             ps = topo["patch_size"]
-            axis = int(np.argsort([p / m for p, m in zip(ps, median_shape, strict=True)])[-1])
+            axis = rules.axis_to_shrink(ps, median_shape, order)
             tmp = list(ps)
             tmp[axis] -= topo["must_be_divisible_by"][axis]
             step = rules.pool_and_conv_props(spacing, tmp, self.UNet_featuremap_min_edge_length,
@@ -222,9 +226,10 @@ class ExperimentPlanner:
         n_vox = float(np.prod(median_shape, dtype=np.float64) * n_cases)
 
         configs: dict[str, dict[str, Any]] = {}
+        order3d = rules.nnunet_axis_order(axis, 3)
         if is_3d:
-            fullres = self.configuration(target, median_shape, n_vox, num_classes)
-            lowres = self._lowres(fullres, median_shape, n_cases, num_classes)
+            fullres = self.configuration(target, median_shape, n_vox, num_classes, order3d)
+            lowres = self._lowres(fullres, median_shape, n_cases, num_classes, order3d)
             fullres["batch_dice"] = lowres is not None
             configs["3d_fullres"] = fullres
             if lowres is not None:
@@ -234,8 +239,9 @@ class ExperimentPlanner:
                 configs["3d_cascade_fullres"] = {**fullres, "inherits_from": "3d_fullres",
                                                  "previous_stage": "3d_lowres"}
         in_plane = [i for i in range(3) if i != axis]
+        order2d = [in_plane.index(a) for a in rules.nnunet_axis_order(axis, 2)]
         c2d = self.configuration([target[i] for i in in_plane], [median_shape[i] for i in in_plane], n_vox,
-                                 num_classes)
+                                 num_classes, order2d)
         c2d["batch_dice"] = True
         c2d["slice_axis"] = axis
         configs["2d"] = c2d
@@ -264,7 +270,8 @@ class ExperimentPlanner:
             "configurations": configs,
         }
 
-    def _lowres(self, fullres: dict, median_shape: list[float], n_cases: int, num_classes: int) -> dict | None:
+    def _lowres(self, fullres: dict, median_shape: list[float], n_cases: int, num_classes: int,
+                axis_order: list[int] | None = None) -> dict | None:
         """Grow the spacing (thick-axis first) until the patch covers the threshold, or give up (v2 rule)."""
         fullres_spacing = np.asarray(fullres["spacing"], dtype=float)
         lowres_spacing = fullres_spacing.copy()
@@ -282,7 +289,7 @@ class ExperimentPlanner:
             shape = fullres_spacing / lowres_spacing * median
             median_vox = float(np.prod(shape, dtype=np.float64))
             lowres = self.configuration([float(s) for s in lowres_spacing], [float(round(s)) for s in shape],
-                                        median_vox * n_cases, num_classes)
+                                        median_vox * n_cases, num_classes, axis_order)
             patch_vox = float(np.prod(lowres["patch_size"], dtype=np.float64))
         if lowres is None or float(np.prod(median, dtype=np.float64)) / median_vox < self.lowres_min_voxel_ratio:
             return None

@@ -66,6 +66,42 @@ def slice_axis(target_spacing: Sequence[float]) -> int:
     return int(len(sp) - 1 - np.argmax(sp[::-1]))
 
 
+def nnunet_axis_order(slice_axis_: int, ndim: int = 3) -> list[int]:
+    """Our axes (file order x, y, z) listed in nnU-Net v2's transposed order.
+
+    nnU-Net's arrays are (z, y, x) (SimpleITK order, the reverse of the file's x, y, z) and
+    ``determine_transpose`` moves the coarsest axis first, keeping the others in (z, y, x) order.
+    Where nnU-Net breaks a tie by position (the ``argsort(...)[-1]`` of the patch-shrink loop), LabelZoo
+    must break it in this order to plan the same patch. A 2D configuration (``ndim=2``) keeps the
+    in-plane axes of that order.
+
+    Example:
+        >>> nnunet_axis_order(2), nnunet_axis_order(0), nnunet_axis_order(2, ndim=2)
+        ([2, 1, 0], [0, 2, 1], [1, 0])
+    """
+    order = [int(slice_axis_)] + [a for a in (2, 1, 0) if a != slice_axis_]
+    return order if ndim == 3 else order[1:]
+
+
+def axis_to_shrink(patch_size: Sequence[float], median_shape: Sequence[float], order: Sequence[int]) -> int:
+    """The axis the patch-shrink loop reduces: the largest patch/median ratio, ties to the last in ``order``.
+
+    nnU-Net runs ``np.argsort(ratios)[-1]`` on its transposed axes; for three or fewer values numpy's
+    sort is an insertion sort (stable), so among equal ratios the one last in nnU-Net's order wins.
+    ``order`` lists the positions of ``patch_size`` in that order (:func:`nnunet_axis_order`, re-indexed
+    to the configuration's axes).
+
+    Example:
+        >>> axis_to_shrink([320, 320, 16], [320, 320, 20], [2, 1, 0])  # x and y tie: nnU-Net shrinks x
+        0
+    """
+    ratios = [float(p) / float(m) for p, m in zip(patch_size, median_shape, strict=True)]
+    if sorted(order) != list(range(len(ratios))):
+        raise ValueError(f"order {list(order)} is not a permutation of the {len(ratios)} axes")
+    best = max(ratios)
+    return [a for a in order if ratios[a] == best][-1]
+
+
 def pad_shape(shape: Sequence[float], must_be_divisible_by: Sequence[int]) -> list[int]:
     """Round ``shape`` up to a multiple of ``must_be_divisible_by`` (``network_topology.pad_shape``)."""
     out = []
@@ -150,7 +186,7 @@ def estimate_feature_map_voxels(patch_size: Sequence[int], strides: Sequence[Seq
 
     Example:
         >>> estimate_feature_map_voxels([8, 8], [[1, 1], [2, 2]], [4, 8], num_classes=2)
-        1248
+        1664
     """
     n = len(strides)
     enc = [conv_per_stage_encoder] * n if isinstance(conv_per_stage_encoder, int) else list(conv_per_stage_encoder)

@@ -148,3 +148,89 @@ class SplitPreviousStaged(MapTransform):
             image = d[self.image_key][: self.image_channels] if self.image_channels else d[self.image_key]
             d[self.image_key] = torch.cat([image, prev.to(torch.as_tensor(image).dtype)], 0)
         return d
+
+
+def num_workers(max_workers: int = 8) -> int:
+    """DataLoader workers for this machine: one per CPU core this process may use, less one for the main
+    process, at most ``max_workers`` (nnU-Net's ``get_allowed_n_proc_DA`` caps at 12 by default).
+
+    Computed where the bundle runs (``"num_workers": "$labelzoo.planning.transforms.num_workers()"``), so a
+    bundle planned on a workstation does not ask a 2-core annotation server for 4 workers.
+
+    Example:
+        >>> 0 <= num_workers() <= 8
+        True
+    """
+    import os
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(0, min(int(max_workers), cores - 1))
+
+
+#: State-dict prefixes of DynUNet's training-only deep-supervision heads (registered twice: as
+#: ``deep_supervision_heads`` and as the ``super_head`` of the skip layers).
+DEEP_SUPERVISION_PREFIXES = ("deep_supervision_heads.",)
+DEEP_SUPERVISION_PARTS = (".super_head.",)
+
+
+def _is_head(key: str) -> bool:
+    return key.startswith(DEEP_SUPERVISION_PREFIXES) or any(p in key for p in DEEP_SUPERVISION_PARTS)
+
+
+def load_inference_weights(network: torch.nn.Module, path: str, map_location: Any = "cpu",
+                           strict: bool = True) -> torch.nn.Module:
+    """Load a training checkpoint (``{"model": state}`` or a bare state dict) into an inference network.
+
+    The inference ``DynUNet`` is built without deep-supervision heads (so it exports to TorchScript); their
+    weights, and only those, are dropped from the checkpoint. Everything else loads with ``strict``: a
+    checkpoint of another configuration (missing, unexpected or mis-shaped weights) fails loudly instead of
+    leaving layers at their random initialisation.
+
+    Raises:
+        FileNotFoundError: when ``path`` does not exist.
+        RuntimeError: naming ``path`` when the weights do not fit the network.
+    """
+    from pathlib import Path
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found: train the bundle first (models/model.pt)")
+    state = torch.load(path, map_location=map_location, weights_only=True)
+    if isinstance(state, Mapping) and isinstance(state.get("model"), Mapping):
+        state = state["model"]
+    if not any(_is_head(k) for k in network.state_dict()):
+        state = {k: v for k, v in state.items() if not _is_head(k)}
+    try:
+        network.load_state_dict(state, strict=strict)
+    except RuntimeError as e:
+        raise RuntimeError(f"checkpoint {path} does not fit the bundle's network: {e}") from None
+    return network
+
+
+class PlannedCheckpointLoader:
+    """Ignite handler: :func:`load_inference_weights` when the engine starts (MONAI ``CheckpointLoader``
+    with ``strict`` loading that tolerates only the missing deep-supervision heads).
+
+    Args:
+        load_path: checkpoint file.
+        network: the network to load into.
+        map_location: ``torch.load`` map location.
+        strict: refuse missing, unexpected or mis-shaped weights (deep-supervision heads excepted).
+    """
+
+    def __init__(self, load_path: str, network: torch.nn.Module, map_location: Any = "cpu",
+                 strict: bool = True) -> None:
+        self.load_path = str(load_path)
+        self.network = network
+        self.map_location = map_location
+        self.strict = bool(strict)
+
+    def attach(self, engine: Any) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.STARTED, self)
+
+    def __call__(self, engine: Any = None) -> None:
+        load_inference_weights(self.network, self.load_path, self.map_location, self.strict)
