@@ -152,7 +152,8 @@ def read_bundle_info(path: str | Path, name: str | None = None) -> BundleInfo:
         name=name or path.name,
         path=path,
         spatial_dims=len(spatial) if isinstance(spatial, list) and len(spatial) in (2, 3) else 3,
-        channels=int(image.get("num_channels", 1) or 1),
+        # interactive bundles: the network also takes guidance channels the request's prompts make
+        channels=int(image.get("num_channels", 1) or 1) - int(image.get("guidance_channels", 0) or 0),
         labels=labels,
         multilabel=multilabel,
         has_infer=any((path / "configs" / f).is_file() for f in ("inference.json", "inference.yaml")),
