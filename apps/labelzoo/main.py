@@ -20,6 +20,7 @@ from typing import Any
 from lib.datastore import LabelZooDatastore, remove_stale_temp_files
 from lib.errors import as_http, bad_request, not_found, unprocessable
 from lib.infer import LabelZooInferTask
+from lib.interactive import check_prompts
 from lib.routes import InferPool, Uploads, chain_sigterm
 from lib.routes import install as install_routes
 from lib.scoring import SERVED_KEY, DiceScoring, ScoreBoard, Scorer, ScoringWorker, TrainWatcher, UncertaintyScoring
@@ -295,6 +296,8 @@ class LabelZooApp(MONAILabelApp):
                 err = geometry_error(shape, info.spatial_dims, info.channels, name=name, model=f"model {model!r}")
                 if err:
                     raise unprocessable(err)
+                if info.guidance_channels:  # interactive: prompts checked before any work (422 on bad values)
+                    check_prompts(request, info, shape)
         return super().infer(request, datastore)
 
     def next_sample(self, request):

@@ -35,6 +35,8 @@ class BundleInfo:
     has_train: bool = True
     version: str = ""
     description: str = ""
+    #: input channels made from prompts (interactive bundles, served as MONAI Label DeepEdit models); 0 otherwise
+    guidance_channels: int = 0
 
     @property
     def weights(self) -> Path | None:
@@ -159,5 +161,6 @@ def read_bundle_info(path: str | Path, name: str | None = None) -> BundleInfo:
         has_infer=any((path / "configs" / f).is_file() for f in ("inference.json", "inference.yaml")),
         has_train=any((path / "configs" / f).is_file() for f in ("train.json", "train.yaml")),
         version=str(meta.get("version", "")),
+        guidance_channels=int(image.get("guidance_channels", 0) or 0),
         description=str(meta.get("description", "")),
     )

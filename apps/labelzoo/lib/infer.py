@@ -87,7 +87,7 @@ class LabelZooInferTask(BundleInferTask):
         unload_module("scripts")
         try:
             self.bundle_config = self._load_bundle_config(self.bundle_path, self.bundle_config_path)
-            self.bundle_config.config["use_click"] = False
+            self.bundle_config.config["use_click"] = info.guidance_channels > 0
             torchscript = os.path.join(path, "models", self.const.model_torchscript())
             pytorch = os.path.join(path, "models", self.const.model_pytorch())
             if os.path.exists(torchscript) and not os.path.exists(pytorch):
@@ -104,8 +104,9 @@ class LabelZooInferTask(BundleInferTask):
             self,
             path=model_path,
             network=network,
-            type=InferType.SEGMENTATION,
-            labels=dict(info.labels),
+            # interactive bundles are MONAI Label DeepEdit models (labels include background, as MONAI Label's own)
+            type=InferType.DEEPEDIT if info.guidance_channels else InferType.SEGMENTATION,
+            labels={**info.labels, "background": 0} if info.guidance_channels else dict(info.labels),
             dimension=info.spatial_dims,
             description=info.description,
             preload=False,

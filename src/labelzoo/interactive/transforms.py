@@ -218,3 +218,44 @@ class SimulatePromptsd(Randomizable, MapTransform):
             _set_image(d, self.image, np.concatenate([arr[:1].astype(np.float32), boxes], 0))
             d[self.guidance] = guidance
         return d
+
+
+def _as_points(value: Any) -> list[list[int]]:
+    """Guidance of one label, whatever collation made of it, as a list of integer points."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = json.loads(value) if value.strip() else []
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        value = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value).tolist()
+    out = []
+    for p in value if isinstance(value, (list, tuple)) else []:
+        if p is None:
+            continue
+        if isinstance(p, (torch.Tensor, np.ndarray)):
+            p = np.asarray(p.detach().cpu() if isinstance(p, torch.Tensor) else p).ravel().tolist()
+        flat = np.asarray([np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v).ravel()[0]
+                           for v in p]) if isinstance(p, (list, tuple)) and p else np.asarray([])
+        if flat.size >= 3 and np.all(flat >= 0):
+            out.append([int(v) for v in flat[-3:]])
+    return out
+
+
+class NormalizeGuidanced(MapTransform):
+    """Make the guidance dict survive batching: label name -> JSON list of ``[i, j, k]`` (DeepEdit's format).
+
+    DeepEdit's ``Interaction`` collates and decollates the data between simulated clicks; lists of points
+    come back as tensors, nested lists or ``None``. This puts them back into the JSON form
+    ``AddRandomGuidanceDeepEditd`` and ``AddGuidanceSignalDeepEditd`` read, in ``label_names`` order.
+    """
+
+    def __init__(self, keys: KeysCollection, label_names: Mapping[str, int], allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.label_names = dict(label_names)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            guidance = d[key] if isinstance(d[key], Mapping) else {}
+            d[key] = {n: json.dumps(_as_points(guidance.get(n))) for n in self.label_names}
+        return d
