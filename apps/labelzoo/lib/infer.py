@@ -140,6 +140,12 @@ class LabelZooInferTask(BundleInferTask):
             i["description"] = f"{self.description} [untrained: random weights until it is trained]".strip()
         return i
 
+    def request_options(self) -> dict[str, Any]:
+        """The option schema of this model's requests (interactive bundles add their prompts)."""
+        from lib.interactive import prompt_options
+
+        return prompt_options(self.bundle_info)
+
     # ---- config parsing is not thread-safe: one at a time ------------------------------------------
     def pre_transforms(self, data=None):
         with self._parse_lock:
