@@ -24,6 +24,7 @@ from monailabel.client.client import MONAILabelClientException
 from labelzoo.data import build_sample_studies
 from labelzoo.interactive.simulate import dice, error_click
 from tests.app.conftest import REPO_ROOT, shrink_bundle
+from tests.slicer.conftest import MODULE_DIR  # noqa: F401  (puts LabelZooLib on sys.path)
 
 pytestmark = pytest.mark.server
 
@@ -67,6 +68,23 @@ def test_served_as_deepedit_and_answers_prompts(server_factory, tmp_path: Path) 
         assert pred.shape == image.shape
         np.testing.assert_allclose(pred.affine, image.affine, atol=1e-4)
         assert set(np.unique(_label(label_file)).tolist()) <= {0, 1, 2, 3}
+
+    # LabelZoo's Slicer logic: prompts per segment, request, answer merged by its geometry, undo
+    from LabelZooLib import LabelZooClient, PromptBook, merge_segment, resample_to
+
+    lib = LabelZooClient(server.url)
+    book = PromptBook()
+    book.add("Liver", "foreground", [[20, 20, 10]])
+    book.add("Liver", "box", [[5, 5, 10], [30, 30, 10]])
+    answer = lib.infer(NAME, image_id, book.params("Liver"), dest_dir=tmp_path / "lib")
+    answer_img = nib.load(answer.label_path)
+    on_grid = resample_to(np.asarray(answer_img.dataobj), answer_img.affine, image.affine, image.shape)
+    current = np.zeros(image.shape, dtype=np.uint8)
+    current[0, 0, 0] = 9  # another segment the annotator drew
+    merged = merge_segment(current, on_grid, answer_value=VALUES["liver"], segment_value=6)
+    assert merged[0, 0, 0] == 9 or on_grid[0, 0, 0] == VALUES["liver"]
+    assert ((merged == 6) == (on_grid == VALUES["liver"])).all()
+    assert book.undo("Liver").kind == "box" and "boxes" not in book.params("Liver")
 
     session = client.create_session(str(studies / f"{image_id}.nii.gz"))["session_id"]
     label_file, _ = client.infer(NAME, "", {"spleen": [[10, 12, 8]]}, session_id=session)

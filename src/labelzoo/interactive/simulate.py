@@ -175,8 +175,15 @@ def lasso_prompt(mask: np.ndarray, label: str, axis: int = 2) -> dict[str, Any]:
 
 def prompt_dice(predict: Callable[[dict[str, Any]], np.ndarray], gt: np.ndarray, label: str,
                 value: int) -> dict[str, float]:
-    """Dice of one structure after a single 3D box, 2D box, scribble and lasso (each on its own)."""
-    truth = np.asarray(gt) == value
+    """Dice of one structure after a single 3D box, 2D box, scribble and lasso (each on its own).
+
+    Args:
+        predict: params -> label map.
+        gt: the structure's ground-truth mask (boolean), or a label map whose ``value`` voxels are the structure.
+        label: the structure's label name.
+        value: the structure's value in the predicted label map.
+    """
+    truth = np.asarray(gt) if np.asarray(gt).dtype == bool else np.asarray(gt) == value
     out = {}
     for name, params in (("box3d", {"boxes": [box_prompt(truth, label)]}),
                          ("box2d", {"boxes": [box_prompt(truth, label, two_d=True)]}),
