@@ -136,7 +136,7 @@ def main() -> None:
             truth[f"test_{n:03d}"] = label
         volumes = tmp / "volumes"
         volumes.mkdir()
-        conf = f"models={NAME},bundles={bundles},skip_scoring=true,skip_trainers=true,max_image_voxels=40000000"
+        conf = f"models={NAME},bundles={bundles},skip_scoring=true,skip_trainers=true"
         with run_server(studies, tmp / "server.log", conf=conf, timeout=600, extra_env=env) as server:
             client = server.client()
             rng = np.random.default_rng(0)
