@@ -122,6 +122,6 @@ def test_simulated_prompts_from_ground_truth():
 def test_normalize_guidance_after_collation():
     g = {"spleen": [[torch.tensor(1), torch.tensor(2), torch.tensor(3)]], "liver": None,
          "background": [[7, 1, 2, 3], [-1, -1, -1, -1]]}
-    out = NormalizeGuidanced("guidance", NAMES)({"guidance": g})["guidance"]
+    out = NormalizeGuidanced("label", NAMES)({"guidance": g, "label": np.zeros((1, 2, 2, 2))})["guidance"]
     assert json.loads(out["spleen"]) == [[1, 2, 3]] and json.loads(out["liver"]) == []
     assert json.loads(out["background"]) == [[1, 2, 3]]

@@ -247,15 +247,23 @@ class NormalizeGuidanced(MapTransform):
     DeepEdit's ``Interaction`` collates and decollates the data between simulated clicks; lists of points
     come back as tensors, nested lists or ``None``. This puts them back into the JSON form
     ``AddRandomGuidanceDeepEditd`` and ``AddGuidanceSignalDeepEditd`` read, in ``label_names`` order.
+
+    Args:
+        keys: the key whose presence triggers it (``"label"``, as DeepEdit's click transforms).
+        label_names: the bundle's label names (the channel order).
+        guidance: the guidance key.
     """
 
-    def __init__(self, keys: KeysCollection, label_names: Mapping[str, int], allow_missing_keys: bool = False) -> None:
+    def __init__(self, keys: KeysCollection, label_names: Mapping[str, int], guidance: str = "guidance",
+                 allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.label_names = dict(label_names)
+        self.guidance = guidance
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
-        for key in self.key_iterator(d):
-            guidance = d[key] if isinstance(d[key], Mapping) else {}
-            d[key] = {n: json.dumps(_as_points(guidance.get(n))) for n in self.label_names}
+        for _ in self.key_iterator(d):
+            guidance = d.get(self.guidance) if isinstance(d.get(self.guidance), Mapping) else {}
+            d[self.guidance] = {n: json.dumps(_as_points(guidance.get(n))) for n in self.label_names}
+            break
         return d
