@@ -125,3 +125,36 @@ def test_normalize_guidance_after_collation():
     out = NormalizeGuidanced("label", NAMES)({"guidance": g, "label": np.zeros((1, 2, 2, 2))})["guidance"]
     assert json.loads(out["spleen"]) == [[1, 2, 3]] and json.loads(out["liver"]) == []
     assert json.loads(out["background"]) == [[1, 2, 3]]
+
+
+def test_preprocess_cache_runs_the_prompt_independent_part_once(tmp_path, monkeypatch):
+    import sys
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "apps" / "labelzoo"))
+    sys.modules.pop("lib", None)
+    from lib.interactive import PreprocessCache
+
+    image = tmp_path / "a.nii.gz"
+    image.write_bytes(b"x")
+    prompts = PromptGuidanced("image", NAMES)
+    prefix, rest = PreprocessCache.split(["load", "scale", prompts, "signal"])
+    assert prefix == ["load", "scale"] and rest == [prompts, "signal"]
+    calls = []
+
+    def run(d, ts):
+        calls.append(ts)
+        return {**d, "image": np.ones(3), "image_meta_dict": {"n": len(calls)}}
+
+    cache = PreprocessCache(max_items=1)
+    first = cache.run({"image": str(image), "spleen": [[1, 1, 1]]}, prefix, run)
+    second = cache.run({"image": str(image), "spleen": [[2, 2, 2]]}, prefix, run)
+    assert len(calls) == 1 and second["spleen"] == [[2, 2, 2]] and second["image_meta_dict"] == {"n": 1}
+    second["image"][0] = 5  # a private copy: the cached volume is untouched
+    assert cache.run({"image": str(image)}, prefix, run)["image"][0] == 1 and first["image"][0] == 1
+    other = tmp_path / "b.nii.gz"
+    other.write_bytes(b"y")
+    cache.run({"image": str(other)}, prefix, run)  # evicts a.nii.gz (max_items=1)
+    cache.run({"image": str(image)}, prefix, run)
+    assert len(calls) == 3 and cache.hits == 2
+    sys.modules.pop("lib", None)

@@ -140,6 +140,18 @@ class LabelZooInferTask(BundleInferTask):
             i["description"] = f"{self.description} [untrained: random weights until it is trained]".strip()
         return i
 
+    def run_pre_transforms(self, data, transforms):
+        """Interactive bundles: the prompt-independent preprocessing runs once per image (see PreprocessCache)."""
+        if not self.bundle_info.guidance_channels:
+            return super().run_pre_transforms(data, transforms)
+        from lib.interactive import PreprocessCache
+
+        if getattr(self, "_pre_cache", None) is None:
+            self._pre_cache = PreprocessCache()
+        prefix, rest = PreprocessCache.split(transforms)
+        data = self._pre_cache.run(data, prefix, lambda d, ts: super(LabelZooInferTask, self).run_pre_transforms(d, ts))
+        return super().run_pre_transforms(data, rest)
+
     def request_options(self) -> dict[str, Any]:
         """The option schema of this model's requests (interactive bundles add their prompts)."""
         from lib.interactive import prompt_options

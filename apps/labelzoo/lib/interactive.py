@@ -8,7 +8,12 @@ parameter; nothing of it reaches a bundle config (the values only become voxel i
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import copy
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from labelzoo.discovery import BundleInfo
@@ -40,3 +45,66 @@ def prompt_options(info: BundleInfo) -> dict[str, Option]:
             "boxes": Option(data, "boxes: [{label, min: [i, j, k], max: [i, j, k]}]"),
             "scribbles": Option(data, "scribbles: [{label, points: [[i, j, k], ...]}]"),
             "lassos": Option(data, "lassos: [{label, axis, points: [[i, j, k], ...]}] (a closed contour on one slice)")}
+
+
+class PreprocessCache:
+    """The prompt-independent part of an interactive bundle's preprocessing, cached per image file.
+
+    An annotator sends many prompts on one image (one session): loading, reorienting, resampling and scaling
+    the volume is the same for each, only the guidance changes. The transforms before the first
+    :class:`~labelzoo.interactive.transforms.PromptGuidanced` run once per image file (keyed by path, size
+    and modification time, so a changed file is preprocessed again); each request gets a private copy.
+    A few images are kept (several annotators at once), each for ``ttl`` seconds after its last use.
+    """
+
+    def __init__(self, max_items: int = 4, ttl: float = 900.0):
+        self.max_items, self.ttl = int(max_items), float(ttl)
+        self._items: OrderedDict[tuple, tuple[float, dict[str, Any]]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    @staticmethod
+    def split(transforms: Sequence[Any]) -> tuple[list[Any], list[Any]]:
+        """(prompt-independent prefix, the rest) of a preprocessing list."""
+        from labelzoo.interactive.transforms import PromptGuidanced
+
+        for i, t in enumerate(transforms):
+            if isinstance(t, PromptGuidanced):
+                return list(transforms[:i]), list(transforms[i:])
+        return [], list(transforms)
+
+    @staticmethod
+    def key(data: Mapping[str, Any]) -> tuple | None:
+        image = data.get("image")
+        if not isinstance(image, str) or not os.path.isfile(image):
+            return None
+        st = os.stat(image)
+        return (os.path.realpath(image), st.st_size, st.st_mtime_ns)
+
+    def run(self, data: dict[str, Any], prefix: list[Any], run: Callable[[dict[str, Any], list[Any]], dict]) -> dict:
+        """``data`` after ``prefix``: from the cache, or by ``run(data, prefix)`` (then cached)."""
+        key = self.key(data)
+        if key is None or not prefix:
+            return run(data, prefix)
+        now = time.monotonic()
+        with self._lock:
+            for k in [k for k, (t, _) in self._items.items() if now - t > self.ttl]:
+                del self._items[k]
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items[key] = (now, hit[1])
+                self._items.move_to_end(key)
+                self.hits += 1
+        if hit is not None:
+            out = dict(data)
+            out.update(copy.deepcopy(hit[1]))
+            return out
+        self.misses += 1
+        before = dict(data)
+        result = run(data, prefix)
+        changed = {k: v for k, v in result.items() if k not in before or v is not before[k]}
+        with self._lock:
+            self._items[key] = (now, copy.deepcopy(changed))
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
+        return result
