@@ -158,3 +158,18 @@ def test_preprocess_cache_runs_the_prompt_independent_part_once(tmp_path, monkey
     cache.run({"image": str(image)}, prefix, run)
     assert len(calls) == 3 and cache.hits == 2
     sys.modules.pop("lib", None)
+
+
+def test_crop_to_prompts_and_back():
+    from labelzoo.interactive.transforms import CropToPromptsd
+
+    crop = CropToPromptsd("image", num_boxes=1, margin=(2, 2, 2))
+    image = MetaTensor(torch.ones(2, *SHAPE))
+    image[1] = 0
+    d = {"image": image, "guidance": {"spleen": [[10, 10, 5]], "liver": json.dumps([[12, 11, 6]])}}
+    assert crop(dict(d))["image"].shape == (2, *SHAPE)  # not asked for: whole volume
+    out = crop({**d, "prompt_roi": True})
+    assert out["image"].shape == (2, 7, 6, 6)  # [8, 15) x [8, 14) x [3, 9): the points +- 2
+    back = crop.inverse(out)["image"]
+    assert back.shape == (2, *SHAPE) and float(back[0].sum()) == 7 * 6 * 6
+    assert float(back[0, 8:15, 8:14, 3:9].sum()) == 7 * 6 * 6

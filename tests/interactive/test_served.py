@@ -86,6 +86,11 @@ def test_served_as_deepedit_and_answers_prompts(server_factory, tmp_path: Path) 
     assert ((merged == 6) == (on_grid == VALUES["liver"])).all()
     assert book.undo("Liver").kind == "box" and "boxes" not in book.params("Liver")
 
+    # prediction on a region around the prompts: same geometry, background far from them
+    label_file, _ = client.infer(NAME, image_id, {"spleen": [[10, 12, 8]], "prompt_roi": True})
+    assert nib.load(label_file).shape == image.shape
+    assert not _label(label_file)[45:, 45:, :].any()
+
     session = client.create_session(str(studies / f"{image_id}.nii.gz"))["session_id"]
     label_file, _ = client.infer(NAME, "", {"spleen": [[10, 12, 8]]}, session_id=session)
     assert nib.load(label_file).shape == image.shape

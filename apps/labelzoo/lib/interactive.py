@@ -18,7 +18,7 @@ from typing import Any
 
 from labelzoo.discovery import BundleInfo
 from labelzoo.interactive.prompts import Prompts, parse_prompts
-from labelzoo.options import INFER_OPTIONS, Option, data, points
+from labelzoo.options import INFER_OPTIONS, Option, as_bool, data, points
 from labelzoo.validation import squeeze_trailing
 from lib.errors import as_http, unprocessable
 
@@ -44,7 +44,8 @@ def prompt_options(info: BundleInfo) -> dict[str, Option]:
     return {**INFER_OPTIONS, **clicks,
             "boxes": Option(data, "boxes: [{label, min: [i, j, k], max: [i, j, k]}]"),
             "scribbles": Option(data, "scribbles: [{label, points: [[i, j, k], ...]}]"),
-            "lassos": Option(data, "lassos: [{label, axis, points: [[i, j, k], ...]}] (a closed contour on one slice)")}
+            "lassos": Option(data, "lassos: [{label, axis, points: [[i, j, k], ...]}] (a closed contour on one slice)"),
+            "prompt_roi": Option(as_bool, "predict only on a region around the prompts (background elsewhere)")}
 
 
 class PreprocessCache:

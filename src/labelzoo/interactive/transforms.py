@@ -17,14 +17,14 @@ is zero: the model's automatic mode.
 from __future__ import annotations
 
 import json
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
-from monai.transforms import MapTransform, Randomizable
+from monai.transforms import InvertibleTransform, MapTransform, Randomizable
 
 from labelzoo.errors import LabelZooError
 from labelzoo.interactive.prompts import parse_prompts
@@ -266,4 +266,73 @@ class NormalizeGuidanced(MapTransform):
             guidance = d.get(self.guidance) if isinstance(d.get(self.guidance), Mapping) else {}
             d[self.guidance] = {n: json.dumps(_as_points(guidance.get(n))) for n in self.label_names}
             break
+        return d
+
+
+class CropToPromptsd(MapTransform, InvertibleTransform):
+    """Predict on a region around the prompts (opt-in per request with ``prompt_roi: true``): latency.
+
+    After the guidance channels are made, the image is cropped to the bounding box of every click and box
+    plus ``margin`` voxels (at least ``min_size``); ``Invertd`` pads the prediction back (background outside
+    the region), so the answer has the image's geometry. Without prompts, or without ``prompt_roi``, it
+    does nothing. Clients that merge one segment at a time (LabelZoo's extension, the benchmark) use it; a
+    client that replaces every label with the answer should not.
+
+    Args:
+        keys: the image key.
+        guidance: the guidance dict key (DeepEdit format, label name -> points).
+        num_boxes: number of box channels after the intensity channel.
+        margin: voxels added around the prompts on each side, per axis.
+        flag: the request key that enables it.
+    """
+
+    def __init__(self, keys: KeysCollection, guidance: str = "guidance", num_boxes: int = 0,
+                 margin: Sequence[int] = (32, 32, 16), flag: str = "prompt_roi",
+                 allow_missing_keys: bool = False) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        self.guidance, self.num_boxes, self.flag = guidance, int(num_boxes), flag
+        self.margin = np.asarray([int(m) for m in margin])
+
+    def _bounds(self, d: Mapping[Hashable, Any], image: Any) -> tuple[np.ndarray, np.ndarray] | None:
+        points = [np.asarray(p)[-3:] for v in (d.get(self.guidance) or {}).values() for p in _as_points(v)]
+        boxes = np.asarray(image[1:1 + self.num_boxes].detach().cpu() if isinstance(image, torch.Tensor)
+                           else image[1:1 + self.num_boxes])
+        if boxes.size and boxes.any():
+            idx = np.argwhere(boxes.any(0))
+            points += [idx.min(0), idx.max(0)]
+        if not points:
+            return None
+        pts = np.stack(points)
+        return pts.min(0), pts.max(0)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        from monai.transforms.croppad.functional import crop_func
+
+        d = dict(data)
+        if not d.get(self.flag):
+            return d
+        for key in self.key_iterator(d):
+            image = d[key]
+            bounds = self._bounds(d, image)
+            if bounds is None:
+                continue
+            shape = np.asarray(image.shape[1:])
+            lo = np.clip(bounds[0] - self.margin, 0, shape)
+            hi = np.clip(bounds[1] + self.margin + 1, 0, shape)
+            slices = (slice(None), *(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True)))
+            d[key] = crop_func(image, slices, False, self.get_transform_info())
+        return d
+
+    def inverse(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        from monai.transforms import BorderPad
+
+        d = dict(data)
+        for key in self.key_iterator(d):
+            ops = getattr(d[key], "applied_operations", None)
+            if not ops or ops[-1].get("id") != id(self):
+                continue  # nothing was cropped for this request
+            transform = self.pop_transform(d[key])
+            pad = BorderPad(transform["extra_info"]["cropped"])
+            with pad.trace_transform(False):
+                d[key] = pad(d[key])
         return d
