@@ -136,7 +136,9 @@ class LabelZooApp(MONAILabelApp):
         With ``models=all`` the CT demo studies are served next to 4-channel MRI and 2D bundles: scoring
         must rank with a model that can read the images.
         """
-        inferable = [n for n, b in self.bundles.items() if b.has_infer]
+        # interactive (prompted) bundles last: scoring ranks with a segmentation model when there is one
+        inferable = sorted((n for n, b in self.bundles.items() if b.has_infer),
+                           key=lambda n: self.bundles[n].guidance_channels > 0)
         try:
             images = sorted(self._datastore.list_images())
             path = self._datastore.get_image_uri(images[0]) if images else ""
