@@ -13,11 +13,12 @@ import copy
 import logging
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from lib.datastore import LabelZooDatastore, remove_stale_temp_files
+from lib.datastore import POOL_EXCLUDE, LabelZooDatastore, remove_stale_temp_files
 from lib.errors import as_http, bad_request, not_found, unprocessable
 from lib.infer import LabelZooInferTask
 from lib.interactive import check_prompts
@@ -36,6 +37,7 @@ from monailabel.interfaces.tasks.train import TrainTask
 from monailabel.utils.others.generic import name_to_device
 
 import labelzoo
+from labelzoo.annotators import ANONYMOUS, READ_PREFIX, LeaseBook
 from labelzoo.appconf import APP_CONF, check_conf, conf_bool, conf_number, conf_value, parse_conf
 from labelzoo.discovery import BundleInfo, find_bundles, read_bundle_info, select_bundles
 from labelzoo.errors import LabelZooError
@@ -88,6 +90,12 @@ class LabelZooApp(MONAILabelApp):
         self.max_image_voxels = int(self._numbers["max_image_voxels"])
         self.uploads: Uploads | None = None  # made in the server process (on_init_complete), not in task processes
         self.infer_pool = InferPool(self._numbers["infer_concurrency"], self._numbers["infer_queue"])
+        self.reads = int(conf_number(conf, "reads_per_image"))
+        self.leases = LeaseBook(idle_s=60.0 * float(conf_number(conf, "lease_minutes")))
+        self.consensus_method = conf_value(conf, "consensus").strip().lower()
+        if self.consensus_method not in ("majority", "staple"):
+            raise LabelZooError(f"--conf consensus must be majority or staple, got {self.consensus_method!r}")
+        self._sample_lock = threading.Lock()
         logger.info("LabelZoo bundles: %s", {n: str(b.path) for n, b in self.bundles.items()})
         super().__init__(
             app_dir=app_dir,
@@ -302,17 +310,92 @@ class LabelZooApp(MONAILabelApp):
                     check_prompts(request, info, shape)
         return super().infer(request, datastore)
 
+    def readers(self) -> dict[str, set[str]]:
+        """Image id -> annotators who saved a label of it (their reads, or the final label's author)."""
+        out: dict[str, set[str]] = {}
+        store = self.datastore()
+        if not hasattr(store, "label_records"):  # a DICOMweb PACS: labels are DICOM SEG series there
+            return out
+        for image_id, labels in store.label_records().items():
+            for tag, info in labels.items():
+                if tag.startswith(READ_PREFIX) or (tag == "final" and self.reads <= 1):
+                    who = (info or {}).get("annotator")
+                    if who:
+                        out.setdefault(image_id, set()).add(who)
+        return out
+
     def next_sample(self, request):
+        """The strategy's choice among images this annotator may take now; the image is then leased to them."""
         strategy = request.get("strategy") or "random"
         if strategy not in self._strategies:
             raise not_found(f"unknown strategy {strategy!r}; available: {', '.join(self._strategies)}")
         if request.get("label_tag") is not None:
             with as_http():
                 check_id(request["label_tag"], "label tag")
-        res = super().next_sample(request)
+        annotator = request.get("annotator") or ANONYMOUS
+        with self._sample_lock:
+            done = self.readers()
+            exclude = self.leases.unavailable(annotator, self.reads, done)
+            if self.reads > 1:
+                exclude |= {image for image, who in done.items() if annotator in who}
+            token = POOL_EXCLUDE.set(frozenset(exclude))
+            try:
+                res = super().next_sample(request)
+            finally:
+                POOL_EXCLUDE.reset(token)
+            if res and res.get("id"):
+                lease = self.leases.acquire(res["id"], annotator, strategy)
+                res["lease"] = lease.as_dict(time.time())
         if res and res.get("id"):
             self.datastore().update_image_info(res["id"], {SERVED_KEY: time.time()})
         return res
+
+    def save_annotation(self, image_id: str, path: str, annotator: str, info: dict[str, Any],
+                        replace: bool = False) -> dict[str, Any]:
+        """An annotator's final label: who, when, how long, from which suggestion and strategy (see the datastore)."""
+        store = self.datastore()
+        if not hasattr(store, "save_annotation"):  # a DICOMweb PACS stores a DICOM SEG per save, nothing is replaced
+            store.save_label(image_id, path, "final", {**info, "annotator": annotator})
+            self.leases.release(image_id, annotator)
+            return {"tag": "final"}
+        lease = self.leases.last(image_id, annotator)  # the lease, or the last one (expired) this annotator had
+        info = dict(info)
+        if lease is not None:
+            info.setdefault("seconds", round(time.time() - lease.start, 1))
+            info.setdefault("strategy", lease.strategy)
+        original = store.label_records().get(image_id, {}).get("original") or {}
+        params = original.get("params") or {}
+        if isinstance(params, dict) and params.get("model_version"):
+            info.setdefault("model", original.get("model"))
+            info.setdefault("model_version", params.get("model_version"))
+        result = store.save_annotation(image_id, path, annotator, info, reads=self.reads, replace=replace,
+                                       consensus_method=self.consensus_method)
+        self.leases.release(image_id, annotator)
+        return result
+
+    def agreement_records(self) -> dict[str, dict[str, Any]]:
+        """Image id -> its agreement record (images with at least two reads), for the report."""
+        store = self.datastore()
+        out = {}
+        for image_id in store.list_images():
+            record = (store.get_image_info(image_id) or {}).get("agreement")
+            if record:
+                out[image_id] = record
+        return out
+
+    def annotations(self, image_id: str) -> dict[str, Any]:
+        """Who labelled ``image_id`` (each tag's annotator and time), prior versions, leases, agreement."""
+        store = self.datastore()
+        info = store.get_image_info(image_id)
+        if not info:
+            raise not_found(f"image {image_id!r} is not in the datastore")
+        records = store.label_records().get(image_id, {}) if hasattr(store, "label_records") else {}
+        labels = {tag: {k: v.get(k) for k in ("annotator", "ts", "seconds", "model_version", "strategy")}
+                  for tag, v in records.items()}
+        now = time.time()
+        return {"image": image_id, "reads_per_image": self.reads, "labels": labels,
+                "versions": info.get("label_versions", []), "agreement": info.get("agreement"),
+                "leases": [le.as_dict(now) for le in self.leases.holders(image_id)]}
 
     def train(self, request):
         model = request.get("model")

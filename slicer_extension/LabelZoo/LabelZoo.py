@@ -36,6 +36,7 @@ from LabelZooLib import (
     segments_to_labelmap,
 )
 from LabelZooLib.labels import MERGE_MODES
+from LabelZooLib.team import image_team
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -156,6 +157,11 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             box.toggled.connect(self.saveSettings)
         self.ui.mergeModeComboBox.currentTextChanged.connect(self.saveSettings)
         self.trainTimer.timeout.connect(self.onTrainTimer)
+        # several annotators: open another annotator's label (or a prior version) read-only, to compare
+        self.compareButton = qt.QPushButton("Compare with another annotator's label")
+        self.compareButton.toolTip = "Load another annotator's label of this image as a locked segmentation"
+        self.layout.addWidget(self.compareButton)
+        self.compareButton.clicked.connect(self.onCompare)
         self.ui.foregroundPointButton.clicked.connect(lambda: self.startPrompt("foreground"))
         self.ui.backgroundPointButton.clicked.connect(lambda: self.startPrompt("background"))
         self.ui.boxButton.clicked.connect(lambda: self.startPrompt("box"))
@@ -291,7 +297,7 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         url = self.ui.serverComboBox.currentText
         token = self.ui.authTokenLineEdit.text.strip() or None
         client = LabelZooClient(url, token=token, verify=self.ui.verifyTlsCheckBox.checked,
-                                client_id=slicer.app.applicationName)
+                                client_id=self.settings.annotator)
         if not token and client.auth_enabled():
             user = qt.QInputDialog.getText(slicer.util.mainWindow(), "LabelZoo login", "User name:")
             password = qt.QInputDialog.getText(slicer.util.mainWindow(), "LabelZoo login", "Password:",
@@ -341,7 +347,8 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         path = self.client.download_image(choice.image_id, self.tmpdir)
         self.openVolume(self.logic.loadImage(path, choice.image_id))
         self.session.open_image(choice.image_id, choice, discard=discard)
-        self.ui.sampleInfoLabel.setText(choice.describe())
+        team = image_team(self.client.annotations(choice.image_id), self.settings.annotator)
+        self.ui.sampleInfoLabel.setText(f"{choice.describe()}\n{team.describe()}")
         if self.ui.autoSegmentCheckBox.checked and self.session.allowed("infer"):
             self.onSegment()
 
@@ -509,6 +516,11 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 f"Model {self.session.model} does not predict {', '.join(outside)} (name or value differs): "
                 "training it on this label may fail. Submit anyway?", windowTitle="LabelZoo"):
             return
+        question = image_team(self.client.annotations(image_id), self.settings.annotator).replace_question()
+        if question:
+            if not slicer.util.confirmYesNoDisplay(question, windowTitle="LabelZoo"):
+                return
+            params = {**params, "replace": True}
         path = os.path.join(self.tmpdir, f"{image_id}_label.nii.gz")
         self.logic.exportLabelmap(self.segmentationNode, self.volumeNode, self.session.labels, path)
         self.client.save_label(image_id, path, params=params)
@@ -519,6 +531,30 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.onTrain()
         if self.ui.autoNextSampleCheckBox.checked:
             self.onNextSample()
+
+    @reported
+    def onCompare(self):
+        image_id = self.session.image_id
+        if self.client is None or image_id is None:
+            raise LabelZooLibError("open an image first (Next sample)")
+        answer = self.client.annotations(image_id)
+        me = self.settings.annotator
+        choices = {f"{tag} by {rec.get('annotator')}": ("tag", tag)
+                   for tag, rec in (answer.get("labels") or {}).items()
+                   if (tag == "final" or tag.startswith("read-") or tag == "consensus") and rec.get("annotator") != me}
+        for index, version in enumerate(answer.get("versions") or []):
+            choices[f"prior version {index} by {version.get('annotator')}"] = ("version", index)
+        if not choices:
+            raise LabelZooLibError(f"no other annotator's label of {image_id} to compare with")
+        name = qt.QInputDialog.getItem(slicer.util.mainWindow(), "LabelZoo", "Compare with:", list(choices), 0, False)
+        if not name:
+            return
+        kind, key = choices[name]
+        if kind == "tag":
+            path = self.client.download_label(image_id, self.tmpdir, tag=key)
+        else:
+            path = self.client.download_label_version(image_id, key, self.tmpdir)
+        self.logic.loadReadOnlySegmentation(path, f"{image_id} {name}", self.volumeNode)
 
     @reported
     def onDiscard(self):
@@ -600,6 +636,19 @@ class LabelZooLogic(ScriptedLoadableModuleLogic):
 
     def loadImage(self, path, name):
         return slicer.util.loadVolume(str(path), {"name": name, "show": True})
+
+    def loadReadOnlySegmentation(self, path, name, volumeNode):
+        """Load a label map as a locked segmentation (shown as outlines) beside the annotator's own."""
+        node = slicer.util.loadSegmentation(str(path), {"name": name})
+        node.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
+        display = node.GetDisplayNode()
+        if display is not None:
+            display.SetVisibility2DFill(False)
+            display.SetVisibility2DOutline(True)
+        node.SetAttribute("LabelZoo.ReadOnly", "true")
+        if hasattr(node, "SetLocked"):
+            node.SetLocked(True)
+        return node
 
     def newSegmentation(self, volumeNode):
         node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{volumeNode.GetName()}_segmentation")

@@ -54,6 +54,12 @@ APP_CONF: dict[str, ConfKey] = {
     "infer_queue": ConfKey("8", "inferences that may wait per model; more get HTTP 429", "int", 0, 10_000),
     "allow_model_upload": ConfKey("false", "'true' enables PUT/DELETE /model/<name> (replacing or deleting weights)",
                                   "bool"),
+    # several annotators (labelzoo.annotators)
+    "reads_per_image": ConfKey("1", "independent labels wanted per image; above 1 each annotator's label is kept and "
+                               "their consensus becomes the final label", "int", 1, 20),
+    "lease_minutes": ConfKey("30", "an image handed out by next_sample is that annotator's until idle this long",
+                             "float", 0.005, 10_080),
+    "consensus": ConfKey("majority", "consensus of several reads: 'majority' (vote) or 'staple' (SimpleITK STAPLE)"),
 }
 
 TRUE_WORDS = {"true", "1", "yes", "on"}

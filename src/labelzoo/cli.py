@@ -95,12 +95,16 @@ def bundle_verify(bundle_dir: str, variant: str | None = None, run: bool = True,
 def search(dataset: str, budget: int = 16, out: str | None = None, resume: bool = False, pool: int = 500,
            top_k: int = 2, proxy_iterations: int = 20, full_iterations: int = 200, patch: str = "32,32,32",
            base_channels: int = 8, seed: int = 0, max_epochs: int = 100, name: str | None = None,
-           threads: int | None = None, device: str = "cpu") -> str | int:
+           threads: int | None = None, device: str = "cpu", ray_address: str | None = None,
+           cpus_per_trial: float = 1, gpus_per_trial: float | None = None, max_concurrent: int | None = None,
+           max_retries: int = 1, executor: str = "ray") -> str | int:
     """T-AutoML search: find a network, augmentations, loss and learning rate for DATASET; emit a bundle.
 
     Proxy-trains BUDGET random configurations (appending each finished trial to OUT/trials.jsonl), trains
     the transformer ranking predictor, ranks a pool of unseen configurations, fully trains the best and
     writes the winner as a MONAI bundle in OUT. Ctrl-C keeps every finished trial; --resume continues.
+    Every training is a Ray task: an embedded Ray instance by default (one CPU trial at a time), or a cluster
+    with --ray_address auto (trials run where --cpus_per_trial / --gpus_per_trial are free).
     Example: labelzoo search data/msd --budget 16 --out runs/search --pool 500 --top_k 2
 
     Args:
@@ -118,11 +122,19 @@ def search(dataset: str, budget: int = 16, out: str | None = None, resume: bool 
         max_epochs: train#trainer#max_epochs written into the bundle's train.json.
         name: bundle folder name (model-zoo <anatomy>_<modality>_<method>_<task>); default from the dataset.
         threads: torch CPU threads for training (1 is fastest for small networks on shared cores).
-        device: where to train: cpu (default), cuda, cuda:N or auto.
+        device: where to train: cpu (default), cuda, cuda:N or auto (auto: each trial's own node decides).
+        ray_address: an existing Ray cluster (auto, ray://HOST:PORT); default: Ray started in this process.
+        cpus_per_trial: CPUs each trial asks Ray for (and its torch threads unless --threads is given).
+        gpus_per_trial: GPUs each trial asks Ray for (1: N GPUs run N trials at once; 0.5 shares one); default
+            1 when the cluster has GPUs and --device is not cpu, else 0.
+        max_concurrent: trials running at once (default: 1 on the CPUs of the embedded Ray, else what fits).
+        max_retries: retries of a failed trial (its error is logged in trials.jsonl) before it is given up.
+        executor: ray (default) or inline (one trial after another in this process, no Ray).
     """
     from pathlib import Path
 
     from labelzoo.automl.search import SearchSettings, parse_patch, run_search
+    from labelzoo.distributed.runner import RayOptions
 
     settings = SearchSettings(dataset=str(dataset), budget=budget, pool=pool, top_k=top_k,
                               proxy_iterations=proxy_iterations, full_iterations=full_iterations,
@@ -130,7 +142,9 @@ def search(dataset: str, budget: int = 16, out: str | None = None, resume: bool 
                               max_epochs=max_epochs, name=name, threads=threads, device=device)
     out_dir = Path(out) if out else Path(f"{Path(str(dataset)).resolve().name}-search")
     try:
-        result = run_search(settings, out_dir, resume=resume)
+        ray = RayOptions(address=ray_address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
+                         max_concurrent=max_concurrent, max_retries=max_retries, executor=executor)
+        result = run_search(settings, out_dir, resume=resume, ray=ray)
     except KeyboardInterrupt:
         print(f"labelzoo: interrupted: finished trials are kept in {out_dir / 'trials.jsonl'}; continue with "
               f"`labelzoo search {dataset} --out {out_dir} --resume`", file=sys.stderr)
@@ -141,7 +155,31 @@ def search(dataset: str, budget: int = 16, out: str | None = None, resume: bool 
     return f"winner: Dice {result.dice:.4f} after {result.trials} trials{quality}\nbundle: {result.bundle}"
 
 
+def agreement(studies: str, threshold: float = 0.8, plot: str | None = None, json_out: str | None = None) -> str:
+    """Agreement between annotators on a LabelZoo datastore: counts, time per label, Dice per class, disputed images.
+
+    Reads what the server stored for images with several reads (--conf reads_per_image=2 or more).
+    Example: labelzoo agreement data/sample --plot agreement.png
+    """
+    from labelzoo.annotators import agreement_report, format_report, plot_agreement, records_from_datastore
+    from labelzoo.io import write_json_atomic
+
+    if not 0.0 <= float(threshold) <= 1.0:
+        raise LabelZooError(f"--threshold must be in [0, 1], got {threshold}")
+    report = agreement_report(records_from_datastore(studies), float(threshold))
+    if not report["images"]:
+        raise LabelZooError(f"no image in {studies} has two or more reads yet (serve it with "
+                            "--conf reads_per_image=2 and let two annotators label the same images)")
+    if json_out:
+        write_json_atomic(json_out, report)
+    text = format_report(report)
+    if plot:
+        text += f"\nplot: {plot_agreement(report, str(plot))}"
+    return text
+
+
 COMMANDS = {
+    "agreement": agreement,
     "bundle": {"verify": bundle_verify},
     "search": search,
     "serve": serve,

@@ -275,6 +275,7 @@ INFER_OPTIONS: dict[str, Option] = {
     "logging": Option(one_of("DEBUG", "INFO", "WARNING", "ERROR"), "log level of this request"),
     "timeout": Option(float_in(1.0, 3600.0), "seconds to wait for the result"),
     "client_id": Option(text(), "who asks (for the log)"),
+    "annotator": Option(text(), "who annotates (without authentication; with it, the signed-in user)"),
     "foreground": Option(points, "foreground clicks"),
     "background": Option(points, "background clicks"),
     "label_info": Option(data, "labels of the request (MONAI Label DeepEdit / OHIF)"),
@@ -299,11 +300,12 @@ STRATEGY_OPTIONS: dict[str, Option] = {
     "label_tag": Option(safe_id, "images without a label of this tag are candidates"),
     "labels": Option(data, "label names"),
     "client_id": Option(text(), "who asks"),
+    "annotator": Option(text(), "who annotates (without authentication; with it, the signed-in user)"),
     "device": Option(device, "cpu or cuda"),
 }
 
 #: what a client may store with an image or a label (``params`` of the datastore uploads, image/label info)
-INFO_RESERVED = ("ts", "name", "ext", "checksum")
+INFO_RESERVED = ("ts", "name", "ext", "checksum", "label_versions", "agreement", "scores", "lease")
 
 
 def check_options(params: Any, schema: Mapping[str, Option], what: str) -> dict[str, Any]:

@@ -456,14 +456,14 @@ def test_concurrent_clients_keep_every_save(server, tmp_path):
     assert not list(server.studies.rglob(".*.tmp"))
 
 
-def test_kill_9_during_saves_loses_no_acknowledged_label(tmp_path, sample_studies_template, two_bundles):
+@pytest.mark.parametrize("kills", [2, pytest.param(6, marks=pytest.mark.slow)])
+def test_kill_9_during_saves_loses_no_acknowledged_label(tmp_path, sample_studies_template, two_bundles, kills):
     studies = tmp_path / "studies"
     shutil.copytree(sample_studies_template, studies)
     conf = f"models={BUNDLE_NAME},bundles={two_bundles},skip_scoring=true,skip_trainers=true"
     ref = nib.load(studies / "case_000.nii.gz")
     acknowledged: dict[str, str] = {}
     in_flight: dict[str, set[str]] = {}  # saves sent after the last acknowledged one: may or may not have landed
-    kills = int(os.environ.get("LABELZOO_KILL_ROUNDS", "2"))
     for round_ in range(kills):
         with run_server(studies, tmp_path / f"server{round_}.log", conf=conf) as live:
             stop = threading.Event()
@@ -618,3 +618,19 @@ def test_datastore_write_failing_half_way_restores_the_previous_state(tmp_path, 
                 store.add_image("case_new", str(studies / "case_000.nii.gz"), {})
         assert store_state(studies) == before, patch[1]
         assert "case_004" in store.get_unlabeled_images() and "case_new" not in store.list_images()
+
+
+def test_options_info_advertises_are_accepted_back(server):
+    """Clients (the stock MONAI Label Slicer plugin) send each task's advertised config back as its options."""
+    info = server.client().info()
+
+    def collapse(config):
+        return {k: (v[0] if isinstance(v, list) and v else v) for k, v in (config or {}).items()}
+
+    params = collapse(info["models"][BUNDLE_NAME].get("config"))
+    r = requests.post(f"{server.url}/infer/{BUNDLE_NAME}", params={"image": "case_002", "output": "json"},
+                      data={"params": json.dumps(params)}, timeout=300)
+    assert r.status_code == 200, (params, r.text)
+    for name, strategy in info["strategies"].items():
+        r = requests.post(f"{server.url}/activelearning/{name}", json=collapse(strategy.get("config")), timeout=60)
+        assert r.status_code == 200, (name, r.text)

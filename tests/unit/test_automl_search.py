@@ -17,6 +17,7 @@ import labelzoo.automl.train as train_module
 from labelzoo.automl import check_vector
 from labelzoo.automl.search import SearchSettings, read_trials, run_search
 from labelzoo.cli import main
+from labelzoo.distributed.runner import RayOptions
 from labelzoo.errors import LabelZooError
 
 SETTINGS = {"budget": 4, "pool": 20, "top_k": 1, "proxy_iterations": 3, "full_iterations": 4,
@@ -33,7 +34,12 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def searched(dataset: Path, tmp_path_factory: pytest.TempPathFactory):
-    """An interrupted search (Ctrl-C during the third trial), a torn log line, then --resume."""
+    """An interrupted search (Ctrl-C during the third trial), a torn log line, then --resume.
+
+    Trials run in this process (``executor="inline"``) so that Ctrl-C lands inside one; the same search on
+    Ray is in ``tests/unit/test_distributed.py``.
+    """
+    inline = RayOptions(executor="inline")
     out = tmp_path_factory.mktemp("search") / "run"
     real = train_module.train_config
     calls: list[int] = []
@@ -47,7 +53,7 @@ def searched(dataset: Path, tmp_path_factory: pytest.TempPathFactory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(train_module, "train_config", interrupted)
         with pytest.raises(KeyboardInterrupt):
-            run_search(SearchSettings(dataset=str(dataset), **SETTINGS), out)
+            run_search(SearchSettings(dataset=str(dataset), **SETTINGS), out, ray=inline)
     before = (out / "trials.jsonl").read_text()
     with open(out / "trials.jsonl", "a") as f:
         f.write('{"phase": "proxy", "trial": 2, "vec')  # a crash while writing
@@ -59,7 +65,7 @@ def searched(dataset: Path, tmp_path_factory: pytest.TempPathFactory):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(train_module, "train_config", counting)
-        result = run_search(SearchSettings(dataset=str(dataset), **SETTINGS), out, resume=True)
+        result = run_search(SearchSettings(dataset=str(dataset), **SETTINGS), out, resume=True, ray=inline)
     return {"out": out, "before": before, "result": result, "resumed_calls": len(resumed)}
 
 
@@ -147,6 +153,10 @@ def test_cli_bad_input(tmp_path, capsys):
     assert "--patch must be three sizes of at least 16" in capsys.readouterr().err
     assert main(["search", str(tmp_path), "--device", "gpu"]) == 2
     assert "--device must be cpu, cuda, cuda:N or auto, got 'gpu'" in capsys.readouterr().err
+    assert main(["search", str(tmp_path), "--max_retries", "-1"]) == 2
+    assert "--max_retries must be an integer of at least 0, got -1" in capsys.readouterr().err
+    assert main(["search", str(tmp_path), "--ray_address", "nowhere"]) == 2
+    assert "--ray_address must be auto, ray://HOST:PORT or HOST:PORT" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()  # nothing written for bad input
 
 

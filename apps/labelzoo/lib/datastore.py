@@ -9,6 +9,7 @@ checked (id, readable image, geometry) before anything is stored.
 
 from __future__ import annotations
 
+import contextvars
 import fnmatch
 import json
 import logging
@@ -39,6 +40,10 @@ from labelzoo.validation import (
 from lib.errors import as_http, conflict, not_found, unprocessable, unsupported
 
 logger = logging.getLogger(__name__)
+
+#: images the strategy now choosing may not hand out (leased to other annotators, already read by this one);
+#: set by the app around one ``next_sample`` call
+POOL_EXCLUDE: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("pool_exclude", default=frozenset())
 
 
 def stage_copy(src: str | os.PathLike, dest: str | os.PathLike) -> Path:
@@ -131,6 +136,16 @@ class LabelZooDatastore(LocalDatastore):
         with self._rlock:
             super()._init_from_datastore_file(throw_exception)
 
+    def label_records(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Image id -> label tag -> the label's stored info (annotator, ts, ...)."""
+        with self._rlock:
+            return {i: {t: dict(m.info or {}) for t, m in o.labels.items()} for i, o in self._datastore.objects.items()}
+
+    def get_unlabeled_images(self, label_tag=None, labels=None):
+        images = super().get_unlabeled_images(label_tag, labels)
+        exclude = POOL_EXCLUDE.get()
+        return [i for i in images if i not in exclude] if exclude else images
+
     def update_image_info(self, image_id: str, info: dict[str, Any]) -> None:
         with self._rlock:
             if not self._datastore.objects.get(image_id):
@@ -155,43 +170,49 @@ class LabelZooDatastore(LocalDatastore):
                 raise not_found(f"no label {label_tag!r} for image {label_id!r}")
             super().remove_label(label_id, label_tag)
 
-    def _commit(self, staged: Path, dest: str, update: Callable[[], None], undo: Callable[[], None]) -> None:
-        """Put ``staged`` at ``dest`` and record it in ``datastore_v2.json``, all or nothing.
+    def _commit(self, staged: Path | list[tuple[Path, str]], dest: str | None, update: Callable[[], None],
+                undo: Callable[[], None]) -> None:
+        """Put staged files in place and record them in ``datastore_v2.json``, all or nothing.
 
-        ``update`` changes the in-memory datastore, ``undo`` reverts it. The new JSON is written (to a temp
-        file) before anything is replaced; if any step fails, the previous file and JSON are restored.
-        Caller holds the locks.
+        ``staged`` is one temp file (with ``dest``) or a list of ``(temp file, destination)``. ``update`` changes
+        the in-memory datastore, ``undo`` reverts it. The new JSON is written (to a temp file) before anything is
+        replaced; if any step fails, every previous file and the previous JSON are restored. Caller holds the
+        locks.
         """
-        backup: Path | None = None
+        pairs = [(staged, dest)] if isinstance(staged, Path) else list(staged)
+        backups: dict[str, Path | None] = {}
         json_tmp: Path | None = None
-        placed = False
         try:
             update()
             json_tmp = self._stage_datastore_file()
-            if os.path.exists(dest):
-                backup = Path(f"{staged}.prev")
-                os.link(dest, backup)
-            os.replace(staged, dest)
-            placed = True
+            for tmp, target in pairs:
+                backup = None
+                if os.path.exists(target):
+                    backup = Path(f"{tmp}.prev")
+                    os.link(target, backup)
+                os.replace(tmp, target)
+                backups[target] = backup
             self._ignore_event_config = True
             os.replace(json_tmp, self._datastore_config_path)
             json_tmp = None
             self._config_ts = os.stat(self._datastore_config_path).st_mtime
         except BaseException:
             undo()
-            if placed:
+            for target, backup in backups.items():
                 if backup is not None:
-                    os.replace(backup, dest)
-                    backup = None
+                    os.replace(backup, target)
                 else:
-                    Path(dest).unlink(missing_ok=True)
+                    Path(target).unlink(missing_ok=True)
+            backups = {}
             raise
         finally:
-            staged.unlink(missing_ok=True)
+            for tmp, _ in pairs:
+                tmp.unlink(missing_ok=True)
             if json_tmp is not None:
                 json_tmp.unlink(missing_ok=True)
-            if backup is not None:
-                backup.unlink(missing_ok=True)
+            for backup in backups.values():
+                if backup is not None:
+                    backup.unlink(missing_ok=True)
 
     # ---- checked writes ------------------------------------------------------------------------
     def _extension(self, filename: str) -> str:
@@ -245,7 +266,8 @@ class LabelZooDatastore(LocalDatastore):
         logger.info("added image %s (%s)", image_id, name)
         return image_id
 
-    def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any]) -> str:
+    def check_label(self, image_id: str, label_filename: str, label_tag: str) -> tuple[Any, str]:
+        """Check a label for ``image_id`` (ids, type, shape, grid, values); returns the image record and extension."""
         with as_http():
             check_id(image_id)
             check_id(label_tag, "label tag")
@@ -277,6 +299,10 @@ class LabelZooDatastore(LocalDatastore):
             err = label_values_error(values, image_shape, self._label_values, name=f"label for {image_id!r}")
             if err:
                 raise unprocessable(err)
+        return obj, ext
+
+    def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any]) -> str:
+        obj, ext = self.check_label(image_id, label_filename, label_tag)
         label_path = self._datastore.label_path(label_tag)
         name = self._filename(image_id, ext)
         dest = os.path.join(label_path, name)
@@ -299,3 +325,129 @@ class LabelZooDatastore(LocalDatastore):
                 Path(label_path, self._filename(image_id, old.ext)).unlink(missing_ok=True)
         logger.info("saved label %s for %s (%s)", label_tag, image_id, name)
         return image_id
+
+    # ---- several annotators --------------------------------------------------------------------------------------
+    def versions_dir(self, image_id: str) -> Path:
+        """Where replaced labels of ``image_id`` are kept (``.labelzoo/versions/<image>/``, never scanned as labels)."""
+        return Path(self._datastore_path) / ".labelzoo" / "versions" / image_id
+
+    def save_annotation(self, image_id: str, label_filename: str, annotator: str, info: dict[str, Any],
+                        reads: int = 1, replace: bool = False, consensus_method: str = "majority") -> dict[str, Any]:
+        """Save an annotator's ``final`` label: refuse to overwrite another's (409) unless ``replace``, keep every
+        replaced label as a prior version, and with ``reads`` > 1 store each reader's label under
+        ``read-<annotator>`` and, once ``reads`` labels exist, their consensus as ``consensus`` and ``final``.
+
+        Returns ``{"tag", "versions", "consensus"}``: where the label went, the prior versions, and whether a
+        consensus was (re)computed.
+        """
+        from labelzoo.annotators import CONSENSUS_TAG, READ_PREFIX, read_tag
+
+        tag = "final" if reads <= 1 else read_tag(annotator)
+        obj, ext = self.check_label(image_id, label_filename, tag)
+        staged_files: list[tuple[Path, str]] = []
+        try:
+            with self._rlock, FileLock(self._lock_file):
+                old = obj.labels.get(tag)
+                owner = (old.info or {}).get("annotator") if old else None
+                if reads <= 1 and old is not None and owner != annotator and not replace:
+                    who = repr(owner) if owner else "an unattributed annotator"
+                    raise conflict(f"image {image_id!r} already has a final label by {who}: send params "
+                                   '{"replace": true} to replace it (the current label is kept as a prior version)')
+                now = time.time()
+                label_info = {**info, "annotator": annotator, "ts": int(now)}
+                name = self._filename(image_id, ext)
+                dest = os.path.join(self._datastore.label_path(tag), name)
+                staged_files.append((stage_copy(label_filename, dest), dest))
+                image_info = obj.image.info
+                versions = list(image_info.get("label_versions", []))
+                new_versions = list(versions)
+                if old is not None:
+                    old_path = self._datastore.label_path(tag)
+                    old_file = os.path.join(old_path, self._filename(image_id, old.ext))
+                    if os.path.exists(old_file):
+                        vname = f"{int(now * 1000)}-{tag}-{(owner or 'unknown')}{old.ext}"
+                        vdest = str(self.versions_dir(image_id) / vname)
+                        staged_files.append((stage_copy(old_file, vdest), vdest))
+                        new_versions.append({"tag": tag, "annotator": owner, "ts": (old.info or {}).get("ts"),
+                                             "replaced_ts": int(now), "replaced_by": annotator,
+                                             "file": os.path.relpath(vdest, self._datastore_path)})
+                new_labels = {tag: DataModel(info=label_info, ext=ext)}
+                consensus_done = False
+                if reads > 1:
+                    reads_now = {t: m for t, m in obj.labels.items() if t.startswith(READ_PREFIX)}
+                    reads_now[tag] = new_labels[tag]
+                    if len(reads_now) >= reads:
+                        files = {t: (label_filename if t == tag else
+                                     os.path.join(self._datastore.label_path(t), self._filename(image_id, m.ext)))
+                                 for t, m in reads_now.items()}
+                        cons_file, agreement = self._consensus(image_id, files, reads_now, consensus_method)
+                        for ctag in (CONSENSUS_TAG, "final"):
+                            cdest = os.path.join(self._datastore.label_path(ctag), self._filename(image_id, ".nii.gz"))
+                            staged_files.append((stage_copy(cons_file, cdest), cdest))
+                            new_labels[ctag] = DataModel(info={"ts": int(now), "method": consensus_method,
+                                                               "annotators": sorted(m.info.get("annotator", "?")
+                                                                                    for m in reads_now.values())},
+                                                         ext=".nii.gz")
+                        Path(cons_file).unlink(missing_ok=True)
+                        consensus_done = True
+                    else:
+                        agreement = None
+                before_labels = dict(obj.labels)
+                before_info = dict(image_info)
+
+                def update() -> None:
+                    obj.labels.update(new_labels)
+                    if new_versions != versions:
+                        image_info["label_versions"] = new_versions
+                    if reads > 1 and agreement is not None:
+                        image_info["agreement"] = agreement
+
+                def undo() -> None:
+                    obj.labels.clear()
+                    obj.labels.update(before_labels)
+                    image_info.clear()
+                    image_info.update(before_info)
+
+                self._commit(staged_files, None, update, undo)
+                staged_files = []
+        finally:
+            for tmp, _ in staged_files:
+                tmp.unlink(missing_ok=True)
+        logger.info("saved %s label of %s by %s", tag, image_id, annotator)
+        return {"tag": tag, "versions": new_versions, "consensus": consensus_done}
+
+    def _consensus(self, image_id: str, files: dict[str, str], reads: dict[str, Any],
+                   method: str) -> tuple[str, dict[str, Any]]:
+        """Consensus label file (temp) and the agreement record for ``image_id``'s reader labels."""
+        import nibabel as nib
+        import numpy as np
+
+        from labelzoo.annotators import consensus, pairwise_dice
+
+        arrays, affine = {}, None
+        for tag, path in files.items():
+            img = nib.load(path)
+            affine = img.affine if affine is None else affine
+            arrays[reads[tag].info.get("annotator", tag)] = np.asarray(img.dataobj).astype(np.int32)
+        classes = sorted(set().union(*(np.unique(a).tolist() for a in arrays.values())) - {0})
+        pairs = {f"{a}|{b}": {str(c): round(d, 4) for c, d in scores.items()}
+                 for (a, b), scores in pairwise_dice(arrays, classes).items()}
+        vs_model = {}
+        original = self._datastore.objects[image_id].labels.get("original")
+        if original is not None:
+            opath = os.path.join(self._datastore.label_path("original"), self._filename(image_id, original.ext))
+            if os.path.exists(opath):
+                suggestion = np.asarray(nib.load(opath).dataobj).astype(np.int32)
+                if suggestion.shape == next(iter(arrays.values())).shape:
+                    from labelzoo.annotators import class_dice
+
+                    vs_model = {who: {str(c): round(d, 4) for c, d in class_dice(a, suggestion, classes).items()}
+                                for who, a in arrays.items()}
+        merged = consensus(list(arrays.values()), method).astype(np.uint8 if max(classes or [0]) < 256 else np.uint16)
+        fd, tmp = tempfile.mkstemp(suffix=".nii.gz", prefix="labelzoo-consensus-")
+        os.close(fd)
+        nib.save(nib.Nifti1Image(merged, affine), tmp)
+        labels = [{"annotator": m.info.get("annotator"), "ts": m.info.get("ts"), "seconds": m.info.get("seconds")}
+                  for m in reads.values()]
+        return tmp, {"pairs": pairs, "vs_model": vs_model, "labels": labels, "method": method,
+                     "classes": [int(c) for c in classes]}

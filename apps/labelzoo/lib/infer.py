@@ -119,6 +119,14 @@ class LabelZooInferTask(BundleInferTask):
         self.valid = True
         self.version = info.version
 
+    def __call__(self, request, callbacks=None):
+        """MONAI Label's inference; the result params also name the weights that made it (``model_version``)."""
+        result_file, result_json = super().__call__(request, callbacks)
+        if isinstance(result_json, dict):
+            result_json["model_version"] = self.weights_version()
+            result_json["bundle_version"] = self.bundle_info.version
+        return result_file, result_json
+
     # ---- what clients see -------------------------------------------------------------------------
     @property
     def trained(self) -> bool:

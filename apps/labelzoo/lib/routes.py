@@ -46,6 +46,7 @@ from labelzoo.options import (
     INFER_OPTIONS,
     STRATEGY_OPTIONS,
     TRAIN_OPTIONS,
+    as_bool,
     check_inert,
     check_info,
     check_options,
@@ -342,6 +343,15 @@ def _id(value: Any, what: str = "image id") -> str:
         return check_id(value, what)
 
 
+def identity(user: User | None, options: dict[str, Any]) -> str:
+    """Who is asking: the signed-in user with auth on, else the ``annotator`` / ``client_id`` the client sends."""
+    from labelzoo.annotators import ANONYMOUS
+
+    if settings.MONAI_LABEL_AUTH_ENABLE and user is not None and user.username:
+        return str(user.username)
+    return str(options.get("annotator") or options.get("client_id") or ANONYMOUS)
+
+
 def gateway_router(app: Any) -> APIRouter:
     """Routes in front of MONAI Label's for ``app`` (a :class:`LabelZooApp`)."""
     api = settings.MONAI_LABEL_API_STR
@@ -383,6 +393,7 @@ def gateway_router(app: Any) -> APIRouter:
                 request["session"] = session.to_json()
             elif image:
                 request["image"] = _id(image)
+                app.leases.renew(request["image"], identity(user, options))
             else:
                 raise bad_request("give an image id ('image'), an image file ('file') or a session ('session_id')")
             if label is not None:
@@ -465,7 +476,8 @@ def gateway_router(app: Any) -> APIRouter:
             raise not_found(f"unknown strategy {strategy!r}; available: {', '.join(app._strategies)}")
         schema = {**STRATEGY_OPTIONS, **getattr(chosen, "request_options", lambda: {})()}
         options = _options(params, schema, f"strategy {strategy!r}")
-        return await run_in_threadpool(ml_al.sample, strategy, options, user.username)
+        options["annotator"] = identity(user, options)
+        return await run_in_threadpool(ml_al.sample, strategy, options, options["annotator"])
 
     # -- scoring (the in-process worker) ------------------------------------------------------------------------------
     def worker_or_404(method: str | None):
@@ -517,17 +529,23 @@ def gateway_router(app: Any) -> APIRouter:
                          label: UploadFile = File(...), user: User = ANNOTATOR):  # noqa: B008 (form part)
         with as_http(unprocessable):
             info = check_info(parse_json_object(params, "params"), "params")
+            replace = as_bool(info.pop("replace", False), "replace")
         image = _id(image)
         tag = _id(tag or DefaultLabelTag.FINAL.value, "label tag")
-        if user and user.username:
-            info.setdefault("user", user.username)
+        who = identity(user, info)
+        info.pop("annotator", None)
         path = await run_in_threadpool(uploads.save, label, f"label for {image!r}")
         try:
-            label_id = await run_in_threadpool(datastore().save_label, image, str(path), tag, info)
+            if tag == DefaultLabelTag.FINAL.value:
+                saved = await run_in_threadpool(app.save_annotation, image, str(path), who, info, replace)
+            else:
+                info.setdefault("annotator", who)
+                await run_in_threadpool(datastore().save_label, image, str(path), tag, info)
+                saved = {"tag": tag}
         finally:
             _remove(path)
-        res = app.on_save_label(image, label_id) or {}
-        res.update({"image": image, "label": label_id})
+        res = app.on_save_label(image, image) or {}
+        res.update({"image": image, "label": image, "annotator": who, **saved})
         return res
 
     @router.put("/datastore/image/info", summary=f"{RBAC_ANNOTATOR}Update Image Info", tags=["Datastore"])
@@ -588,6 +606,63 @@ def gateway_router(app: Any) -> APIRouter:
     async def delete_model(model: str, user: User = ADMIN):
         model_upload_allowed(model)
         return await run_in_threadpool(app.delete_weights, model)
+
+    # -- several annotators -------------------------------------------------------------------------------------------
+    @router.get("/labelzoo/annotations", summary=f"{RBAC_USER}Who labelled an image, prior versions, leases",
+                tags=["LabelZoo"])
+    async def annotations(image: str, user: User = USER):
+        return await run_in_threadpool(app.annotations, _id(image))
+
+    @router.get("/labelzoo/version", summary=f"{RBAC_USER}Download a prior (replaced) version of a label",
+                tags=["LabelZoo"])
+    async def version(image: str, index: int, user: User = USER):
+        versions = (await run_in_threadpool(app.annotations, _id(image)))["versions"]
+        if not 0 <= index < len(versions):
+            raise not_found(f"image {image!r} has {len(versions)} prior label version(s); no index {index}")
+        path = os.path.join(app.studies, versions[index]["file"])
+        if not os.path.isfile(path):
+            raise not_found(f"prior version {index} of {image!r} is missing on disk")
+        return FileResponse(path, media_type="application/gzip", filename=os.path.basename(path))
+
+    @router.get("/labelzoo/leases", summary=f"{RBAC_USER}Images handed out to annotators now", tags=["LabelZoo"])
+    async def leases(user: User = USER):
+        now = time.time()
+        images = list(app.datastore().list_images())
+        return [le.as_dict(now) for i in images for le in app.leases.holders(i)]
+
+    @router.post("/labelzoo/lease/{image}", summary=f"{RBAC_USER}Keep working on an image (renew or take the lease)",
+                 tags=["LabelZoo"])
+    async def renew_lease(image: str, annotator: str = "", user: User = USER):
+        who = identity(user, {"annotator": annotator})
+        image = _id(image)
+        if image not in app.datastore().list_images():
+            raise not_found(f"image {image!r} is not in the datastore")
+        others = app.leases.held_by_other(image, who)
+        if others and len(others) >= app.reads:
+            raise AppError(409, f"image {image!r} is leased to {', '.join(others)}")
+        return app.leases.acquire(image, who).as_dict(time.time())
+
+    @router.get("/labelzoo/agreement", summary=f"{RBAC_USER}Annotators' counts, agreement per class, disputed images",
+                tags=["LabelZoo"])
+    async def agreement(threshold: float = 0.8, user: User = USER):
+        from labelzoo.annotators import agreement_report
+
+        if not 0.0 <= threshold <= 1.0:
+            raise unprocessable(f"parameter 'threshold' must be in [0, 1], got {threshold}")
+        return await run_in_threadpool(agreement_report, app.agreement_records(), threshold)
+
+    @router.get("/labelzoo/agreement/plot", summary=f"{RBAC_USER}Agreement per class as a PNG plot",
+                tags=["LabelZoo"])
+    async def agreement_plot(background_tasks: BackgroundTasks, threshold: float = 0.8, user: User = USER):
+        from labelzoo.annotators import agreement_report, plot_agreement
+
+        report = await run_in_threadpool(agreement_report, app.agreement_records(), threshold)
+        if not report["classes"]:
+            raise not_found("no image has two or more reads yet: nothing to plot")
+        path = uploads.root / f"agreement-{time.monotonic_ns()}.png"
+        await run_in_threadpool(plot_agreement, report, str(path))
+        background_tasks.add_task(_remove, path)
+        return FileResponse(path, media_type="image/png", filename="agreement.png", background=background_tasks)
 
     @router.get("/labelzoo/limits", summary=f"{RBAC_USER}This server's limits and inference queue",
                 tags=["LabelZoo"])

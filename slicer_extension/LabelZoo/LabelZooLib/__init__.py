@@ -25,8 +25,11 @@ from .labels import (
 from .prompts import Prompt, PromptBook, merge_segment, resample_to
 from .session import SampleChoice, Session, State, TrainingStatus, sample_choice, training_status
 from .settings import Option, Settings, model_options, option_values
+from .team import ImageTeam, image_team
 
 __all__ = [
+    "ImageTeam",
+    "image_team",
     "ROUTES",
     "InferResult",
     "Label",

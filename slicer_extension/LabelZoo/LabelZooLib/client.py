@@ -54,6 +54,11 @@ ROUTES: dict[str, tuple[str, str]] = {
     "train_start": ("POST", "/train/{model}"),
     "train_stop": ("DELETE", "/train/"),
     "train_status": ("GET", "/train/"),
+    # several annotators (LabelZoo's own routes)
+    "annotations": ("GET", "/labelzoo/annotations"),
+    "label_version": ("GET", "/labelzoo/version"),
+    "renew_lease": ("POST", "/labelzoo/lease/{image}"),
+    "agreement": ("GET", "/labelzoo/agreement"),
 }
 
 #: Routes a server only has when it runs with authentication (``MONAI_LABEL_AUTH_ENABLE``); without it
@@ -379,6 +384,24 @@ class LabelZooClient:
         answer = self.request("save_label", query={"image": image_id, "tag": tag}, body=body, content_type=ctype,
                               timeout=self.long_timeout)
         return answer.json()
+
+    def annotations(self, image_id: str) -> dict[str, Any]:
+        """Who labelled ``image_id`` (tag -> annotator, time), its prior label versions and current leases."""
+        return self.request("annotations", query={"image": image_id}).json()
+
+    def download_label_version(self, image_id: str, index: int, dest_dir: str | Path) -> Path:
+        """Download prior (replaced) label version ``index`` of ``image_id``, e.g. to compare read-only."""
+        answer = self.request("label_version", query={"image": image_id, "index": int(index)},
+                              timeout=self.long_timeout)
+        return self._save(answer, f"{image_id}_v{int(index)}", dest_dir)
+
+    def renew_lease(self, image_id: str, annotator: str | None = None) -> dict[str, Any]:
+        """Keep ``image_id`` handed to this annotator while they work on it; 409 when another holds it."""
+        return self.request("renew_lease", query={"annotator": annotator or self.client_id}, image=image_id).json()
+
+    def agreement(self, threshold: float = 0.8) -> dict[str, Any]:
+        """Annotators' counts, agreement per class and disputed images (servers with several reads per image)."""
+        return self.request("agreement", query={"threshold": threshold}).json()
 
     def download_label(self, label_id: str, dest_dir: str | Path, tag: str = "final") -> Path:
         """Download the stored label map ``label_id`` with ``tag`` into ``dest_dir``."""

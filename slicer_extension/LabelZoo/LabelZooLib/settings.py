@@ -40,6 +40,15 @@ def push_history(history: list[str], url: str, limit: int = HISTORY_LIMIT) -> li
     return [url, *[u for u in history if u != url]][:limit]
 
 
+def _default_annotator() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser() or "annotator"
+    except Exception:  # no user name in this environment
+        return "annotator"
+
+
 @dataclass
 class Settings:
     """What the annotator's LabelZoo module remembers between Slicer sessions."""
@@ -51,9 +60,11 @@ class Settings:
     auto_train: bool = False  # start training after a submit
     merge_mode: str = "replace"  # how a model's result merges into the current segmentation
     verify_tls: bool = True
+    #: the name this annotator's labels are stored under on a server without authentication (with it: the login)
+    annotator: str = field(default_factory=lambda: _default_annotator())
 
     KEYS = ("server_url", "server_history", "auto_next_sample", "auto_segment", "auto_train", "merge_mode",
-            "verify_tls")
+            "verify_tls", "annotator")
 
     def remember_server(self, url: str) -> None:
         """Make ``url`` the current server and the first history entry."""
@@ -90,6 +101,12 @@ class Settings:
         for key in ("auto_next_sample", "auto_segment", "auto_train", "verify_tls"):
             if key in data and data[key] is not None:
                 setattr(out, key, as_bool(key, data[key]))
+        if data.get("annotator"):
+            name = str(data["annotator"]).strip()
+            if not 0 < len(name) <= 100 or name[0] in "$@%":
+                raise LabelZooLibError(f"setting 'annotator': {name[:40]!r} must be 1 to 100 characters, "
+                                       "not starting with $, @ or %")
+            out.annotator = name
         if data.get("merge_mode"):
             if data["merge_mode"] not in MERGE_MODES:
                 raise LabelZooLibError(f"setting 'merge_mode': {data['merge_mode']!r} is not one of {MERGE_MODES}")

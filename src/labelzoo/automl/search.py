@@ -3,7 +3,7 @@
 Procedure (T-AutoML, LabelZoo SPEC section 5, scaled to a budget):
 
 1. draw ``budget`` distinct random configurations and proxy-train each (a short schedule on small
-   patches, in-process); every finished trial is appended to ``OUT/trials.jsonl`` at once (flushed and
+   patches, one Ray task each: see below); every finished trial is appended to ``OUT/trials.jsonl`` at once (flushed and
    fsynced), so a crash or Ctrl-C loses no finished trial and ``--resume`` continues where it stopped;
 2. train the pairwise-ranking transformer on the observed (configuration, validation Dice) results;
    its pairwise accuracy and Kendall tau on held-out configurations (the last quarter, with a predictor
@@ -15,7 +15,16 @@ Procedure (T-AutoML, LabelZoo SPEC section 5, scaled to a budget):
    their weights under ``OUT/weights``;
 5. write the winner as a MONAI bundle ``OUT/<name>`` (see :mod:`labelzoo.automl.bundle`).
 
-Progress is logged after every trial with the best Dice so far.
+Every training (proxy and full) is an independent task scheduled by Ray (:mod:`labelzoo.distributed.runner`):
+an embedded Ray instance by default, an existing cluster with ``--ray_address``; each trial asks for
+``--cpus_per_trial`` / ``--gpus_per_trial``. A failed trial is logged in ``trials.jsonl`` with its error
+(``"status": "failed"``) and retried up to ``--max_retries`` times; the search goes on without it. One progress
+line shows trials done / running / failed and the best Dice so far.
+
+Test hook: the environment variable ``LABELZOO_INJECT_TRIAL_FAILURES`` (comma-separated ``phase/trial`` keys such
+as ``proxy/1``) gives the first attempt of those trials an invalid configuration vector; the trial's own
+validation (:func:`labelzoo.automl.encoding.check_vector`) rejects it in the worker, so the failure, its record
+and the retry go through the real code path.
 """
 
 from __future__ import annotations
@@ -30,6 +39,15 @@ from pathlib import Path
 from typing import Any
 
 from labelzoo.automl.encoding import check_vector, sample_unique
+from labelzoo.distributed.runner import (
+    Outcome,
+    RayOptions,
+    Task,
+    TrialProgress,
+    append_record,
+    ray_session,
+    run_tasks,
+)
 from labelzoo.errors import LabelZooError
 from labelzoo.io import write_json_atomic
 
@@ -39,6 +57,8 @@ TRIALS_FILE = "trials.jsonl"
 SETTINGS_FILE = "search.json"
 PREDICTOR_FILE = "predictor.json"
 RANKING_FILE = "ranking.json"
+#: Test hook (see the module docstring).
+INJECT_FAILURES_ENV = "LABELZOO_INJECT_TRIAL_FAILURES"
 
 
 @dataclass
@@ -106,16 +126,13 @@ def parse_patch(value: str | int | tuple | list) -> list[int]:
 
 def append_trial(path: Path, record: dict[str, Any]) -> None:
     """Append one finished trial as a JSON line, flushed and fsynced before returning."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    append_record(path, record)
 
 
-def read_trials(path: Path, repair: bool = False) -> list[dict[str, Any]]:
+def read_trials(path: Path, repair: bool = False, include_failed: bool = False) -> list[dict[str, Any]]:
     """The finished trials of a log; a torn last line (a crash while writing) is skipped with a warning and,
     with ``repair``, removed from the file (atomically) so that new trials can be appended after it.
+    Failed attempts (``"status": "failed"``, with their ``error``) are returned only with ``include_failed``.
 
     Raises:
         LabelZooError: if a line other than the last is not a trial record.
@@ -129,9 +146,14 @@ def read_trials(path: Path, repair: bool = False) -> list[dict[str, Any]]:
             continue
         try:
             record = json.loads(line)
+            record["phase"], record["trial"]  # noqa: B018 (presence check)
+            if record.get("status") == "failed":
+                str(record["error"])
+                if include_failed:
+                    trials.append(record)
+                continue
             check_vector(record["vector"])
             float(record["dice"])
-            record["phase"], record["trial"]  # noqa: B018 (presence check)
         except (ValueError, KeyError, TypeError) as e:
             if n == len(lines):
                 logger.warning("%s line %d is incomplete (interrupted while writing): ignored", path, n)
@@ -182,19 +204,6 @@ class SearchResult:
     predictor: dict[str, Any]
 
 
-class _Progress:
-    """Logs each finished trial with the best so far."""
-
-    def __init__(self, phase: str, total: int, best: tuple[float, int] | None = None) -> None:
-        self.phase, self.total, self.best = phase, total, best
-
-    def update(self, trial: int, dice: float, seconds: float, done: int) -> None:
-        if self.best is None or dice > self.best[0]:
-            self.best = (dice, trial)
-        logger.info("[%s %d/%d] trial %d: Dice %.4f in %.1fs | best so far %.4f (trial %d)", self.phase, done,
-                    self.total, trial, dice, seconds, self.best[0], self.best[1])
-
-
 def _device(name: str) -> str:
     """``auto`` -> ``cuda`` when available, else ``cpu``; ``cuda`` without a GPU is an error."""
     import torch
@@ -206,29 +215,102 @@ def _device(name: str) -> str:
     return name
 
 
-def _proxy_phase(settings: SearchSettings, data: Any, log: Path, trials: list[dict[str, Any]]) -> list[dict]:
-    from labelzoo.automl.train import train_config
+def run_trial(vector: list[int], data: Any, iterations: int, patch_size: list[int], base_channels: int, seed: int,
+              device: str, threads: int | None = None, keep_weights: bool = False,
+              invalid: bool = False) -> dict[str, Any]:
+    """One trial (a Ray task, or in-process): train ``vector`` and return its record fields and weights.
 
+    ``invalid`` replaces the vector's first block type by an unknown one (the test hook of the module docstring):
+    the vector check below rejects it, as it would any corrupt configuration.
+    """
+    import socket
+
+    import labelzoo.automl.train as train_module
+    from labelzoo.automl.train import torch_threads
+
+    started = time.time()
+    if invalid:
+        vector = [vector[0], 99, *vector[2:]]
+    check_vector(vector)
+    with torch_threads(threads):
+        result = train_module.train_config(vector, data, iterations, patch_size, base_channels, seed=seed,
+                                           keep_weights=keep_weights, device=_device(device))
+    return {"score": result.dice, "dice": result.dice, "seconds": result.seconds, "iterations": result.iterations,
+            "diverged": result.diverged, "state_dict": result.state_dict, "host": socket.gethostname(),
+            "pid": os.getpid(), "started": started, "finished": time.time()}
+
+
+def _injected_failures() -> set[str]:
+    return {k.strip() for k in os.environ.get(INJECT_FAILURES_ENV, "").split(",") if k.strip()}
+
+
+def _run_phase(phase: str, settings: SearchSettings, data: Any, log: Path, vectors: list[list[int]],
+               done: dict[int, dict], iterations: int, seed_offset: int, ray: RayOptions,
+               save: Any = None) -> dict[int, dict]:
+    """Train the ``vectors`` not in ``done`` as tasks; append each finished (or failed) trial to the log."""
+    inject = _injected_failures()
+    threads = settings.threads if ray.executor == "inline" else (settings.threads or ray.torch_threads())
+    tasks = []
+    for i, vector in enumerate(vectors):
+        if i in done:
+            continue
+        key = f"{phase}/{i}"
+        tasks.append(Task(key=key, fn=run_trial, args=(vector,),
+                          kwargs={"iterations": iterations, "patch_size": settings.patch_size,
+                                  "base_channels": settings.base_channels, "seed": settings.seed + seed_offset + i,
+                                  "device": settings.device, "threads": threads, "keep_weights": save is not None},
+                          attempt_kwargs=(lambda attempt, k=key: {"invalid": attempt == 1 and k in inject})))
+    best = max(((t["dice"], t["trial"]) for t in done.values()), default=None)
+    progress = TrialProgress(phase, len(vectors), done=len(done), best=best[0] if best else None)
+
+    def on_done(task: Task, outcome: Outcome) -> None:
+        i = int(task.key.split("/")[1])
+        result = outcome.result
+        if save is not None:
+            save(i, result["state_dict"])
+        record = {"phase": phase, "trial": i, "vector": vectors[i], "dice": result["dice"],
+                  "seconds": result["seconds"], "iterations": result["iterations"], "diverged": result["diverged"],
+                  "attempt": outcome.attempt, **{k: result[k] for k in ("host", "pid", "started", "finished")}}
+        append_trial(log, record)
+        done[i] = record
+        nonlocal best
+        if best is None or record["dice"] > best[0]:
+            best = (record["dice"], i)
+        logger.info("[%s %d/%d] trial %d: Dice %.4f in %.1fs | best so far %.4f (trial %d)", phase, len(done),
+                    len(vectors), i, record["dice"], record["seconds"], best[0], best[1])
+
+    def on_failed(task: Task, outcome: Outcome, final: bool) -> None:
+        i = int(task.key.split("/")[1])
+        append_trial(log, {"phase": phase, "trial": i, "vector": vectors[i], "status": "failed",
+                           "attempt": outcome.attempt, "final": final, "error": outcome.error,
+                           "seconds": outcome.seconds})
+
+    if tasks:
+        try:
+            run_tasks(tasks, ray, on_done, on_failed, progress, shared={"data": data})
+        finally:
+            progress.close()
+    return done
+
+
+def _proxy_phase(settings: SearchSettings, data: Any, log: Path, trials: list[dict[str, Any]],
+                 ray: RayOptions) -> list[dict]:
     candidates = sample_unique(random.Random(settings.seed), settings.budget)
     done = {t["trial"]: t for t in trials if t["phase"] == "proxy"}
     for t in done.values():
         if t["trial"] >= len(candidates) or list(t["vector"]) != candidates[t["trial"]]:
             raise LabelZooError(f"{log}: proxy trial {t['trial']} does not match this search's configurations "
                                 "(another seed?): start a new --out folder")
-    best = max(((t["dice"], t["trial"]) for t in done.values()), default=None)
-    progress = _Progress("proxy", settings.budget, best)
     if done:
         logger.info("resuming: %d of %d proxy trials already in %s", len(done), settings.budget, log)
-    for i, vector in enumerate(candidates):
-        if i in done:
-            continue
-        result = train_config(vector, data, settings.proxy_iterations, settings.patch_size, settings.base_channels,
-                              seed=settings.seed + i, device=_device(settings.device))
-        record = {"phase": "proxy", "trial": i, "vector": vector, "dice": result.dice, "seconds": result.seconds,
-                  "iterations": result.iterations, "diverged": result.diverged}
-        append_trial(log, record)
-        done[i] = record
-        progress.update(i, result.dice, result.seconds, len(done))
+    done = _run_phase("proxy", settings, data, log, candidates, done, settings.proxy_iterations, 0, ray)
+    missing = sorted(set(range(len(candidates))) - set(done))
+    if missing:
+        logger.warning("proxy trials %s failed after %d retries (errors in %s); the search goes on without them",
+                       missing, ray.max_retries, log)
+    if len(done) < 3:
+        raise LabelZooError(f"only {len(done)} of {settings.budget} proxy trials succeeded (at least 3 are needed): "
+                            f"see the errors in {log}; fix the cause and continue with --resume")
     return [done[i] for i in sorted(done)]
 
 
@@ -277,34 +359,30 @@ def _fit_and_rank(settings: SearchSettings, out: Path, proxy: list[dict]) -> tup
 
 
 def _full_phase(settings: SearchSettings, data: Any, out: Path, log: Path, picks: list[list[int]],
-                trials: list[dict[str, Any]]) -> list[dict]:
+                trials: list[dict[str, Any]], ray: RayOptions) -> list[dict]:
     import torch
-
-    from labelzoo.automl.train import train_config
 
     weights = out / "weights"
     done = {t["trial"]: t for t in trials if t["phase"] == "full" and (weights / f"full_{t['trial']}.pt").is_file()}
-    best = max(((t["dice"], t["trial"]) for t in done.values()), default=None)
-    progress = _Progress("full", len(picks), best)
-    for j, vector in enumerate(picks):
-        if j in done:
-            continue
-        result = train_config(vector, data, settings.full_iterations, settings.patch_size, settings.base_channels,
-                              seed=settings.seed + 10_000 + j, keep_weights=True, device=_device(settings.device))
+
+    def save(j: int, state: dict[str, Any]) -> None:
         weights.mkdir(parents=True, exist_ok=True)
         tmp = weights / f".full_{j}.pt.tmp"
-        torch.save(result.state_dict, tmp)
+        torch.save(state, tmp)
         os.replace(tmp, weights / f"full_{j}.pt")
-        record = {"phase": "full", "trial": j, "vector": vector, "dice": result.dice, "seconds": result.seconds,
-                  "iterations": result.iterations, "diverged": result.diverged}
-        append_trial(log, record)
-        done[j] = record
-        progress.update(j, result.dice, result.seconds, len(done))
+
+    done = _run_phase("full", settings, data, log, picks, done, settings.full_iterations, 10_000, ray, save=save)
+    if not done:
+        raise LabelZooError(f"every full training failed: see the errors in {log}; fix the cause and continue "
+                            "with --resume")
     return [done[j] for j in sorted(done)]
 
 
-def run_search(settings: SearchSettings, out: str | Path, resume: bool = False) -> SearchResult:
+def run_search(settings: SearchSettings, out: str | Path, resume: bool = False,
+               ray: RayOptions | None = None) -> SearchResult:
     """Run (or with ``resume`` continue) a T-AutoML search; see the module docstring for the steps.
+
+    ``ray`` schedules the trainings (default: an embedded Ray instance, one CPU trial at a time).
 
     Raises:
         LabelZooError: on a bad setting, a dataset that is not in MSD layout, an ``out`` folder that already
@@ -316,7 +394,14 @@ def run_search(settings: SearchSettings, out: str | Path, resume: bool = False) 
     from labelzoo.automl.train import prepare_data, read_msd_dataset, torch_threads
 
     settings.validate()
-    _device(settings.device)  # fail before anything is written
+    ray = ray or RayOptions()
+    ray.validate()
+    ray.wants_gpu = settings.device != "cpu"
+    if ray.executor == "ray" and settings.device.startswith("cuda") and not ray.gpus_per_trial:
+        ray.gpus_per_trial = 1.0  # Ray hides GPUs from tasks that ask for none
+        logger.info("--device %s: each trial asks Ray for 1 GPU (set --gpus_per_trial to share one)", settings.device)
+    if ray.executor == "inline" or ray.embedded:
+        _device(settings.device)  # fail before anything is written (a cluster's workers may have GPUs)
     out = Path(out).expanduser().resolve()
     info = read_msd_dataset(settings.dataset)
     settings.dataset = str(info.root)
@@ -327,11 +412,11 @@ def run_search(settings: SearchSettings, out: str | Path, resume: bool = False) 
     start = time.perf_counter()
     logger.info("T-AutoML search on %s: %d proxy trials of %d iterations, pool %d, top %d -> %s", info.root,
                 settings.budget, settings.proxy_iterations, settings.pool, settings.top_k, out)
-    with torch_threads(settings.threads):
+    with torch_threads(settings.threads), ray_session(ray):
         data = prepare_data(info)
-        proxy = _proxy_phase(settings, data, log, trials)
+        proxy = _proxy_phase(settings, data, log, trials, ray)
         picks, report = _fit_and_rank(settings, out, proxy)
-        full = _full_phase(settings, data, out, log, picks, trials)
+        full = _full_phase(settings, data, out, log, picks, trials, ray)
     winner = max(full, key=lambda t: t["dice"])
     state = torch.load(out / "weights" / f"full_{winner['trial']}.pt", map_location="cpu", weights_only=True)
     name = settings.name or default_bundle_name(info)

@@ -6,7 +6,9 @@ One place for the files whose content does not depend on the network or the data
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 from typing import Any
 
 #: ``configs/logging.conf`` of generated bundles (the model zoo's console logger).
@@ -70,33 +72,42 @@ def large_files_yml(weights: bool = True) -> str:
     return 'large_files:\n  - path: "models/model.pt"\n    url: ""\n    hash_type: ""\n    hash_val: ""\n'
 
 
-def multi_gpu_train_config() -> dict[str, Any]:
+def multi_gpu_train_config(seed: int | str = 0) -> dict[str, Any]:
     """``multi_gpu_train.json`` overriding ``train.json`` for ``torchrun``: DDP on NCCL (GPUs) or gloo (CPUs).
 
-    Expects ``train#handlers`` to end with the rank-0-only handlers' last entry (the checkpoint saver is
-    dropped on other ranks). Ranks meet at a barrier before the process group is destroyed, so a fast
-    rank cannot tear the group down under a slow one.
+    Every bundle's multi-GPU file comes from here (the planner's, the search's and the ones in ``bundles/``;
+    a test checks the committed files are this output). Handlers are chosen per rank by type
+    (:func:`labelzoo.distributed.ddp.rank_handlers`: validation, schedulers and metric savers on every rank,
+    logging and checkpoint saving on rank 0), and the network is wrapped after freezing parameters it never
+    uses (:func:`labelzoo.distributed.ddp.ddp_ready`). Ranks meet at a barrier before the process group is
+    destroyed, so a fast rank cannot tear the group down under a slow one.
+
+    Args:
+        seed: ``set_determinism`` seed, a number or a config reference such as ``"@seed"``.
     """
     return {
         "device": "$torch.device('cuda:' + os.environ['LOCAL_RANK']) if torch.cuda.is_available() "
                   "else torch.device('cpu')",
-        "network": {"_target_": "torch.nn.parallel.DistributedDataParallel", "module": "$@network_def.to(@device)",
+        "network": {"_target_": "torch.nn.parallel.DistributedDataParallel",
+                    "module": {"_target_": "labelzoo.distributed.ddp.ddp_ready", "module": "$@network_def.to(@device)"},
                     "device_ids": "$[@device] if torch.cuda.is_available() else None"},
         "train#sampler": {"_target_": "DistributedSampler", "dataset": "@train#dataset", "even_divisible": True,
                           "shuffle": True},
         "train#dataloader#sampler": "@train#sampler",
         "train#dataloader#shuffle": False,
-        "train#trainer#train_handlers": "$@train#handlers[: -1 if dist.get_rank() > 0 else None]",
+        "train#trainer#train_handlers": {"_target_": "labelzoo.distributed.ddp.rank_handlers",
+                                         "handlers": "@train#handlers"},
         "validate#sampler": {"_target_": "DistributedSampler", "dataset": "@validate#dataset",
                              "even_divisible": False, "shuffle": False},
         "validate#dataloader#sampler": "@validate#sampler",
-        "validate#evaluator#val_handlers": "$None if dist.get_rank() > 0 else @validate#handlers",
+        "validate#evaluator#val_handlers": {"_target_": "labelzoo.distributed.ddp.rank_handlers",
+                                            "handlers": "@validate#handlers"},
         "initialize": [
             "$import torch.distributed as dist",
             "$dist.is_initialized() or dist.init_process_group(backend='nccl' if torch.cuda.is_available() "
             "else 'gloo')",
             "$torch.cuda.set_device(@device) if torch.cuda.is_available() else None",
-            "$monai.utils.set_determinism(seed=0)",
+            f"$monai.utils.set_determinism(seed={seed})",
         ],
         "run": ["$@train#trainer.run()"],
         "finalize": ["$dist.is_initialized() and dist.barrier()",
@@ -106,7 +117,7 @@ def multi_gpu_train_config() -> dict[str, Any]:
 
 def train_handlers() -> list[dict[str, Any]]:
     """``train#handlers`` of generated bundles: validation every ``@val_interval`` epochs, loss to log and
-    TensorBoard (kept last: ``multi_gpu_train_config`` drops the last handler on ranks other than 0)."""
+    TensorBoard (the multi-GPU config keeps the ``ValidationHandler`` on every rank, the others on rank 0)."""
     loss = "$monai.handlers.from_engine(['loss'], first=True)"
     return [
         {"_target_": "ValidationHandler", "validator": "@validate#evaluator", "epoch_level": True,
@@ -131,3 +142,22 @@ def mean_dice_key_metric() -> dict[str, Any]:
     """``validate#key_metric``: mean Dice over the foreground classes (one-hot ``pred`` and ``label``)."""
     return {"val_mean_dice": {"_target_": "MeanDice", "include_background": False,
                               "output_transform": "$monai.handlers.from_engine(['pred', 'label'])"}}
+
+
+def multi_gpu_train_for(train: dict[str, Any]) -> dict[str, Any]:
+    """The ``multi_gpu_train.json`` of a bundle with this ``train.json`` (its ``@seed`` when it defines one)."""
+    return multi_gpu_train_config(seed="@seed" if "seed" in train else 0)
+
+
+def write_multi_gpu_train(bundle_dir: str | Path) -> Path:
+    """(Re)write ``BUNDLE/configs/multi_gpu_train.json`` from :func:`multi_gpu_train_for` its ``train.json``.
+
+    The hand-written bundles in ``bundles/`` are refreshed with
+    ``python -c "from labelzoo.bundle.emit import write_multi_gpu_train as w; w('bundles/NAME')"``;
+    ``tests/bundles/test_multi_gpu.py`` checks that each committed file is this output.
+    """
+    from labelzoo.io import write_json_atomic
+
+    configs = Path(bundle_dir) / "configs"
+    train = json.loads((configs / "train.json").read_text())
+    return write_json_atomic(configs / "multi_gpu_train.json", multi_gpu_train_for(train))

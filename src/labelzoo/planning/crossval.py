@@ -26,6 +26,16 @@ from typing import Any
 
 import numpy as np
 
+from labelzoo.distributed.runner import (
+    Outcome,
+    RayOptions,
+    Task,
+    TrialProgress,
+    append_record,
+    ray_session,
+    read_records,
+    run_tasks,
+)
 from labelzoo.errors import LabelZooError
 from labelzoo.io import write_json_atomic
 from labelzoo.planning import choose
@@ -111,70 +121,202 @@ def score_fold_predictions(cases: list[dict], pred_dir: Path, label_values: list
     return out
 
 
-def train_cv(bundle: str, folds: int = 5, num_epochs: int | None = None, iterations_per_epoch: int | None = None,
-             val_interval: int | None = None, num_workers: int | None = None, only_fold: int | None = None) -> str:
-    """Cross-validate a planned bundle: train one model per fold, predict and score the held-out cases.
+FOLDS_LOG = "folds.jsonl"
+#: Test hook: comma-separated ``<bundle name>/<fold>`` keys whose first training attempt gets an invalid network
+#: (an unknown ``network_def#_target_``), so the failure, its record and the retry take the real code path.
+INJECT_FAILURES_ENV = "LABELZOO_INJECT_TRIAL_FAILURES"
 
-    Writes BUNDLE/cv/fold_K/model.pt, BUNDLE/cv/predictions/ (label and softmax maps of every case, each
-    predicted by the model that did not see it) and BUNDLE/cv/summary.json (Dice per case and class, with
-    and without largest-component post-processing).
-    Example: labelzoo train-cv planned/spleen_ct_nnunet3dfullres_segmentation --folds 5
+
+def train_fold(bundle: str, cv_datalist: str, fold: int, overrides: list[str], held_out: list[dict],
+               label_values: list[int], invalid: bool = False) -> dict[str, Any]:
+    """One fold (a Ray task): train on the other folds, predict the held-out cases, score them.
+
+    Writes ``BUNDLE/cv/fold_K/{model.pt,train.log}`` and the held-out predictions; returns the fold's record
+    (``score``: its mean Dice over the held-out cases and foreground classes).
+    """
+    import time
+
+    start = time.perf_counter()
+    root = Path(bundle)
+    fold_dir = root / CV_DIR / f"fold_{fold}"
+    extra = ["--network_def#_target_", "labelzoo.networks.NoSuchNetwork"] if invalid else []
+    _run([sys.executable, "-m", "monai.bundle", "run", "--config_file", str(root / "configs" / "train.json"),
+          "--bundle_root", str(root), "--datalist_file", str(cv_datalist), "--dataset_dir", "/",
+          "--fold", str(fold), "--ckpt_dir", str(fold_dir), "--output_dir", str(fold_dir / "logs"), *overrides,
+          *extra], fold_dir / "train.log")
+    if not (fold_dir / "model.pt").is_file():
+        raise LabelZooError(f"fold {fold} of {root.name}: training wrote no {fold_dir / 'model.pt'} (see "
+                            f"{fold_dir / 'train.log'})")
+    pred_dir = root / CV_DIR / "predictions"
+    predict_cases(root, held_out, fold_dir / "model.pt", pred_dir)
+    scores = score_fold_predictions(held_out, pred_dir, label_values, [])
+    table = {c: {int(k): v for k, v in s["dice"].items()} for c, s in scores.items()}
+    return {"fold": fold, "score": choose.mean_dice(table) if table else None, "cases": len(held_out),
+            "seconds": time.perf_counter() - start}
+
+
+def _cv_bundles(path: Path) -> list[Path]:
+    """``path`` itself when it is a planned bundle, else the planned bundles inside it (`labelzoo plan`'s OUT)."""
+    if (path / "configs" / "train.json").is_file():
+        return [path]
+    found = sorted(p for p in path.iterdir() if (p / "configs" / "plan.json").is_file()) if path.is_dir() else []
+    if not found:
+        raise LabelZooError(f"{path} is not a bundle made by `labelzoo plan` (no configs/train.json) nor a folder "
+                            "of such bundles")
+    return found
+
+
+class _CvJob:
+    """The cross-validation of one bundle: its datalist, folds to train and the overrides of each run."""
+
+    def __init__(self, root: Path, folds: int, overrides: list[str], only_fold: int | None, resume: bool) -> None:
+        from labelzoo.planning.emit import assign_folds
+
+        self.root = root
+        self.train, self.plan, datalist = _bundle_info(root)
+        cases = datalist["training"]
+        if folds > len(cases):
+            raise LabelZooError(f"--folds {folds} is more than the {len(cases)} training cases of {root.name}")
+        self.folds = folds
+        fold_of = assign_folds([c["case_id"] for c in cases], folds)
+        dataset_dir = Path(self.train["dataset_dir"])
+        self.cases = [{**c, "fold": fold_of[c["case_id"]],
+                       "image": [str(dataset_dir / p) for p in c["image"]] if isinstance(c["image"], list)
+                       else str(dataset_dir / c["image"]), "label": str(dataset_dir / c["label"])} for c in cases]
+        self.cv = root / CV_DIR
+        self.cv_datalist = self.cv / "datalist.json"
+        self.log = self.cv / FOLDS_LOG
+        self.overrides = overrides
+        wanted = [only_fold] if only_fold is not None else list(range(folds))
+        finished = self.finished() if resume else set()
+        self.todo = [k for k in wanted if k not in finished]
+        self.skipped = [k for k in wanted if k in finished]
+
+    def finished(self) -> set[int]:
+        """Folds whose latest record (same number of folds) is a success, with their weights on disk."""
+        last: dict[int, str] = {}
+        for r in read_records(self.log):
+            if r.get("folds") == self.folds and isinstance(r.get("fold"), int):
+                last[r["fold"]] = r.get("status", "")
+        return {k for k, status in last.items() if status == "ok" and (self.cv / f"fold_{k}" / "model.pt").is_file()}
+
+    def tasks(self, inject: set[str]) -> list[Task]:
+        write_json_atomic(self.cv_datalist, {"training": self.cases})
+        out = []
+        for k in self.todo:
+            key = f"{self.root.name}/{k}"
+            out.append(Task(key=key, fn=train_fold, args=(str(self.root), str(self.cv_datalist), k, self.overrides),
+                            kwargs={"held_out": [c for c in self.cases if c["fold"] == k],
+                                    "label_values": self.train["label_values"]},
+                            attempt_kwargs=lambda attempt, key=key: {"invalid": attempt == 1 and key in inject}))
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        pred_dir = self.cv / "predictions"
+        label_values = self.train["label_values"]
+        candidates = self.plan.get("lcc_candidates", label_values[1:])
+        scores = score_fold_predictions([c for c in self.cases if (pred_dir / f"{c['case_id']}_seg.nii.gz").is_file()],
+                                        pred_dir, label_values, candidates)
+        without = {c: {int(k): v for k, v in s["dice"].items()} for c, s in scores.items()}
+        summary = {"configuration": self.plan["configuration"], "bundle": self.root.name, "folds": self.folds,
+                   "label_values": label_values, "lcc_candidates": candidates,
+                   "mean_dice": choose.mean_dice(without) if without else float("nan"), "cases": scores}
+        write_json_atomic(self.cv / "summary.json", summary)
+        return summary
+
+
+def train_cv(bundle: str, folds: int = 5, num_epochs: int | None = None, iterations_per_epoch: int | None = None,
+             val_interval: int | None = None, num_workers: int | None = None, only_fold: int | None = None,
+             resume: bool = False, ray_address: str | None = None, cpus_per_trial: float = 1,
+             gpus_per_trial: float | None = None, max_concurrent: int | None = None, max_retries: int = 1,
+             executor: str = "ray") -> str:
+    """Cross-validate planned bundles: train one model per fold, predict and score the held-out cases.
+
+    BUNDLE is a bundle written by `labelzoo plan`, or the folder `labelzoo plan` wrote (every configuration,
+    the cascade's second stage after its first). Every fold is a Ray task (`python -m monai.bundle run` in the
+    worker): Ray is started in this process by default (one CPU fold at a time), or joined with --ray_address
+    (the bundle folder must then be on storage every node sees). Each finished or failed fold is appended to
+    BUNDLE/cv/folds.jsonl at once; --resume skips the folds already there; a failed fold is retried
+    --max_retries times. Writes BUNDLE/cv/fold_K/model.pt, BUNDLE/cv/predictions/ (label and softmax maps of
+    every case, each predicted by the model that did not see it) and BUNDLE/cv/summary.json (Dice per case and
+    class, with and without largest-component post-processing).
+    Example: labelzoo train-cv planned/spleen_ct_nnunet3dfullres_segmentation --folds 5 --gpus_per_trial 1
 
     Args:
-        bundle: a bundle folder written by `labelzoo plan`.
+        bundle: a bundle folder written by `labelzoo plan`, or the folder of several.
         folds: number of folds (default 5, as nnU-Net); at most the number of cases.
         num_epochs: override the bundle's epochs (default: the bundle's).
         iterations_per_epoch: override the iterations per epoch.
         val_interval: override the validation interval in epochs.
         num_workers: override the data-loading workers.
         only_fold: train and score this fold only (the others must exist for the summary).
+        resume: skip the folds cv/folds.jsonl records as finished (same --folds).
+        ray_address: an existing Ray cluster (auto, ray://HOST:PORT); default: Ray started in this process.
+        cpus_per_trial: CPUs each fold asks Ray for.
+        gpus_per_trial: GPUs each fold asks Ray for (1: N GPUs train N folds at once); default 1 when the
+            cluster has GPUs, else 0.
+        max_concurrent: folds training at once (default: 1 on the CPUs of the embedded Ray, else what fits).
+        max_retries: retries of a failed fold (its error goes to cv/folds.jsonl) before it is given up.
+        executor: ray (default) or inline (one fold after another in this process, no Ray).
     """
-    root = Path(bundle).expanduser().resolve()
-    train, plan, datalist = _bundle_info(root)
-    cases = datalist["training"]
-    if not isinstance(folds, int) or folds < 2:
-        raise LabelZooError(f"--folds must be an integer of at least 2, got {folds!r}")
-    if folds > len(cases):
-        raise LabelZooError(f"--folds {folds} is more than the {len(cases)} training cases of {root.name}")
-    from labelzoo.planning.emit import assign_folds
+    import os
 
-    fold_of = assign_folds([c["case_id"] for c in cases], folds)
-    dataset_dir = Path(train["dataset_dir"])
-    resolved = [{**c, "fold": fold_of[c["case_id"]],
-                 "image": [str(dataset_dir / p) for p in c["image"]] if isinstance(c["image"], list)
-                 else str(dataset_dir / c["image"]), "label": str(dataset_dir / c["label"])} for c in cases]
-    cv = root / CV_DIR
-    cv_datalist = cv / "datalist.json"
-    write_json_atomic(cv_datalist, {"training": resolved})
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise LabelZooError(f"--folds must be an integer of at least 2, got {folds!r}")
+    options = RayOptions(address=ray_address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
+                         max_concurrent=max_concurrent, max_retries=max_retries, executor=executor)
+    options.validate()
+    roots = _cv_bundles(Path(bundle).expanduser().resolve())
     if num_epochs is not None and val_interval is None:  # validate (and save weights) at least at the end
-        val_interval = min(int(train.get("val_interval", 1)), int(num_epochs))
+        val_interval = min(min(int(_load_json(r / "configs" / "train.json").get("val_interval", 1)) for r in roots),
+                           int(num_epochs))
     overrides: list[str] = []
     for key, value in (("num_epochs", num_epochs), ("iterations_per_epoch", iterations_per_epoch),
                        ("val_interval", val_interval), ("num_workers", num_workers)):
         if value is not None:
             overrides += [f"--{key}", str(value)]
-    pred_dir = cv / "predictions"
-    todo = [only_fold] if only_fold is not None else list(range(folds))
-    for k in todo:
-        fold_dir = cv / f"fold_{k}"
-        logger.info("fold %d/%d: training", k + 1, folds)
-        _run([sys.executable, "-m", "monai.bundle", "run", "--config_file", str(root / "configs" / "train.json"),
-              "--bundle_root", str(root), "--datalist_file", str(cv_datalist), "--dataset_dir", "/",
-              "--fold", str(k), "--ckpt_dir", str(fold_dir), "--output_dir", str(fold_dir / "logs"), *overrides],
-             fold_dir / "train.log")
-        held_out = [c for c in resolved if c["fold"] == k]
-        logger.info("fold %d/%d: predicting %d held-out case(s)", k + 1, folds, len(held_out))
-        predict_cases(root, held_out, fold_dir / "model.pt", pred_dir)
-    label_values = train["label_values"]
-    candidates = plan.get("lcc_candidates", label_values[1:])
-    scores = score_fold_predictions([c for c in resolved if (pred_dir / f"{c['case_id']}_seg.nii.gz").is_file()],
-                                    pred_dir, label_values, candidates)
-    without = {c: {int(k): v for k, v in s["dice"].items()} for c, s in scores.items()}
-    summary = {"configuration": plan["configuration"], "bundle": root.name, "folds": folds,
-               "label_values": label_values, "lcc_candidates": candidates,
-               "mean_dice": choose.mean_dice(without), "cases": scores}
-    write_json_atomic(cv / "summary.json", summary)
-    return f"{root.name}: {len(scores)} case(s) scored, cross-validation mean Dice {summary['mean_dice']:.4f}"
+    jobs = {r.name: _CvJob(r, folds, overrides, only_fold, resume) for r in roots}
+    # a cascade's second stage trains on its first stage's cross-validation predictions: a later wave
+    waves = [[j for j in jobs.values() if j.train.get("previous_stage_bundle") not in jobs],
+             [j for j in jobs.values() if j.train.get("previous_stage_bundle") in jobs]]
+    inject = {k.strip() for k in os.environ.get(INJECT_FAILURES_ENV, "").split(",") if k.strip()}
+    failed: dict[str, str] = {}
+
+    def on_done(task: Task, outcome: Outcome) -> None:
+        name, k = task.key.rsplit("/", 1)
+        append_record(jobs[name].log, {**outcome.result, "status": "ok", "folds": folds, "attempt": outcome.attempt})
+        logger.info("%s fold %s: mean Dice %s in %.0fs", name, k, outcome.result.get("score"), outcome.seconds)
+
+    def on_failed(task: Task, outcome: Outcome, final: bool) -> None:
+        name, k = task.key.rsplit("/", 1)
+        append_record(jobs[name].log, {"fold": int(k), "status": "failed", "folds": folds, "attempt": outcome.attempt,
+                                      "final": final, "error": outcome.error, "seconds": outcome.seconds})
+        if final:
+            failed[task.key] = (outcome.error or "").splitlines()[0]
+
+    for job in jobs.values():
+        if job.skipped:
+            logger.info("%s: folds %s already trained (%s): skipped", job.root.name, job.skipped, job.log)
+    with ray_session(options):
+        for wave in waves:
+            tasks = [t for job in wave for t in job.tasks(inject)]
+            if not tasks:
+                continue
+            progress = TrialProgress("folds", len(tasks))
+            try:
+                run_tasks(tasks, options, on_done, on_failed, progress)
+            finally:
+                progress.close()
+    lines = []
+    for job in jobs.values():
+        summary = job.summary()
+        lines.append(f"{job.root.name}: {len(summary['cases'])} case(s) scored, cross-validation mean Dice "
+                     f"{summary['mean_dice']:.4f}")
+    if failed:
+        raise LabelZooError("\n".join(lines + [f"fold {k} failed after {max_retries} retries: {e}"
+                                                for k, e in failed.items()]
+                                       + ["errors in BUNDLE/cv/folds.jsonl; fix the cause and rerun with --resume"]))
+    return "\n".join(lines)
 
 
 def _load_prob(path: Path) -> np.ndarray:
