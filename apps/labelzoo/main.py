@@ -21,6 +21,7 @@ from typing import Any
 from lib.datastore import POOL_EXCLUDE, LabelZooDatastore, remove_stale_temp_files
 from lib.errors import as_http, bad_request, not_found, unprocessable
 from lib.infer import LabelZooInferTask
+from lib.interactive import check_prompts
 from lib.routes import InferPool, Uploads, chain_sigterm
 from lib.routes import install as install_routes
 from lib.scoring import SERVED_KEY, DiceScoring, ScoreBoard, Scorer, ScoringWorker, TrainWatcher, UncertaintyScoring
@@ -143,7 +144,9 @@ class LabelZooApp(MONAILabelApp):
         With ``models=all`` the CT demo studies are served next to 4-channel MRI and 2D bundles: scoring
         must rank with a model that can read the images.
         """
-        inferable = [n for n, b in self.bundles.items() if b.has_infer]
+        # interactive (prompted) bundles last: scoring ranks with a segmentation model when there is one
+        inferable = sorted((n for n, b in self.bundles.items() if b.has_infer),
+                           key=lambda n: self.bundles[n].guidance_channels > 0)
         try:
             images = sorted(self._datastore.list_images())
             path = self._datastore.get_image_uri(images[0]) if images else ""
@@ -303,6 +306,8 @@ class LabelZooApp(MONAILabelApp):
                 err = geometry_error(shape, info.spatial_dims, info.channels, name=name, model=f"model {model!r}")
                 if err:
                     raise unprocessable(err)
+                if info.guidance_channels:  # interactive: prompts checked before any work (422 on bad values)
+                    check_prompts(request, info, shape)
         return super().infer(request, datastore)
 
     def readers(self) -> dict[str, set[str]]:

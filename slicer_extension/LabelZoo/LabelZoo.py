@@ -12,15 +12,18 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import traceback
 
 import numpy as np
 import qt
 import slicer
+import vtk
 from LabelZooLib import (
     LabelTable,
     LabelZooClient,
     LabelZooLibError,
+    PromptBook,
     Session,
     Settings,
     labelmap_to_segments,
@@ -28,6 +31,7 @@ from LabelZooLib import (
     model_options,
     option_values,
     remap_labelmap,
+    resample_to,
     sample_choice,
     segments_to_labelmap,
 )
@@ -45,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 SETTINGS_GROUP = "LabelZoo"
 TRAIN_POLL_MS = 5000
+PROMPT_POLL_MS = 100
 
 
 class LabelZoo(ScriptedLoadableModule):
@@ -101,6 +106,14 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.tmpdir = tempfile.mkdtemp(prefix="labelzoo-slicer-")
         self._updatingSegmentation = False
         self.trainTimer = qt.QTimer()
+        self.prompts = PromptBook()
+        self.promptNode = None
+        self.promptKind = None
+        self.boxCorner = None
+        self.pending = None  # (thread, answer dict, segment name, request number) of the request in flight
+        self.requestNumber = 0
+        self.promptTimer = qt.QTimer()
+        self.shortcuts = []
 
     # -- set-up ------------------------------------------------------------------------------------------
 
@@ -149,10 +162,22 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.compareButton.toolTip = "Load another annotator's label of this image as a locked segmentation"
         self.layout.addWidget(self.compareButton)
         self.compareButton.clicked.connect(self.onCompare)
+        self.ui.foregroundPointButton.clicked.connect(lambda: self.startPrompt("foreground"))
+        self.ui.backgroundPointButton.clicked.connect(lambda: self.startPrompt("background"))
+        self.ui.boxButton.clicked.connect(lambda: self.startPrompt("box"))
+        self.ui.undoPromptButton.clicked.connect(self.onUndoPrompt)
+        self.ui.cancelPromptButton.clicked.connect(self.onCancelPrompt)
+        self.promptTimer.timeout.connect(self.onPromptTimer)
+        for key, slot in (("F", lambda: self.startPrompt("foreground")), ("B", lambda: self.startPrompt("background")),
+                          ("X", lambda: self.startPrompt("box")), ("Ctrl+Z", self.onUndoPrompt)):
+            shortcut = qt.QShortcut(qt.QKeySequence(key), self.parent)
+            shortcut.activated.connect(slot)
+            self.shortcuts.append(shortcut)
         self.updateButtons()
 
     def cleanup(self):
         self.trainTimer.stop()
+        self.promptTimer.stop()
         self.removeObservers()
         shutil.rmtree(self.tmpdir, ignore_errors=True)
 
@@ -200,6 +225,11 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.uploadButton.enabled = self.session.connected
         self.ui.trainButton.enabled = allowed("train")
         self.ui.stopTrainButton.enabled = allowed("stop_train")
+        interactive = self.interactiveModel() is not None and self.session.image_id is not None
+        for button in (self.ui.foregroundPointButton, self.ui.backgroundPointButton, self.ui.boxButton,
+                       self.ui.undoPromptButton):
+            button.enabled = interactive and self.pending is None
+        self.ui.cancelPromptButton.enabled = self.pending is not None
 
     def showSessionInfo(self):
         info = self.session.info
@@ -364,6 +394,118 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         finally:
             self._updatingSegmentation = False
         self.ui.statusLabel.setText(f"{model} segmented {image_id}: correct it, then Submit label")
+
+    # -- interactive prompts (LabelZooLib.prompts holds the logic; the request runs off the UI thread) ------------
+
+    def interactiveModel(self):
+        """The selected model when it takes prompts (MONAI Label type ``deepedit``), else ``None``."""
+        model = self.ui.modelComboBox.currentText
+        models = (self.session.info or {}).get("models", {}) if self.session.connected else {}
+        return model if models.get(model, {}).get("type") == "deepedit" else None
+
+    def selectedSegmentName(self):
+        segmentId = self.logic.segmentEditorNode().GetSelectedSegmentID()
+        if not segmentId or self.segmentationNode is None:
+            raise LabelZooLibError("select a segment in the Segment Editor first (its name is the label prompted)")
+        return self.segmentationNode.GetSegmentation().GetSegment(segmentId).GetName()
+
+    @reported
+    def startPrompt(self, kind):
+        """Enter point placement; the placed point becomes a prompt of the selected segment."""
+        if self.interactiveModel() is None or self.pending is not None:
+            return
+        self.selectedSegmentName()
+        if self.promptNode is None or slicer.mrmlScene.GetNodeByID(self.promptNode.GetID()) is None:
+            self.promptNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "LabelZoo prompts")
+            self.addObserver(self.promptNode, slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent, self.onPromptPlaced)
+        self.promptKind, self.boxCorner = kind, None
+        slicer.modules.markups.logic().SetActiveList(self.promptNode)
+        slicer.modules.markups.logic().StartPlaceMode(False)
+        self.ui.promptStatusLabel.setText(f"place a {kind} point" + (" (first corner)" if kind == "box" else ""))
+
+    def pointIJK(self, index):
+        ras = [0.0, 0.0, 0.0]
+        self.promptNode.GetNthControlPointPositionWorld(index, ras)
+        rasToIjk = vtk.vtkMatrix4x4()
+        self.volumeNode.GetRASToIJKMatrix(rasToIjk)
+        ijk = rasToIjk.MultiplyPoint([*ras, 1.0])[:3]
+        return [int(round(c)) for c in ijk]
+
+    @reported
+    def onPromptPlaced(self, caller=None, event=None):
+        if self.promptKind is None:
+            return
+        point = self.pointIJK(self.promptNode.GetNumberOfControlPoints() - 1)
+        if self.promptKind == "box" and self.boxCorner is None:
+            self.boxCorner = point
+            slicer.modules.markups.logic().StartPlaceMode(False)
+            self.ui.promptStatusLabel.setText("place the opposite corner of the box")
+            return
+        segment = self.selectedSegmentName()
+        points = [self.boxCorner, point] if self.promptKind == "box" else [point]
+        self.prompts.add(segment, self.promptKind, points)
+        self.promptKind, self.boxCorner = None, None
+        self.sendPrompts(segment)
+
+    @reported
+    def onUndoPrompt(self):
+        segment = self.selectedSegmentName()
+        if self.prompts.undo(segment) is not None and self.promptNode is not None:
+            self.promptNode.RemoveNthControlPoint(self.promptNode.GetNumberOfControlPoints() - 1)
+        self.sendPrompts(segment)
+
+    def onCancelPrompt(self):
+        self.pending = None  # the thread finishes on its own; its answer is ignored
+        self.promptTimer.stop()
+        self.ui.promptStatusLabel.setText("cancelled")
+        self.updateButtons()
+
+    def sendPrompts(self, segment):
+        """Start the request for ``segment``'s prompts in a worker thread; the timer applies its answer."""
+        model = self.interactiveModel()
+        params = {**self.typedOptions(), **self.prompts.params(segment)}
+        answer, client, image_id, dest = {}, self.client, self.session.image_id, self.tmpdir
+
+        def work():
+            try:
+                answer["result"] = client.infer(model, image_id, params=params, dest_dir=dest)
+            except Exception as e:  # reported on the UI thread
+                answer["error"] = e
+
+        self.requestNumber += 1
+        thread = threading.Thread(target=work, name="labelzoo-prompt", daemon=True)
+        self.pending = (thread, answer, segment, self.requestNumber, model)
+        thread.start()
+        self.ui.promptStatusLabel.setText(f"{model} is redrawing {segment} ...")
+        self.promptTimer.start(PROMPT_POLL_MS)
+        self.updateButtons()
+
+    def onPromptTimer(self):
+        """Polls the request in flight (the UI stays responsive); applies its answer once it is there."""
+        if self.pending is None or self.pending[0].is_alive():
+            return
+        self.applyPromptAnswer()
+
+    @reported
+    def applyPromptAnswer(self):
+        _, answer, segment, _, model = self.pending
+        self.pending = None
+        self.promptTimer.stop()
+        if "error" in answer:
+            raise answer["error"]
+        result = answer["result"]
+        if result.label_path is None:
+            raise LabelZooLibError(f"model {model!r} returned no label map: {result.params}")
+        value = (self.session.info["models"][model].get("labels") or {}).get(segment.strip().lower())
+        if value is None:
+            raise LabelZooLibError(f"model {model!r} has no label {segment!r}: name the segment as a model label")
+        self._updatingSegmentation = True
+        try:
+            self.logic.applySegment(result.label_path, int(value), segment, self.segmentationNode, self.volumeNode)
+        finally:
+            self._updatingSegmentation = False
+        self.session.edited(has_label=True)
+        self.ui.promptStatusLabel.setText(f"{segment}: {self.prompts.count(segment)} prompt(s) applied")
 
     @reported
     def onSubmit(self):
@@ -558,6 +700,24 @@ class LabelZooLogic(ScriptedLoadableModuleLogic):
             slicer.mrmlScene.RemoveNode(labelNode)
         merged = merge_labelmap(current, incoming, mode=mode)
         self.writeSegments(merged, segmentationNode, volumeNode, table)
+
+    def applySegment(self, path, value, segmentName, segmentationNode, volumeNode):
+        """Redraw one segment from the server's label map, brought onto the volume's grid by its geometry."""
+        labelNode = slicer.util.loadLabelVolume(str(path), {"show": False})
+        try:
+            answer = slicer.util.arrayFromVolume(labelNode).transpose(2, 1, 0)  # KJI -> IJK
+            src, dst = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
+            labelNode.GetIJKToRASMatrix(src)
+            volumeNode.GetIJKToRASMatrix(dst)
+            shape = volumeNode.GetImageData().GetDimensions()
+            on_grid = resample_to(answer, slicer.util.arrayFromVTKMatrix(src), slicer.util.arrayFromVTKMatrix(dst),
+                                  shape)
+        finally:
+            slicer.mrmlScene.RemoveNode(labelNode)
+        segmentation = segmentationNode.GetSegmentation()
+        segmentId = segmentation.GetSegmentIdBySegmentName(segmentName)
+        mask = (on_grid == value).astype(np.uint8).transpose(2, 1, 0)  # IJK -> KJI
+        slicer.util.updateSegmentBinaryLabelmapFromArray(mask, segmentationNode, segmentId, volumeNode)
 
     def writeSegments(self, labelmap, segmentationNode, volumeNode, table):
         """One segment per label of the table, named and coloured by it, filled from ``labelmap``."""

@@ -35,6 +35,8 @@ class BundleInfo:
     has_train: bool = True
     version: str = ""
     description: str = ""
+    #: input channels made from prompts (interactive bundles, served as MONAI Label DeepEdit models); 0 otherwise
+    guidance_channels: int = 0
 
     @property
     def weights(self) -> Path | None:
@@ -152,11 +154,13 @@ def read_bundle_info(path: str | Path, name: str | None = None) -> BundleInfo:
         name=name or path.name,
         path=path,
         spatial_dims=len(spatial) if isinstance(spatial, list) and len(spatial) in (2, 3) else 3,
-        channels=int(image.get("num_channels", 1) or 1),
+        # interactive bundles: the network also takes guidance channels the request's prompts make
+        channels=int(image.get("num_channels", 1) or 1) - int(image.get("guidance_channels", 0) or 0),
         labels=labels,
         multilabel=multilabel,
         has_infer=any((path / "configs" / f).is_file() for f in ("inference.json", "inference.yaml")),
         has_train=any((path / "configs" / f).is_file() for f in ("train.json", "train.yaml")),
         version=str(meta.get("version", "")),
+        guidance_channels=int(image.get("guidance_channels", 0) or 0),
         description=str(meta.get("description", "")),
     )

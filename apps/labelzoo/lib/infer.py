@@ -87,7 +87,7 @@ class LabelZooInferTask(BundleInferTask):
         unload_module("scripts")
         try:
             self.bundle_config = self._load_bundle_config(self.bundle_path, self.bundle_config_path)
-            self.bundle_config.config["use_click"] = False
+            self.bundle_config.config["use_click"] = info.guidance_channels > 0
             torchscript = os.path.join(path, "models", self.const.model_torchscript())
             pytorch = os.path.join(path, "models", self.const.model_pytorch())
             if os.path.exists(torchscript) and not os.path.exists(pytorch):
@@ -104,8 +104,9 @@ class LabelZooInferTask(BundleInferTask):
             self,
             path=model_path,
             network=network,
-            type=InferType.SEGMENTATION,
-            labels=dict(info.labels),
+            # interactive bundles are MONAI Label DeepEdit models (labels include background, as MONAI Label's own)
+            type=InferType.DEEPEDIT if info.guidance_channels else InferType.SEGMENTATION,
+            labels={**info.labels, "background": 0} if info.guidance_channels else dict(info.labels),
             dimension=info.spatial_dims,
             description=info.description,
             preload=False,
@@ -146,6 +147,24 @@ class LabelZooInferTask(BundleInferTask):
         if not self.trained:
             i["description"] = f"{self.description} [untrained: random weights until it is trained]".strip()
         return i
+
+    def run_pre_transforms(self, data, transforms):
+        """Interactive bundles: the prompt-independent preprocessing runs once per image (see PreprocessCache)."""
+        if not self.bundle_info.guidance_channels:
+            return super().run_pre_transforms(data, transforms)
+        from lib.interactive import PreprocessCache
+
+        if getattr(self, "_pre_cache", None) is None:
+            self._pre_cache = PreprocessCache()
+        prefix, rest = PreprocessCache.split(transforms)
+        data = self._pre_cache.run(data, prefix, lambda d, ts: super(LabelZooInferTask, self).run_pre_transforms(d, ts))
+        return super().run_pre_transforms(data, rest)
+
+    def request_options(self) -> dict[str, Any]:
+        """The option schema of this model's requests (interactive bundles add their prompts)."""
+        from lib.interactive import prompt_options
+
+        return prompt_options(self.bundle_info)
 
     # ---- config parsing is not thread-safe: one at a time ------------------------------------------
     def pre_transforms(self, data=None):

@@ -5,6 +5,8 @@ between widgets / MRML nodes and these classes, and the tests run them without S
 
 - :mod:`.client`: the HTTP client for the LabelZoo (MONAI Label) REST API.
 - :mod:`.labels`: label table, segment <-> label-value mapping with stable colours, label-map merging.
+- :mod:`.prompts`: interactive prompts per segment (points, boxes, scribbles, lassos), undo, request params,
+  merging the answer by its geometry.
 - :mod:`.session`: the annotation session state machine, training status, sample scores.
 - :mod:`.settings`: persisted settings and per-model options.
 """
@@ -20,6 +22,7 @@ from .labels import (
     segments_to_labelmap,
     stable_color,
 )
+from .prompts import Prompt, PromptBook, merge_segment, resample_to
 from .session import SampleChoice, Session, State, TrainingStatus, sample_choice, training_status
 from .settings import Option, Settings, model_options, option_values
 from .team import ImageTeam, image_team
@@ -34,6 +37,8 @@ __all__ = [
     "LabelZooClient",
     "LabelZooLibError",
     "Option",
+    "Prompt",
+    "PromptBook",
     "SampleChoice",
     "ServerError",
     "Session",
@@ -43,10 +48,12 @@ __all__ = [
     "TrainingStatus",
     "labelmap_to_segments",
     "merge_labelmap",
+    "merge_segment",
     "model_options",
     "normalize_server_url",
     "option_values",
     "remap_labelmap",
+    "resample_to",
     "sample_choice",
     "segments_to_labelmap",
     "stable_color",

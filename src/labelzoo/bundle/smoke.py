@@ -26,7 +26,8 @@ file)::
 
 Override keys are MONAI config ids (``a#b#c``), exactly what ``python -m monai.bundle run --a#b#c value``
 takes. The image channels, 2D vs 3D and the classes come from metadata ``network_data_format``
-(``inputs.image.num_channels`` / ``spatial_shape`` / ``modality``, ``outputs.pred.channel_def``);
+(``inputs.image.num_channels`` less ``guidance_channels`` (interactive bundles) / ``spatial_shape`` /
+``modality``, ``outputs.pred.channel_def``);
 sigmoid (region) bundles whose labels are not the channel indices set ``data.label_values`` to the raw
 label values their transforms convert (BraTS: ``[0, 1, 2, 4]``).
 
@@ -175,7 +176,7 @@ def data_format(meta: dict[str, Any], data: dict[str, Any] | None = None) -> Dat
     size = tuple(int(s) for s in data.get("spatial_size", [48] * dims if dims == 3 else [64] * dims))
     spacing = tuple(float(s) for s in data.get("spacing", [1.0] * dims))
     return DataFormat(
-        num_channels=int(image.get("num_channels", 1)),
+        num_channels=int(image.get("num_channels", 1)) - int(image.get("guidance_channels", 0)),
         spatial_dims=dims,
         modality=str(image.get("modality", "")),
         label_values=values,

@@ -1,0 +1,111 @@
+"""Interactive (DeepEdit-type) bundles in the app: prompt validation before any work is spent.
+
+The prompt format is documented in :mod:`labelzoo.interactive.prompts`; MONAI Label merges the client's
+params into the request, so the prompts are top-level request keys (per-label click lists, ``foreground`` /
+``background`` / ``label``, ``boxes``, ``scribbles``, ``lassos``). Any malformed value is a 422 naming the
+parameter; nothing of it reaches a bundle config (the values only become voxel indices in the data dict).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from labelzoo.discovery import BundleInfo
+from labelzoo.interactive.prompts import Prompts, parse_prompts
+from labelzoo.options import INFER_OPTIONS, Option, as_bool, data, points
+from labelzoo.validation import squeeze_trailing
+from lib.errors import as_http, unprocessable
+
+
+def check_prompts(request: Mapping[str, Any], info: BundleInfo, shape: Sequence[int]) -> Prompts:
+    """Validate the prompts of ``request`` for the interactive bundle ``info`` on an image of array ``shape``.
+
+    Raises:
+        HTTPException: 422 naming the parameter when a prompt is malformed or outside the image.
+    """
+    spatial = tuple(squeeze_trailing(shape, info.spatial_dims))[: info.spatial_dims]
+    with as_http(unprocessable):
+        return parse_prompts(request, [n for n in info.labels if n != "background"], spatial)
+
+
+def prompt_options(info: BundleInfo) -> dict[str, Option]:
+    """The inference option schema of a bundle: MONAI Label's options, plus the prompts of interactive bundles
+    (one click list per label name, ``boxes``, ``scribbles``, ``lassos``), checked inert here and fully by
+    :func:`check_prompts` once the image's shape is known."""
+    if not info.guidance_channels:
+        return INFER_OPTIONS
+    clicks = {n: Option(points, f"clicks on {n}") for n in info.labels if n != "background"}
+    return {**INFER_OPTIONS, **clicks,
+            "boxes": Option(data, "boxes: [{label, min: [i, j, k], max: [i, j, k]}]"),
+            "scribbles": Option(data, "scribbles: [{label, points: [[i, j, k], ...]}]"),
+            "lassos": Option(data, "lassos: [{label, axis, points: [[i, j, k], ...]}] (a closed contour on one slice)"),
+            "prompt_roi": Option(as_bool, "predict only on a region around the prompts (background elsewhere)")}
+
+
+class PreprocessCache:
+    """The prompt-independent part of an interactive bundle's preprocessing, cached per image file.
+
+    An annotator sends many prompts on one image (one session): loading, reorienting, resampling and scaling
+    the volume is the same for each, only the guidance changes. The transforms before the first
+    :class:`~labelzoo.interactive.transforms.PromptGuidanced` run once per image file (keyed by path, size
+    and modification time, so a changed file is preprocessed again); each request gets a private copy.
+    A few images are kept (several annotators at once), each for ``ttl`` seconds after its last use.
+    """
+
+    def __init__(self, max_items: int = 4, ttl: float = 900.0):
+        self.max_items, self.ttl = int(max_items), float(ttl)
+        self._items: OrderedDict[tuple, tuple[float, dict[str, Any]]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    @staticmethod
+    def split(transforms: Sequence[Any]) -> tuple[list[Any], list[Any]]:
+        """(prompt-independent prefix, the rest) of a preprocessing list."""
+        from labelzoo.interactive.transforms import PromptGuidanced
+
+        for i, t in enumerate(transforms):
+            if isinstance(t, PromptGuidanced):
+                return list(transforms[:i]), list(transforms[i:])
+        return [], list(transforms)
+
+    @staticmethod
+    def key(data: Mapping[str, Any]) -> tuple | None:
+        image = data.get("image")
+        if not isinstance(image, str) or not os.path.isfile(image):
+            return None
+        st = os.stat(image)
+        return (os.path.realpath(image), st.st_size, st.st_mtime_ns)
+
+    def run(self, data: dict[str, Any], prefix: list[Any], run: Callable[[dict[str, Any], list[Any]], dict]) -> dict:
+        """``data`` after ``prefix``: from the cache, or by ``run(data, prefix)`` (then cached)."""
+        key = self.key(data)
+        if key is None or not prefix:
+            return run(data, prefix)
+        now = time.monotonic()
+        with self._lock:
+            for k in [k for k, (t, _) in self._items.items() if now - t > self.ttl]:
+                del self._items[k]
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items[key] = (now, hit[1])
+                self._items.move_to_end(key)
+                self.hits += 1
+        if hit is not None:
+            out = dict(data)
+            out.update(copy.deepcopy(hit[1]))
+            return out
+        self.misses += 1
+        before = dict(data)
+        result = run(data, prefix)
+        changed = {k: v for k, v in result.items() if k not in before or v is not before[k]}
+        with self._lock:
+            self._items[key] = (now, copy.deepcopy(changed))
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
+        return result

@@ -1,0 +1,187 @@
+"""Benchmark interactive annotation through the live server: click latency and a simulated annotator.
+
+The interactive bundle (``bundles/abdomen_ct_dynunet_interactive_annotation``) is served by ``labelzoo serve``
+and driven with ``MONAILabelClient``, the path the Slicer plugin and LabelZoo's extension use; each image is
+sent once (MONAI Label's sessions API) and every click is a ``/infer`` on the session.
+
+1. **Latency**: median click-to-label round trip (client side) over ``--repeats`` clicks, and its split from
+   the server's own latencies (preprocessing, network, postprocessing, writing; HTTP = the rest), for a 128^3
+   region of interest, the 96x96x64 sample volume and a 512x512x100 CT-sized volume (``--sizes``), over the
+   whole volume and with ``prompt_roi`` (prediction on a region around the prompts). The first request of a
+   session preprocesses the image; the next ones reuse it (the app's per-image preprocessing cache).
+2. **Simulated annotator** on held-out synthetic cases: start from the automatic result (0 clicks), click at
+   the centre of the largest error region (foreground click in a missed region, background click in a false
+   one), up to ``--max_clicks``; Dice after 1/3/5/10 clicks, NoC@85/90 and the AUC of Dice-per-click, per
+   structure, with the median latency per click; then one 3D box, 2D box, scribble or lasso alone. The
+   baseline is the same model without prompts (its automatic mode, column ``auto``).
+
+Weights: ``--weights models/model.pt`` of the bundle trained with ``--train_overrides`` (the same
+overrides the server then uses); without ``--weights`` the bundle is trained here for ``--epochs`` on
+synthetic CT (minutes on CPU at the default small size).
+
+Example (what the README reports, small size on a shared 2-core machine):
+    python benchmarks/interactive_clicks.py --epochs 14 --cases 2 --max_clicks 10 --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from labelzoo.data import build_sample_studies  # noqa: E402
+from labelzoo.data.synthetic import make_ct_case, scanner_affine  # noqa: E402
+from labelzoo.interactive.simulate import prompt_dice, simulate_clicks  # noqa: E402
+from tests.app.conftest import _set  # noqa: E402
+from tests.conftest import run_server  # noqa: E402
+
+NAME = "abdomen_ct_dynunet_interactive_annotation"
+VALUES = {"spleen": 1, "left kidney": 2, "liver": 3}
+GT_VALUES = {"spleen": 1, "left kidney": 3, "liver": 6}
+SMALL = {"filters": [8, 16, 32, 64], "pixdim": [2.25, 2.25, 3.2], "roi_size": [64, 64, 40], "max_interactions": 2,
+         "val_interval": 2, "num_workers": 0}
+SIZES = {"roi128": (128, 128, 128), "sample": (96, 96, 64), "ct512": (512, 512, 100)}
+
+
+def bundle_copy(dst_root: Path, overrides: dict) -> Path:
+    dst = dst_root / NAME
+    shutil.copytree(REPO / "bundles" / NAME, dst, ignore=shutil.ignore_patterns("models", "eval"))
+    for config in ("inference", "train"):
+        path = dst / "configs" / f"{config}.json"
+        data = json.loads(path.read_text())
+        for k, v in overrides.items():
+            if k in data or config == "train":
+                _set(data, k, v)
+        path.write_text(json.dumps(data, indent=4) + "\n")
+    return dst
+
+
+def train(bundle: Path, data: Path, epochs: int, env: dict) -> None:
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(bundle / "configs" / "train.json"),
+           "--bundle_root", str(bundle), "--dataset_dir", str(data), "--max_epochs", str(epochs)]
+    print(f"training {epochs} epochs ...", flush=True)
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=bundle, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    print(f"trained in {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def write_volume(path: Path, shape: tuple[int, int, int], seed: int) -> None:
+    spacing = (0.8, 0.8, 2.5) if shape[0] >= 256 else (1.5, 1.5, 2.0)
+    image, _, affine = make_ct_case(seed, shape=shape, spacing=spacing)
+    nib.save(nib.Nifti1Image(image, affine), str(path))
+
+
+def latencies(client, image: Path, repeats: int, rng: np.random.Generator, roi: bool) -> dict[str, float]:
+    session = client.create_session(str(image))["session_id"]
+    shape = nib.load(str(image)).shape
+    rows = []
+    for r in range(repeats + 1):
+        point = [int(rng.integers(s // 4, 3 * s // 4)) for s in shape]
+        t0 = time.perf_counter()
+        _, out = client.infer(NAME, "", {"liver": [point], "prompt_roi": roi}, session_id=session)
+        total = time.perf_counter() - t0
+        lat = (json.loads(out) if isinstance(out, str) else out).get("latencies", {})
+        if r:  # the first request loads the network
+            rows.append({"round trip": total, "pre": lat.get("pre", 0.0), "network": lat.get("infer", 0.0),
+                         "post": lat.get("post", 0.0), "write": lat.get("write", 0.0)})
+    client.remove_session(session)
+    med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+    med["http+other"] = med["round trip"] - med["pre"] - med["network"] - med["post"] - med["write"]
+    med["worst"] = max(r["round trip"] for r in rows)
+    return med
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--weights", type=Path, help="trained models/model.pt (trained here when absent)")
+    parser.add_argument("--epochs", type=int, default=14)
+    parser.add_argument("--cases", type=int, default=2, help="held-out cases for the simulated annotator")
+    parser.add_argument("--max_clicks", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--sizes", default="roi128,sample,ct512")
+    parser.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads of the server")
+    args = parser.parse_args()
+
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    with tempfile.TemporaryDirectory(prefix="lz-interactive-") as tmp_name:
+        tmp = Path(tmp_name)
+        bundles = tmp / "bundles"
+        bundle = bundle_copy(bundles, SMALL)
+        (bundle / "models").mkdir()
+        if args.weights:
+            shutil.copy(args.weights, bundle / "models" / "model.pt")
+        else:
+            data = build_sample_studies(tmp / "msd", n_images=8, n_labeled=8, shape=(64, 64, 40),
+                                        spacing=(2.25, 2.25, 3.2), layout="msd")
+            train(bundle, data, args.epochs, env)
+        # held-out cases: seeds the training data did not use
+        studies = tmp / "studies"
+        studies.mkdir()
+        truth = {}
+        for n in range(args.cases):
+            image, label, _ = make_ct_case(1000 + n, shape=(64, 64, 40), spacing=(2.25, 2.25, 3.2))
+            affine = scanner_affine((64, 64, 40), (2.25, 2.25, 3.2))
+            nib.save(nib.Nifti1Image(image, affine), str(studies / f"test_{n:03d}.nii.gz"))
+            truth[f"test_{n:03d}"] = label
+        volumes = tmp / "volumes"
+        volumes.mkdir()
+        conf = f"models={NAME},bundles={bundles},skip_scoring=true,skip_trainers=true"
+        with run_server(studies, tmp / "server.log", conf=conf, timeout=600, extra_env=env) as server:
+            client = server.client()
+            rng = np.random.default_rng(0)
+            print(f"\n== click-to-label round trip (median of {args.repeats}, seconds; server threads {args.threads})")
+            print(f"{'volume (roi: prompt_roi)':<26}{'round trip':>11}{'http+other':>11}{'pre':>8}{'network':>9}"
+                  f"{'post':>8}{'write':>8}{'worst':>8}")
+            for key in args.sizes.split(","):
+                shape = SIZES[key]
+                path = volumes / f"{key}.nii.gz"
+                write_volume(path, shape, 7)
+                for roi in (False, True):
+                    m = latencies(client, path, args.repeats, rng, roi)
+                    name = f"{key} {'x'.join(map(str, shape))}" + (" roi" if roi else "")
+                    print(f"{name:<26}{m['round trip']:>11.2f}{m['http+other']:>11.2f}{m['pre']:>8.2f}"
+                          f"{m['network']:>9.2f}{m['post']:>8.2f}{m['write']:>8.2f}{m['worst']:>8.2f}", flush=True)
+
+            print(f"\n== simulated annotator ({args.cases} held-out cases, up to {args.max_clicks} clicks)")
+            cols = ["auto", "dice@1", "dice@3", "dice@5", "dice@10", "noc85", "noc90", "auc"]
+            print(f"{'structure':<14}" + "".join(f"{c:>8}" for c in cols) + f"{'s/click':>9}")
+            shapes = {}
+            for name, value in VALUES.items():
+                rows, secs, prompt_rows = [], [], []
+                for case, gt in truth.items():
+                    session = client.create_session(str(studies / f"{case}.nii.gz"))["session_id"]
+
+                    def predict(params, session=session):
+                        label_file, _ = client.infer(NAME, "", params, session_id=session)
+                        return np.asarray(nib.load(label_file).dataobj)
+
+                    run = simulate_clicks(predict, gt == GT_VALUES[name], name, value, args.max_clicks)
+                    rows.append(run.summary(args.max_clicks))
+                    secs += run.seconds[1:]
+                    prompt_rows.append(prompt_dice(predict, gt == GT_VALUES[name], name, value))
+                    client.remove_session(session)
+                mean = {c: float(np.mean([r[c] for r in rows if c in r])) for c in cols if c in rows[0]}
+                print(f"{name:<14}" + "".join(f"{mean.get(c, float('nan')):>8.2f}" for c in cols)
+                      + f"{statistics.median(secs) if secs else float('nan'):>9.2f}", flush=True)
+                shapes[name] = {k: float(np.mean([r[k] for r in prompt_rows])) for k in prompt_rows[0]}
+            print("\n== one prompt alone (Dice)")
+            print(f"{'structure':<14}" + "".join(f"{k:>10}" for k in next(iter(shapes.values()))))
+            for name, row in shapes.items():
+                print(f"{name:<14}" + "".join(f"{v:>10.2f}" for v in row.values()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""Interactive prompts of the LabelZoo module: bookkeeping per segment, request building, merging the answer.
+
+Plain Python (no ``slicer`` / ``qt``): ``LabelZoo.py`` converts the markups the annotator places (RAS) to
+voxel indices of the image (IJK) and calls these; the tests drive them against a live server.
+
+- :class:`PromptBook`: the prompts of every segment (foreground / background points, boxes, scribbles,
+  lassos), kept so a new prompt refines rather than restarts; undo of the last prompt.
+- :meth:`PromptBook.params`: the request params of one segment, in the format the interactive bundle reads
+  (DeepEdit clicks per label name, ``boxes``, ``scribbles``, ``lassos``; see ``labelzoo.interactive.prompts``).
+- :func:`resample_to`: a label map in the answer's geometry brought onto the segmentation's grid (nearest
+  neighbour through both IJK-to-RAS matrices), so a result is merged by geometry, never by array shape alone.
+- :func:`merge_segment`: the segment's voxels replaced by the answer's voxels of that label; other segments
+  stay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import LabelZooLibError
+
+KINDS = ("foreground", "background", "box", "scribble", "lasso")
+
+
+@dataclass
+class Prompt:
+    """One prompt: its kind, and its voxel points (a box: two corners; a lasso: the contour; ``axis`` its slice)."""
+
+    kind: str
+    points: list[list[int]]
+    axis: int = 2
+    background: bool = False  # a background scribble / lasso
+
+
+@dataclass
+class PromptBook:
+    """The prompts placed on each segment, in order (what a request for that segment sends)."""
+
+    prompts: dict[str, list[Prompt]] = field(default_factory=dict)
+
+    def add(self, segment: str, kind: str, points: Sequence[Sequence[float]], axis: int = 2,
+            background: bool = False) -> Prompt:
+        """Record a prompt on ``segment``; points are voxel indices (rounded).
+
+        Raises:
+            LabelZooLibError: for an unknown kind or a malformed prompt (a box needs 2 corners, a lasso 3+ points).
+        """
+        if kind not in KINDS:
+            raise LabelZooLibError(f"prompt kind {kind!r} is not one of {KINDS}")
+        pts = [[int(round(float(c))) for c in p] for p in points]
+        if not pts or any(len(p) != 3 for p in pts):
+            raise LabelZooLibError(f"a {kind} prompt needs [i, j, k] voxel points, got {points!r:.80}")
+        if kind in ("foreground", "background") and len(pts) != 1:
+            raise LabelZooLibError(f"a {kind} click is one point, got {len(pts)}")
+        if kind == "box" and len(pts) != 2:
+            raise LabelZooLibError("a box is given by 2 opposite corners")
+        if kind == "lasso" and len(pts) < 3:
+            raise LabelZooLibError("a lasso needs at least 3 contour points")
+        prompt = Prompt(kind, pts, int(axis), bool(background))
+        self.prompts.setdefault(segment, []).append(prompt)
+        return prompt
+
+    def undo(self, segment: str) -> Prompt | None:
+        """Remove and return the last prompt of ``segment`` (``None`` when it has none)."""
+        items = self.prompts.get(segment) or []
+        return items.pop() if items else None
+
+    def clear(self, segment: str | None = None) -> None:
+        """Forget the prompts of ``segment`` (all segments when ``None``)."""
+        if segment is None:
+            self.prompts.clear()
+        else:
+            self.prompts.pop(segment, None)
+
+    def count(self, segment: str) -> int:
+        return len(self.prompts.get(segment, []))
+
+    def params(self, segment: str, label: str | None = None) -> dict[str, Any]:
+        """The request params of ``segment``'s prompts; ``label`` is the model's label name (default: the segment's).
+
+        Example:
+            >>> book = PromptBook()
+            >>> _ = book.add("liver", "foreground", [[10, 20, 5]]); _ = book.add("liver", "background", [[1, 2, 3]])
+            >>> book.params("liver")
+            {'liver': [[10, 20, 5]], 'background': [[1, 2, 3]]}
+        """
+        label = (label or segment).strip().lower()
+        out: dict[str, Any] = {label: [], "background": []}
+        for p in self.prompts.get(segment, []):
+            if p.kind in ("foreground", "background"):
+                out[label if p.kind == "foreground" else "background"].append(p.points[0])
+            elif p.kind == "box":
+                lo = np.minimum(p.points[0], p.points[1]).tolist()
+                hi = np.maximum(p.points[0], p.points[1]).tolist()
+                out.setdefault("boxes", []).append({"label": label, "min": lo, "max": hi})
+            elif p.kind == "scribble":
+                out.setdefault("scribbles", []).append({"label": "background" if p.background else label,
+                                                        "points": p.points})
+            else:
+                out.setdefault("lassos", []).append({"label": "background" if p.background else label,
+                                                     "axis": p.axis, "points": p.points})
+        return out
+
+
+def resample_to(labelmap: np.ndarray, src_ijk_to_ras: np.ndarray, dst_ijk_to_ras: np.ndarray,
+                dst_shape: Sequence[int]) -> np.ndarray:
+    """Nearest-neighbour resampling of ``labelmap`` (grid ``src_ijk_to_ras``) onto the grid ``dst``.
+
+    Identical geometries return a copy; voxels outside the source are 0.
+
+    Example:
+        >>> a = np.arange(8).reshape(2, 2, 2)
+        >>> flip = np.diag([-1.0, 1, 1, 1]); flip[0, 3] = 1
+        >>> resample_to(a, flip, np.eye(4), (2, 2, 2))[:, 0, 0].tolist()
+        [4, 0]
+    """
+    labelmap = np.asarray(labelmap)
+    src, dst = np.asarray(src_ijk_to_ras, float), np.asarray(dst_ijk_to_ras, float)
+    if tuple(labelmap.shape) == tuple(dst_shape) and np.allclose(src, dst, atol=1e-4):
+        return labelmap.copy()
+    grid = np.indices(tuple(int(s) for s in dst_shape)).reshape(3, -1)
+    homo = np.concatenate([grid, np.ones((1, grid.shape[1]))], 0)
+    ijk = np.rint((np.linalg.inv(src) @ dst @ homo)[:3]).astype(int)
+    inside = np.all((ijk >= 0) & (ijk < np.asarray(labelmap.shape)[:, None]), axis=0)
+    out = np.zeros(grid.shape[1], dtype=labelmap.dtype)
+    out[inside] = labelmap[ijk[0, inside], ijk[1, inside], ijk[2, inside]]
+    return out.reshape(tuple(int(s) for s in dst_shape))
+
+
+def merge_segment(current: np.ndarray | None, answer: np.ndarray, answer_value: int, segment_value: int) -> np.ndarray:
+    """Redraw one segment: its voxels become those of ``answer == answer_value``; other segments stay,
+    except where the new segment covers them (the answer is on the segmentation's grid, see :func:`resample_to`).
+
+    Raises:
+        LabelZooLibError: if the shapes differ.
+    """
+    answer = np.asarray(answer)
+    current = np.zeros(answer.shape, dtype=np.uint8) if current is None else np.asarray(current)
+    if current.shape != answer.shape:
+        raise LabelZooLibError(f"the answer has shape {answer.shape}, the segmentation {current.shape}: resample the "
+                               "answer with its geometry first (resample_to)")
+    dtype = np.promote_types(current.dtype, np.min_scalar_type(segment_value))
+    merged = current.astype(dtype, copy=True)
+    merged[merged == segment_value] = 0
+    merged[answer == answer_value] = segment_value
+    return merged

@@ -1,0 +1,169 @@
+"""Annotator prompts (clicks, boxes, scribbles, lassos): the request format and its strict validation.
+
+MONAI Label's clients send DeepEdit clicks as request params: one list of voxel triples ``[i, j, k]`` (in the
+image file's voxel grid) per label name, plus ``background``; the DeepGrow-style tools send ``foreground`` /
+``background`` and the selected label as ``label``. LabelZoo adds (all optional, all in voxel coordinates of
+the image file)::
+
+    "boxes":     [{"label": "spleen", "min": [i, j, k], "max": [i, j, k]}]      # 3D box, or a 2D box on one
+                                                                                 # slice (min[a] == max[a])
+    "scribbles": [{"label": "spleen" | "background", "points": [[i, j, k], ...]}]   # a painted stroke
+    "lassos":    [{"label": "spleen", "axis": 2, "points": [[i, j, k], ...]}]   # closed contour on one slice
+
+:func:`parse_prompts` checks every value (types, int triples inside the image, known labels, sizes) and
+returns a :class:`Prompts`; anything else raises :class:`~labelzoo.errors.LabelZooError` naming the parameter.
+Nothing a client sends is evaluated: the values only become voxel indices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from labelzoo.errors import LabelZooError
+
+#: Request parameter names LabelZoo reads besides the per-label click lists.
+PROMPT_PARAMS = ("foreground", "background", "label", "boxes", "scribbles", "lassos")
+#: Limits that bound memory before any is spent.
+MAX_POINTS = 200          # clicks per label
+MAX_SHAPES = 32           # boxes, scribbles or lassos per request
+MAX_SHAPE_POINTS = 5000   # points of one scribble or lasso
+
+
+@dataclass
+class Prompts:
+    """Validated prompts in the image file's voxel grid.
+
+    Attributes:
+        points: label name (``"background"`` included) -> list of ``(i, j, k)`` clicks.
+        boxes: label name -> list of ``(min, max)`` inclusive voxel corners.
+        lasso_points: label name -> voxels inside lassos (filled contours), added to the label's guidance.
+    """
+
+    points: dict[str, list[tuple[int, ...]]] = field(default_factory=dict)
+    boxes: dict[str, list[tuple[tuple[int, ...], tuple[int, ...]]]] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        """True without any click, box, scribble or lasso: the model then runs in automatic mode."""
+        return not any(self.points.values()) and not any(self.boxes.values())
+
+    def count(self) -> int:
+        """Number of prompt points plus boxes."""
+        return sum(len(v) for v in self.points.values()) + sum(len(v) for v in self.boxes.values())
+
+
+def _triple(value: Any, name: str, shape: Sequence[int] | None) -> tuple[int, ...]:
+    dims = len(shape) if shape is not None else 3
+    if (not isinstance(value, (list, tuple)) or len(value) != dims
+            or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value)):
+        raise LabelZooError(f"parameter {name!r}: expected a list of {dims} integer voxel indices, got {value!r:.80}")
+    point = tuple(int(v) for v in value)
+    if shape is not None and any(p < 0 or p >= s for p, s in zip(point, shape, strict=True)):
+        raise LabelZooError(f"parameter {name!r}: point {list(point)} is outside the image (shape {list(shape)})")
+    return point
+
+
+def _points(value: Any, name: str, shape: Sequence[int] | None, limit: int) -> list[tuple[int, ...]]:
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)):
+        raise LabelZooError(f"parameter {name!r}: expected a list of [i, j, k] points, got {type(value).__name__}")
+    if len(value) > limit:
+        raise LabelZooError(f"parameter {name!r}: {len(value)} points, at most {limit} allowed")
+    return [_triple(v, f"{name}[{n}]", shape) for n, v in enumerate(value)]
+
+
+def _shapes(value: Any, name: str) -> list[Mapping[str, Any]]:
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, Mapping) for v in value):
+        raise LabelZooError(f"parameter {name!r}: expected a list of objects")
+    if len(value) > MAX_SHAPES:
+        raise LabelZooError(f"parameter {name!r}: {len(value)} entries, at most {MAX_SHAPES} allowed")
+    return list(value)
+
+
+def _label_of(entry: Mapping[str, Any], name: str, labels: Sequence[str], allow_background: bool) -> str:
+    label = entry.get("label")
+    allowed = [*labels, "background"] if allow_background else list(labels)
+    if label not in allowed:
+        raise LabelZooError(f"parameter {name!r}: 'label' must be one of {allowed}, got {label!r:.60}")
+    return str(label)
+
+
+def fill_lasso(points: Sequence[Sequence[int]], axis: int, shape: Sequence[int]) -> list[tuple[int, ...]]:
+    """Voxels inside a closed contour drawn on one slice (the plane normal to ``axis``), contour included.
+
+    Example:
+        >>> len(fill_lasso([[1, 1, 0], [1, 3, 0], [3, 3, 0], [3, 1, 0]], 2, (5, 5, 1)))
+        9
+    """
+    from skimage.draw import polygon, polygon_perimeter
+
+    pts = np.asarray(points, dtype=int)
+    plane = [a for a in range(3) if a != axis]
+    size = (int(shape[plane[0]]), int(shape[plane[1]]))
+    rr, cc = polygon(pts[:, plane[0]], pts[:, plane[1]], shape=size)
+    pr, pc = polygon_perimeter(pts[:, plane[0]], pts[:, plane[1]], shape=size, clip=True)
+    inside = np.unique(np.stack([np.concatenate([rr, pr]), np.concatenate([cc, pc])], 1), axis=0)
+    out = np.zeros((len(inside), 3), dtype=int)
+    out[:, plane] = inside
+    out[:, axis] = int(pts[0, axis])
+    return [tuple(int(x) for x in p) for p in out]
+
+
+def parse_prompts(params: Mapping[str, Any], labels: Sequence[str], shape: Sequence[int] | None = None) -> Prompts:
+    """Validate the prompts of a request and return them per label.
+
+    Args:
+        params: the request (MONAI Label merges the client's params into it).
+        labels: the model's label names without ``background``.
+        shape: the image's spatial shape (voxels); points outside it are refused. ``None`` skips that check.
+
+    Returns:
+        The prompts; clicks per label include ``foreground`` (added to ``params["label"]``, or to the only
+        label of a one-label model) and the filled lassos and scribbles.
+
+    Raises:
+        LabelZooError: on any malformed value, naming the parameter.
+    """
+    labels = [str(n) for n in labels if str(n) != "background"]
+    out = Prompts(points={n: [] for n in [*labels, "background"]}, boxes={n: [] for n in labels})
+    for name in [*labels, "background"]:
+        out.points[name] += _points(params.get(name), name, shape, MAX_POINTS)
+    foreground = _points(params.get("foreground"), "foreground", shape, MAX_POINTS)
+    if foreground:
+        selected = params.get("label")
+        if selected is None and len(labels) == 1:
+            selected = labels[0]
+        if selected not in labels:
+            raise LabelZooError(f"parameter 'label': foreground clicks need the label they belong to, one of "
+                                f"{labels}, got {selected!r:.60}")
+        out.points[str(selected)] += foreground
+    for n, box in enumerate(_shapes(params.get("boxes"), "boxes")):
+        label = _label_of(box, f"boxes[{n}]", labels, allow_background=False)
+        lo = _triple(box.get("min"), f"boxes[{n}].min", shape)
+        hi = _triple(box.get("max"), f"boxes[{n}].max", shape)
+        if any(a > b for a, b in zip(lo, hi, strict=True)):
+            raise LabelZooError(f"parameter 'boxes[{n}]': min {list(lo)} must not exceed max {list(hi)}")
+        out.boxes[label].append((lo, hi))
+    for n, scribble in enumerate(_shapes(params.get("scribbles"), "scribbles")):
+        label = _label_of(scribble, f"scribbles[{n}]", labels, allow_background=True)
+        out.points[label] += _points(scribble.get("points"), f"scribbles[{n}].points", shape, MAX_SHAPE_POINTS)
+    for n, lasso in enumerate(_shapes(params.get("lassos"), "lassos")):
+        label = _label_of(lasso, f"lassos[{n}]", labels, allow_background=True)
+        pts = _points(lasso.get("points"), f"lassos[{n}].points", shape, MAX_SHAPE_POINTS)
+        axis = lasso.get("axis", 2)
+        if axis not in (0, 1, 2) or isinstance(axis, bool):
+            raise LabelZooError(f"parameter 'lassos[{n}].axis': must be 0, 1 or 2, got {axis!r:.20}")
+        if len(pts) < 3:
+            raise LabelZooError(f"parameter 'lassos[{n}].points': a contour needs at least 3 points")
+        if len({p[axis] for p in pts}) != 1:
+            raise LabelZooError(f"parameter 'lassos[{n}].points': all points must lie on one slice (axis {axis})")
+        filled = fill_lasso(pts, axis, shape or [max(p[a] for p in pts) + 1 for a in range(3)])
+        out.points[label] += filled[:: max(1, len(filled) // MAX_SHAPE_POINTS)]
+    return out

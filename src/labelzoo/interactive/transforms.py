@@ -1,0 +1,338 @@
+"""Guidance transforms of the interactive bundle: prompts to network input channels, and simulated prompts.
+
+The network input is ``[image, box_1 .. box_K, clicks_1 .. clicks_K, clicks_background]`` for the K labels
+of the bundle (``label_names`` order). Click channels are MONAI DeepEdit's (Gaussian maps made by
+:class:`monai.apps.deepedit.transforms.AddGuidanceSignalDeepEditd` with ``number_intensity_ch = 1 + K``, so the
+box channels survive DeepEdit's click simulation); scribbles and filled lassos add points to their label's
+click channel; a box sets its label's box channel to 1 inside the box. With no prompt every guidance channel
+is zero: the model's automatic mode.
+
+- :class:`PromptGuidanced` (inference): validates the request's prompts (:func:`~labelzoo.interactive.prompts.
+  parse_prompts`), maps them from the image file's voxel grid to the preprocessed grid with the image's
+  affines, and writes the guidance dict and box channels.
+- :class:`SimulatePromptsd` (training): draws clicks, boxes (2D or 3D), scribbles and lassos from the
+  ground truth, for a random subset of labels, before DeepEdit's ``Interaction`` adds corrective clicks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import InvertibleTransform, MapTransform, Randomizable
+
+from labelzoo.errors import LabelZooError
+from labelzoo.interactive.prompts import parse_prompts
+
+
+def _foreground_names(label_names: Mapping[str, int]) -> list[str]:
+    return [n for n in label_names if n != "background"]
+
+
+def _set_image(d: dict, key: Hashable, array: np.ndarray) -> None:
+    if isinstance(d[key], MetaTensor):
+        d[key].array = array
+    else:
+        d[key] = array
+
+
+def map_points(points: np.ndarray, src_affine: np.ndarray, dst_affine: np.ndarray) -> np.ndarray:
+    """Voxel points of the grid with affine ``src_affine`` to (rounded) voxels of the grid ``dst_affine``.
+
+    Example:
+        >>> map_points(np.array([[2, 4, 6]]), np.diag([1.0, 1, 1, 1]), np.diag([2.0, 2, 2, 1])).tolist()
+        [[1, 2, 3]]
+    """
+    pts = np.asarray(points, dtype=float).reshape(-1, 3)
+    homo = np.concatenate([pts, np.ones((len(pts), 1))], 1)
+    out = (np.linalg.inv(dst_affine) @ src_affine @ homo.T).T[:, :3]
+    return np.rint(out).astype(int)
+
+
+class PromptGuidanced(MapTransform):
+    """Turn a request's prompts into the DeepEdit guidance dict and the box channels (inference).
+
+    Args:
+        keys: the image key (``"image"``), already preprocessed (oriented, resampled).
+        label_names: name -> value of the bundle's labels (``background`` included); its order is the order
+            of the guidance channels.
+        guidance: key of the guidance dict written for ``AddGuidanceSignalDeepEditd``.
+    """
+
+    def __init__(self, keys: KeysCollection, label_names: Mapping[str, int], guidance: str = "guidance",
+                 allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.label_names = dict(label_names)
+        self.guidance = guidance
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            image = d[key]
+            meta = image.meta if isinstance(image, MetaTensor) else d.get(f"{key}_meta_dict", {})
+            spatial = tuple(int(s) for s in image.shape[1:])
+            original = meta.get("spatial_shape")
+            original = tuple(int(s) for s in np.asarray(original).ravel()) if original is not None else spatial
+            prompts = parse_prompts(d, _foreground_names(self.label_names), original)
+            src = np.asarray(meta.get("original_affine", np.eye(4)), dtype=float)
+            dst = np.asarray(image.affine if isinstance(image, MetaTensor) else meta.get("affine", np.eye(4)),
+                             dtype=float)
+            if "original_affine" not in meta:  # no geometry: scale by the shapes
+                src = np.diag([*(np.asarray(spatial) / np.asarray(original)), 1.0])
+                dst = np.eye(4)
+            limit = np.asarray(spatial) - 1
+            guidance: dict[str, list[list[int]]] = {}
+            for name in self.label_names:
+                pts = prompts.points.get(name, [])
+                mapped = np.clip(map_points(np.asarray(pts), src, dst), 0, limit) if pts else np.zeros((0, 3), int)
+                guidance[name] = np.unique(mapped, axis=0).tolist()
+            boxes = np.zeros((len(_foreground_names(self.label_names)), *spatial), dtype=np.float32)
+            for c, name in enumerate(_foreground_names(self.label_names)):
+                for lo, hi in prompts.boxes.get(name, []):
+                    corners = map_points(np.array([lo, hi]), src, dst)
+                    a = np.clip(corners.min(0), 0, limit)
+                    b = np.clip(corners.max(0), 0, limit)
+                    boxes[c, a[0]:b[0] + 1, a[1]:b[1] + 1, a[2]:b[2] + 1] = 1.0
+            d[self.guidance] = guidance
+            d["prompt_count"] = prompts.count()
+            arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+            _set_image(d, key, np.concatenate([arr[:1].astype(np.float32), boxes], 0))
+        return d
+
+
+def _bbox(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    idx = np.argwhere(mask)
+    if len(idx) == 0:
+        return None
+    return idx.min(0), idx.max(0)
+
+
+class SimulatePromptsd(Randomizable, MapTransform):
+    """Simulated annotator prompts from the ground truth (training): clicks, boxes, scribbles and lassos.
+
+    Expects ``label`` normalised by ``NormalizeLabelsInDatasetd`` (values are ``label_names`` indices) and a
+    one-channel image; appends the K box channels to the image and writes the guidance dict (label name ->
+    JSON list of ``[i, j, k]``, DeepEdit's format) for ``AddGuidanceSignalDeepEditd``.
+
+    Args:
+        keys: the label key.
+        label_names: name -> index after normalisation (``background`` included), the channel order.
+        image: the image key.
+        guidance: the guidance key.
+        max_clicks: at most this many random clicks per label (0 to ``max_clicks``).
+        box_prob, scribble_prob, lasso_prob: probability of a box / scribble / lasso per present label.
+        box_2d_prob: probability that a box is drawn on one slice (2D) rather than in 3D.
+        jitter: box corner jitter, voxels.
+    """
+
+    def __init__(self, keys: KeysCollection, label_names: Mapping[str, int], image: str = "image",
+                 guidance: str = "guidance", max_clicks: int = 2, box_prob: float = 0.3, scribble_prob: float = 0.2,
+                 lasso_prob: float = 0.1, box_2d_prob: float = 0.5, jitter: int = 2,
+                 allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.label_names = dict(label_names)
+        self.image, self.guidance = image, guidance
+        self.max_clicks, self.box_prob, self.scribble_prob = int(max_clicks), float(box_prob), float(scribble_prob)
+        self.lasso_prob, self.box_2d_prob, self.jitter = float(lasso_prob), float(box_2d_prob), int(jitter)
+
+    def randomize(self, data: Any = None) -> None:  # randomness is drawn per label in __call__
+        pass
+
+    def _clicks(self, mask: np.ndarray) -> list[list[int]]:
+        idx = np.argwhere(mask)
+        n = int(self.R.randint(0, self.max_clicks + 1)) if len(idx) else 0
+        return idx[self.R.choice(len(idx), size=n, replace=False)].tolist() if n and n <= len(idx) else []
+
+    def _scribble(self, mask: np.ndarray) -> list[list[int]]:
+        """A straight stroke between two voxels of the structure on one slice, kept inside it."""
+        idx = np.argwhere(mask)
+        if len(idx) < 2:
+            return []
+        axis = int(self.R.randint(0, 3))
+        z = idx[self.R.randint(len(idx))][axis]
+        on = idx[idx[:, axis] == z]
+        a, b = on[self.R.randint(len(on))], on[self.R.randint(len(on))]
+        steps = int(np.abs(b - a).max()) + 1
+        line = np.rint(np.linspace(a, b, steps)).astype(int)
+        return [p.tolist() for p in line if mask[tuple(p)]]
+
+    def _lasso(self, mask: np.ndarray) -> list[list[int]]:
+        """The structure's cross-section on one slice (a filled lasso), sub-sampled."""
+        idx = np.argwhere(mask)
+        if len(idx) == 0:
+            return []
+        axis = int(self.R.randint(0, 3))
+        z = idx[self.R.randint(len(idx))][axis]
+        on = idx[idx[:, axis] == z]
+        return on[:: max(1, len(on) // 200)].tolist()
+
+    def _box(self, mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        box = np.zeros(shape, dtype=np.float32)
+        bb = _bbox(mask)
+        if bb is None:
+            return box
+        lo, hi = bb
+        if self.R.rand() < self.box_2d_prob:
+            idx = np.argwhere(mask)
+            axis = int(self.R.randint(0, 3))
+            z = idx[self.R.randint(len(idx))][axis]
+            lo2, hi2 = _bbox(np.take(mask, z, axis=axis))  # type: ignore[misc]
+            lo, hi = np.insert(lo2, axis, z), np.insert(hi2, axis, z)
+        j = self.R.randint(-self.jitter, self.jitter + 1, size=(2, 3)) if self.jitter else np.zeros((2, 3), int)
+        a = np.clip(np.minimum(lo + j[0], hi), 0, np.asarray(shape) - 1)
+        b = np.clip(np.maximum(hi + j[1], a), 0, np.asarray(shape) - 1)
+        box[a[0]:b[0] + 1, a[1]:b[1] + 1, a[2]:b[2] + 1] = 1.0
+        return box
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            label = np.asarray(d[key].detach().cpu() if isinstance(d[key], torch.Tensor) else d[key])
+            if label.ndim != 4 or label.shape[0] != 1:
+                raise LabelZooError(f"SimulatePromptsd: expected a one-channel 3D label, got shape {label.shape}")
+            label = label[0]
+            spatial = label.shape
+            names = _foreground_names(self.label_names)
+            boxes = np.zeros((len(names), *spatial), dtype=np.float32)
+            guidance: dict[str, str] = {}
+            # NormalizeLabelsInDatasetd writes the normalised values; without it the configured ones apply
+            values = {n: int(v) for n, v in dict(d.get("label_names") or self.label_names).items()}
+            for name in self.label_names:
+                mask = label == values[name]
+                points = self._clicks(mask)
+                if name != "background" and mask.any():
+                    if self.R.rand() < self.box_prob:
+                        boxes[names.index(name)] = self._box(mask, spatial)
+                    if self.R.rand() < self.lasso_prob:
+                        points += self._lasso(mask)
+                if mask.any() and self.R.rand() < self.scribble_prob:
+                    points += self._scribble(mask)
+                guidance[name] = json.dumps([[int(v) for v in p] for p in points])
+            image = d[self.image]
+            arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+            _set_image(d, self.image, np.concatenate([arr[:1].astype(np.float32), boxes], 0))
+            d[self.guidance] = guidance
+        return d
+
+
+def _as_points(value: Any) -> list[list[int]]:
+    """Guidance of one label, whatever collation made of it, as a list of integer points."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = json.loads(value) if value.strip() else []
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        value = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value).tolist()
+    out = []
+    for p in value if isinstance(value, (list, tuple)) else []:
+        if p is None:
+            continue
+        if isinstance(p, (torch.Tensor, np.ndarray)):
+            p = np.asarray(p.detach().cpu() if isinstance(p, torch.Tensor) else p).ravel().tolist()
+        flat = np.asarray([np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v).ravel()[0]
+                           for v in p]) if isinstance(p, (list, tuple)) and p else np.asarray([])
+        if flat.size >= 3 and np.all(flat >= 0):
+            out.append([int(v) for v in flat[-3:]])
+    return out
+
+
+class NormalizeGuidanced(MapTransform):
+    """Make the guidance dict survive batching: label name -> JSON list of ``[i, j, k]`` (DeepEdit's format).
+
+    DeepEdit's ``Interaction`` collates and decollates the data between simulated clicks; lists of points
+    come back as tensors, nested lists or ``None``. This puts them back into the JSON form
+    ``AddRandomGuidanceDeepEditd`` and ``AddGuidanceSignalDeepEditd`` read, in ``label_names`` order.
+
+    Args:
+        keys: the key whose presence triggers it (``"label"``, as DeepEdit's click transforms).
+        label_names: the bundle's label names (the channel order).
+        guidance: the guidance key.
+    """
+
+    def __init__(self, keys: KeysCollection, label_names: Mapping[str, int], guidance: str = "guidance",
+                 allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.label_names = dict(label_names)
+        self.guidance = guidance
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for _ in self.key_iterator(d):
+            guidance = d.get(self.guidance) if isinstance(d.get(self.guidance), Mapping) else {}
+            d[self.guidance] = {n: json.dumps(_as_points(guidance.get(n))) for n in self.label_names}
+            break
+        return d
+
+
+class CropToPromptsd(MapTransform, InvertibleTransform):
+    """Predict on a region around the prompts (opt-in per request with ``prompt_roi: true``): latency.
+
+    After the guidance channels are made, the image is cropped to the bounding box of every click and box
+    plus ``margin`` voxels (at least ``min_size``); ``Invertd`` pads the prediction back (background outside
+    the region), so the answer has the image's geometry. Without prompts, or without ``prompt_roi``, it
+    does nothing. Clients that merge one segment at a time (LabelZoo's extension, the benchmark) use it; a
+    client that replaces every label with the answer should not.
+
+    Args:
+        keys: the image key.
+        guidance: the guidance dict key (DeepEdit format, label name -> points).
+        num_boxes: number of box channels after the intensity channel.
+        margin: voxels added around the prompts on each side, per axis.
+        flag: the request key that enables it.
+    """
+
+    def __init__(self, keys: KeysCollection, guidance: str = "guidance", num_boxes: int = 0,
+                 margin: Sequence[int] = (32, 32, 16), flag: str = "prompt_roi",
+                 allow_missing_keys: bool = False) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        self.guidance, self.num_boxes, self.flag = guidance, int(num_boxes), flag
+        self.margin = np.asarray([int(m) for m in margin])
+
+    def _bounds(self, d: Mapping[Hashable, Any], image: Any) -> tuple[np.ndarray, np.ndarray] | None:
+        points = [np.asarray(p)[-3:] for v in (d.get(self.guidance) or {}).values() for p in _as_points(v)]
+        boxes = np.asarray(image[1:1 + self.num_boxes].detach().cpu() if isinstance(image, torch.Tensor)
+                           else image[1:1 + self.num_boxes])
+        if boxes.size and boxes.any():
+            idx = np.argwhere(boxes.any(0))
+            points += [idx.min(0), idx.max(0)]
+        if not points:
+            return None
+        pts = np.stack(points)
+        return pts.min(0), pts.max(0)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        from monai.transforms.croppad.functional import crop_func
+
+        d = dict(data)
+        if not d.get(self.flag):
+            return d
+        for key in self.key_iterator(d):
+            image = d[key]
+            bounds = self._bounds(d, image)
+            if bounds is None:
+                continue
+            shape = np.asarray(image.shape[1:])
+            lo = np.clip(bounds[0] - self.margin, 0, shape)
+            hi = np.clip(bounds[1] + self.margin + 1, 0, shape)
+            slices = (slice(None), *(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True)))
+            d[key] = crop_func(image, slices, False, self.get_transform_info())
+        return d
+
+    def inverse(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        from monai.transforms import BorderPad
+
+        d = dict(data)
+        for key in self.key_iterator(d):
+            ops = getattr(d[key], "applied_operations", None)
+            if not ops or ops[-1].get("id") != id(self):
+                continue  # nothing was cropped for this request
+            transform = self.pop_transform(d[key])
+            pad = BorderPad(transform["extra_info"]["cropped"])
+            with pad.trace_transform(False):
+                d[key] = pad(d[key])
+        return d

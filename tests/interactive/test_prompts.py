@@ -1,0 +1,175 @@
+"""Prompt validation and guidance encoding of the interactive bundle (labelzoo.interactive)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from monai.apps.deepedit.transforms import AddGuidanceSignalDeepEditd
+from monai.data import MetaTensor
+
+from labelzoo.errors import LabelZooError
+from labelzoo.interactive.prompts import MAX_POINTS, fill_lasso, parse_prompts
+from labelzoo.interactive.transforms import NormalizeGuidanced, PromptGuidanced, SimulatePromptsd, map_points
+
+LABELS = ["spleen", "liver"]
+NAMES = {"spleen": 1, "liver": 6, "background": 0}
+SHAPE = (20, 16, 12)
+
+
+def test_clicks_per_label_and_foreground():
+    p = parse_prompts({"spleen": [[1, 2, 3]], "background": [[0, 0, 0]], "foreground": [[5, 5, 5]], "label": "liver"},
+                      LABELS, SHAPE)
+    assert p.points["spleen"] == [(1, 2, 3)] and p.points["liver"] == [(5, 5, 5)]
+    assert p.points["background"] == [(0, 0, 0)] and not p.empty
+    assert parse_prompts({}, LABELS, SHAPE).empty
+
+
+@pytest.mark.parametrize(("params", "needle"), [
+    ({"spleen": [[1, 2]]}, "spleen[0]"),
+    ({"spleen": [[1, 2, 99]]}, "outside the image"),
+    ({"spleen": [[1.5, 2, 3]]}, "integer"),
+    ({"spleen": [[True, 2, 3]]}, "integer"),
+    ({"spleen": "[[1,2,3]]"}, "list"),
+    ({"background": [[-1, 0, 0]]}, "outside"),
+    ({"foreground": [[1, 1, 1]]}, "'label'"),
+    ({"foreground": [[1, 1, 1]], "label": "$import os"}, "'label'"),
+    ({"spleen": [[1, 1, 1]] * (MAX_POINTS + 1)}, "at most"),
+    ({"boxes": [{"label": "kidney", "min": [0, 0, 0], "max": [1, 1, 1]}]}, "boxes[0]"),
+    ({"boxes": [{"label": "liver", "min": [3, 0, 0], "max": [1, 1, 1]}]}, "must not exceed"),
+    ({"boxes": {"label": "liver"}}, "list of objects"),
+    ({"scribbles": [{"label": "liver", "points": [[0, 0, 50]]}]}, "scribbles[0].points[0]"),
+    ({"lassos": [{"label": "liver", "axis": 2, "points": [[0, 0, 1], [3, 0, 1], [3, 3, 2]]}]}, "one slice"),
+    ({"lassos": [{"label": "liver", "axis": 5, "points": [[0, 0, 1], [3, 0, 1], [3, 3, 1]]}]}, "axis"),
+])
+def test_bad_prompts_name_the_parameter(params, needle):
+    with pytest.raises(LabelZooError, match=None) as e:
+        parse_prompts(params, LABELS, SHAPE)
+    assert needle in str(e.value)
+
+
+def test_box_scribble_lasso():
+    p = parse_prompts({"boxes": [{"label": "liver", "min": [1, 1, 4], "max": [5, 6, 4]}],
+                       "scribbles": [{"label": "background", "points": [[0, 0, 0], [0, 1, 0]]}],
+                       "lassos": [{"label": "spleen", "axis": 2,
+                                   "points": [[2, 2, 3], [2, 6, 3], [6, 6, 3], [6, 2, 3]]}]},
+                      LABELS, SHAPE)
+    assert p.boxes["liver"] == [((1, 1, 4), (5, 6, 4))]
+    assert len(p.points["background"]) == 2
+    assert len(p.points["spleen"]) == 25 and all(q[2] == 3 for q in p.points["spleen"])
+    assert len(fill_lasso([[0, 0, 0], [0, 2, 0], [2, 2, 0]], 2, (3, 3, 1))) == 6
+
+
+def test_map_points_follows_the_affines():
+    src = np.diag([-2.0, -2.0, 3.0, 1.0])
+    src[:3, 3] = [40, 30, 0]
+    dst = np.diag([1.0, 1.0, 1.0, 1.0])
+    assert map_points(np.array([[0, 0, 0], [1, 2, 3]]), src, dst).tolist() == [[40, 30, 0], [38, 26, 9]]
+
+
+def _image(affine: np.ndarray | None = None) -> MetaTensor:
+    img = MetaTensor(torch.rand(1, *SHAPE), affine=torch.as_tensor(affine if affine is not None else np.eye(4)))
+    img.meta["original_affine"] = np.eye(4)
+    img.meta["spatial_shape"] = np.asarray(SHAPE)
+    return img
+
+
+def test_prompt_guidance_channels():
+    d = PromptGuidanced("image", NAMES)({"image": _image(), "liver": [[3, 4, 5]], "background": [[0, 0, 0]],
+                                         "boxes": [{"label": "spleen", "min": [1, 1, 1], "max": [2, 3, 4]}]})
+    assert d["guidance"] == {"spleen": [], "liver": [[3, 4, 5]], "background": [[0, 0, 0]]}
+    assert d["image"].shape == (3, *SHAPE)  # image + 2 box channels
+    assert d["image"][1].sum() == 2 * 3 * 4 and d["image"][2].sum() == 0
+    d = AddGuidanceSignalDeepEditd("image", number_intensity_ch=3)(d)
+    assert d["image"].shape == (6, *SHAPE)
+    assert d["image"][4].argmax() == np.ravel_multi_index((3, 4, 5), SHAPE)  # liver click channel peaks there
+    assert float(d["image"][3].max()) == 0.0  # no spleen click
+
+
+def test_prompt_guidance_maps_to_the_resampled_grid():
+    half = np.diag([2.0, 2.0, 2.0, 1.0])  # the preprocessed grid has voxels twice as large
+    img = MetaTensor(torch.rand(1, 10, 8, 6), affine=torch.as_tensor(half))
+    img.meta["original_affine"] = np.eye(4)
+    img.meta["spatial_shape"] = np.asarray(SHAPE)
+    d = PromptGuidanced("image", NAMES)({"image": img, "spleen": [[8, 6, 4]]})
+    assert d["guidance"]["spleen"] == [[4, 3, 2]]
+
+
+def test_prompt_guidance_rejects_points_outside_the_original_image():
+    with pytest.raises(LabelZooError, match="outside"):
+        PromptGuidanced("image", NAMES)({"image": _image(), "spleen": [[20, 0, 0]]})
+
+
+def test_simulated_prompts_from_ground_truth():
+    label = np.zeros((1, *SHAPE), dtype=np.float32)
+    label[0, 2:8, 2:8, 2:6] = 1
+    label[0, 10:18, 4:12, 3:9] = 2
+    sim = SimulatePromptsd("label", {"spleen": 1, "liver": 2, "background": 0}, max_clicks=2, box_prob=1.0,
+                           scribble_prob=1.0, lasso_prob=1.0, jitter=0)
+    sim.set_random_state(0)
+    d = sim({"image": torch.rand(1, *SHAPE), "label": torch.as_tensor(label)})
+    assert d["image"].shape == (3, *SHAPE)
+    for c, value in ((1, 1), (2, 2)):
+        box = np.asarray(d["image"][c]) > 0
+        assert box.any() and (label[0][box] == value).mean() > 0.3  # the box surrounds its structure
+    for name, value in (("spleen", 1), ("liver", 2), ("background", 0)):
+        pts = json.loads(d["guidance"][name])
+        assert pts and all(label[(0, *p)] == value for p in pts)  # every simulated point lies in its label
+
+
+def test_normalize_guidance_after_collation():
+    g = {"spleen": [[torch.tensor(1), torch.tensor(2), torch.tensor(3)]], "liver": None,
+         "background": [[7, 1, 2, 3], [-1, -1, -1, -1]]}
+    out = NormalizeGuidanced("label", NAMES)({"guidance": g, "label": np.zeros((1, 2, 2, 2))})["guidance"]
+    assert json.loads(out["spleen"]) == [[1, 2, 3]] and json.loads(out["liver"]) == []
+    assert json.loads(out["background"]) == [[1, 2, 3]]
+
+
+def test_preprocess_cache_runs_the_prompt_independent_part_once(tmp_path, monkeypatch):
+    import sys
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "apps" / "labelzoo"))
+    sys.modules.pop("lib", None)
+    from lib.interactive import PreprocessCache
+
+    image = tmp_path / "a.nii.gz"
+    image.write_bytes(b"x")
+    prompts = PromptGuidanced("image", NAMES)
+    prefix, rest = PreprocessCache.split(["load", "scale", prompts, "signal"])
+    assert prefix == ["load", "scale"] and rest == [prompts, "signal"]
+    calls = []
+
+    def run(d, ts):
+        calls.append(ts)
+        return {**d, "image": np.ones(3), "image_meta_dict": {"n": len(calls)}}
+
+    cache = PreprocessCache(max_items=1)
+    first = cache.run({"image": str(image), "spleen": [[1, 1, 1]]}, prefix, run)
+    second = cache.run({"image": str(image), "spleen": [[2, 2, 2]]}, prefix, run)
+    assert len(calls) == 1 and second["spleen"] == [[2, 2, 2]] and second["image_meta_dict"] == {"n": 1}
+    second["image"][0] = 5  # a private copy: the cached volume is untouched
+    assert cache.run({"image": str(image)}, prefix, run)["image"][0] == 1 and first["image"][0] == 1
+    other = tmp_path / "b.nii.gz"
+    other.write_bytes(b"y")
+    cache.run({"image": str(other)}, prefix, run)  # evicts a.nii.gz (max_items=1)
+    cache.run({"image": str(image)}, prefix, run)
+    assert len(calls) == 3 and cache.hits == 2
+    sys.modules.pop("lib", None)
+
+
+def test_crop_to_prompts_and_back():
+    from labelzoo.interactive.transforms import CropToPromptsd
+
+    crop = CropToPromptsd("image", num_boxes=1, margin=(2, 2, 2))
+    image = MetaTensor(torch.ones(2, *SHAPE))
+    image[1] = 0
+    d = {"image": image, "guidance": {"spleen": [[10, 10, 5]], "liver": json.dumps([[12, 11, 6]])}}
+    assert crop(dict(d))["image"].shape == (2, *SHAPE)  # not asked for: whole volume
+    out = crop({**d, "prompt_roi": True})
+    assert out["image"].shape == (2, 7, 6, 6)  # [8, 15) x [8, 14) x [3, 9): the points +- 2
+    back = crop.inverse(out)["image"]
+    assert back.shape == (2, *SHAPE) and float(back[0].sum()) == 7 * 6 * 6
+    assert float(back[0, 8:15, 8:14, 3:9].sum()) == 7 * 6 * 6

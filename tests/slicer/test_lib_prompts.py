@@ -1,0 +1,49 @@
+"""LabelZooLib prompts: per-segment bookkeeping, undo, request params, merging by geometry (no Slicer)."""
+
+import numpy as np
+import pytest
+from LabelZooLib import LabelZooLibError, PromptBook, merge_segment, resample_to
+
+
+def test_prompts_per_segment_with_undo():
+    book = PromptBook()
+    book.add("Liver", "foreground", [[10.4, 20, 5]])
+    book.add("Liver", "background", [[1, 2, 3]])
+    book.add("Liver", "box", [[5, 9, 4], [2, 3, 4]])
+    book.add("Liver", "scribble", [[1, 1, 1], [2, 2, 1]], background=True)
+    book.add("Liver", "lasso", [[0, 0, 2], [0, 4, 2], [4, 4, 2]], axis=2)
+    book.add("Spleen", "foreground", [[3, 3, 3]])
+    params = book.params("Liver")
+    assert params["liver"] == [[10, 20, 5]] and params["background"] == [[1, 2, 3]]
+    assert params["boxes"] == [{"label": "liver", "min": [2, 3, 4], "max": [5, 9, 4]}]
+    assert params["scribbles"][0]["label"] == "background"
+    assert params["lassos"] == [{"label": "liver", "axis": 2, "points": [[0, 0, 2], [0, 4, 2], [4, 4, 2]]}]
+    assert book.params("Spleen") == {"spleen": [[3, 3, 3]], "background": []}
+    assert book.undo("Liver").kind == "lasso" and book.count("Liver") == 4
+    assert "lassos" not in book.params("Liver")
+    book.clear("Liver")
+    assert book.undo("Liver") is None and book.count("Spleen") == 1
+
+
+@pytest.mark.parametrize(("kind", "points"), [("dot", [[1, 2, 3]]), ("foreground", [[1, 2]]),
+                                              ("foreground", [[1, 2, 3], [4, 5, 6]]), ("box", [[1, 2, 3]]),
+                                              ("lasso", [[1, 2, 3], [1, 2, 4]])])
+def test_malformed_prompts_are_refused(kind, points):
+    with pytest.raises(LabelZooLibError):
+        PromptBook().add("Liver", kind, points)
+
+
+def test_resample_follows_geometry_and_merge_keeps_other_segments():
+    answer = np.zeros((4, 4, 2), dtype=np.uint8)
+    answer[0, 1, 0] = 3
+    flipped = np.diag([-1.0, 1.0, 1.0, 1.0])
+    flipped[0, 3] = 3.0  # i -> 3 - i in RAS: the same physical grid, stored mirrored
+    on_grid = resample_to(answer, flipped, np.eye(4), (4, 4, 2))
+    assert on_grid[3, 1, 0] == 3 and on_grid.sum() == 3
+    current = np.zeros((4, 4, 2), dtype=np.uint8)
+    current[0, 0, 0] = 5  # another segment
+    current[2, 2, 1] = 7  # the old drawing of this segment
+    merged = merge_segment(current, on_grid, answer_value=3, segment_value=7)
+    assert merged[0, 0, 0] == 5 and merged[2, 2, 1] == 0 and merged[3, 1, 0] == 7
+    with pytest.raises(LabelZooLibError, match="resample"):
+        merge_segment(current, answer[:3], 3, 7)
