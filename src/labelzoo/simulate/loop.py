@@ -333,6 +333,8 @@ def run_one(settings: RunSettings, dataset: Dataset, bundle: Path | None, strate
             "scoring_model": copy.name, **settings.server_conf}
     if strategy in ("random", "first"):
         conf.setdefault("skip_scoring", "true")  # nothing ranks: keep the 2 cores for the loop
+    elif strategy != "tta":
+        conf.setdefault("tta_samples", "2")  # the worker scores every method; keep the unused one light
     with local_server(studies, conf, run_dir / "server.log", settings.server_timeout) as url:
         rows = run_loop(url, replace_model(settings, copy.name), dataset, strategy, seed, out_csv, tick)
     write_json_atomic(run_dir / "settings.json", {"strategy": strategy, "seed": seed, "conf": conf,
