@@ -29,6 +29,7 @@ from labelzoo.planning.fingerprint import extract_fingerprint
 from labelzoo.planning.planner import ExperimentPlanner
 from labelzoo.simulate.commands import simulate
 from labelzoo.simulate.dataset import contiguous_copy
+from labelzoo.simulate.report import load_runs, markdown_table, plot, summarize, time_table
 
 #: A narrower network than the plan's (8..64 features instead of 32..256): CPU-sized, same topology.
 SMALL_FILTERS = [8, 16, 32, 64]
@@ -72,10 +73,19 @@ def main(argv: list[str] | None = None) -> int:
                        epochs=args.epochs, train_overrides=train, infer_overrides=infer, device=args.device,
                        overwrite=True))
         out.mkdir(parents=True, exist_ok=True)
-        for f in [*runs.glob("*.csv"), runs / "summary.json", runs / "summary.md", runs / "simulation.png"]:
+        for f in runs.glob("*.csv"):
             shutil.copy(f, out / f.name)
-        summary = json.loads((out / "summary.json").read_text())
-        print(f"\nresults in {out} (wall time {summary['settings']['wall_time_s'] / 60:.1f} min)")
+        settings = json.loads((runs / "summary.json").read_text())["settings"]
+        # the table and plot cover every run in OUT, so seeds run in separate invocations add up
+        all_runs = load_runs(out)
+        summary = summarize(all_runs)
+        summary["settings"] = {**settings, "seeds": sorted({s for _, s in all_runs})}
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        tables = f"{markdown_table(summary)}\n\n{time_table(summary)}\n"
+        (out / "summary.md").write_text(tables)
+        plot(all_runs, out / "simulation.png", title=f"synthetic CT, planned 3D U-Net, {len(all_runs)} runs")
+        minutes = settings["wall_time_s"] / 60
+        print(f"\nall {len(all_runs)} runs in {out}:\n{tables}\nthis invocation: {minutes:.1f} min")
     finally:
         if args.keep:
             print(f"work folder kept: {work}")

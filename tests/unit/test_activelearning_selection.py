@@ -58,7 +58,8 @@ def test_region_uncertainty_is_not_diluted_by_background() -> None:
 
 
 def test_region_uncertainty_ranks_the_unsure_boundary_higher() -> None:
-    sure, unsure = region_uncertainty(_probs_with_object(edge_p=0.95)), region_uncertainty(_probs_with_object(edge_p=0.5))
+    sure = region_uncertainty(_probs_with_object(edge_p=0.95))
+    unsure = region_uncertainty(_probs_with_object(edge_p=0.5))
     assert unsure.score > sure.score
 
 

@@ -69,6 +69,18 @@ def _smoke_overrides(bundle: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return ({**smoke.get("all", {}), **smoke.get("train", {})}, {**smoke.get("all", {}), **smoke.get("inference", {})})
 
 
+def _stop_on_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt, so the servers a run started are stopped on the way out."""
+    import signal
+    import threading
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
 def simulate(dataset: str, model: str, out: str = "simulation", strategies: str = "random,epistemic",
              seeds: str = "0", initial: int = 2, budget: int = 8, train_every: int = 2, n_test: int = 4,
              epochs: int = 5, train_overrides: str | dict | None = None, infer_overrides: str | dict | None = None,
@@ -153,6 +165,7 @@ def simulate(dataset: str, model: str, out: str = "simulation", strategies: str 
                            train_every=train_every, n_test=n_test, epochs=epochs, device=device,
                            server_conf=server_conf)
     rounds = max(0, min(budget, len(data.cases) - n_test) - initial)
+    _stop_on_sigterm()
     bar = progress_bar(total=rounds * len(strategy_list) * len(seed_list), desc="simulate", unit="label")
     runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
     started = time.monotonic()

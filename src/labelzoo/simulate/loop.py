@@ -36,9 +36,9 @@ from labelzoo.simulate.server import local_server, wait_until_up
 logger = logging.getLogger(__name__)
 
 #: CSV columns of a run, one row per round (round 0: the model trained on the initial labels).
-COLUMNS = ["strategy", "seed", "round", "labels", "image", "selection_score", "voxels_changed", "fraction_changed",
-           "one_minus_dice", "cum_voxels_changed", "cum_one_minus_dice", "score_s", "next_s", "infer_s", "save_s",
-           "train_s", "eval_s", "test_dice", "test_hd95"]
+COLUMNS = ["strategy", "seed", "round", "labels", "image", "selection_score", "slices", "voxels_changed",
+           "fraction_changed", "one_minus_dice", "cum_voxels_changed", "cum_one_minus_dice", "score_s", "next_s",
+           "infer_s", "save_s", "train_s", "eval_s", "test_dice", "test_hd95"]
 
 
 @dataclass
@@ -272,6 +272,7 @@ def run_loop(url: str, settings: RunSettings, dataset: Dataset, strategy: str, s
             raise LabelZooError(f"next_sample({strategy}) answered {image!r}, which is not an unlabelled pool image")
         row["image"] = image
         row["selection_score"] = answer.get("score")
+        row["slices"] = " ".join(str(s) for s in answer.get("slices") or [])  # slice-level query, if offered
         t = time.monotonic()
         out, _ = client.infer(settings.model, image, {})
         row["infer_s"] = round(time.monotonic() - t, 3)

@@ -152,3 +152,15 @@ def plot(runs: dict[tuple[str, int], list[dict[str, Any]]], path: Path, title: s
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def load_runs(folder: Path) -> dict[tuple[str, int], list[dict[str, Any]]]:
+    """The runs whose CSVs (``<strategy>-seed<seed>.csv``) are in ``folder``, e.g. from several invocations."""
+    import csv
+
+    runs = {}
+    for path in sorted(Path(folder).glob("*-seed*.csv")):
+        rows = list(csv.DictReader(path.open()))
+        if rows:
+            runs[(rows[0]["strategy"], int(rows[0]["seed"]))] = rows
+    return runs
