@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 #: CSV columns of a run, one row per round (round 0: the model trained on the initial labels).
 COLUMNS = ["strategy", "seed", "round", "labels", "image", "selection_score", "slices", "voxels_changed",
            "fraction_changed", "one_minus_dice", "cum_voxels_changed", "cum_one_minus_dice", "score_s", "next_s",
-           "infer_s", "save_s", "train_s", "eval_s", "test_dice", "test_hd95"]
+           "infer_s", "save_s", "train_s", "eval_s", "test_dice", "test_hd95", "pool", "rescored_s"]
 
 
 @dataclass
@@ -132,8 +132,8 @@ class Trainer:
         self.runs = 0
 
     def __call__(self, on_progress: Callable[[dict], None] | None = None) -> dict[str, Any]:
-        params = {"max_epochs": self.epochs, "val_split": 0, "pretrained": self.runs > 0, "multi_gpu": False,
-                  **self.params}
+        # pretrained: continue from the served weights (a fresh copy has none: the app then starts from random)
+        params = {"max_epochs": self.epochs, "val_split": 0, "pretrained": True, "multi_gpu": False, **self.params}
         started = self.client.train_start(self.model, params)
         task_id = started.get("id") if isinstance(started, dict) else None
         self.runs += 1
@@ -238,12 +238,14 @@ def run_loop(url: str, settings: RunSettings, dataset: Dataset, strategy: str, s
 
     rows: list[dict[str, Any]] = []
     labelled = len(split.initial)
+    trained_at: list[float] = []  # when the newest weights were written (monotonic seconds)
     cum_vox, cum_dice = 0, 0.0
 
     def train_and_score(row: dict[str, Any]) -> None:
         t = time.monotonic()
         trainer()
         row["train_s"] = round(time.monotonic() - t, 3)
+        trained_at[:] = [time.monotonic()]
         t = time.monotonic()
         row.update({k: v for k, v in evaluate(client, settings.model, split.test, to_model, classes).items()
                     if k != "per_case_dice"})
@@ -261,6 +263,10 @@ def run_loop(url: str, settings: RunSettings, dataset: Dataset, strategy: str, s
         if method:
             _http(client, "POST", f"/scoring/{method}?run_sync=true", {})
         row["score_s"] = round(time.monotonic() - t, 3)
+        row["pool"] = len(by_id) - labelled
+        if method and trained_at:
+            # scoring keep-up: new weights -> every unlabelled image scored with them (test scoring ran meanwhile)
+            row["rescored_s"] = round(time.monotonic() - trained_at.pop(), 3)
         t = time.monotonic()
         answer = client.next_sample(strategy, {})
         row["next_s"] = round(time.monotonic() - t, 3)
