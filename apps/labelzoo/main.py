@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lib import strategies as region_al  # issue 14: region-aware scoring and strategies
 from lib.datastore import POOL_EXCLUDE, LabelZooDatastore, remove_stale_temp_files
 from lib.errors import as_http, bad_request, not_found, unprocessable
 from lib.infer import LabelZooInferTask
@@ -182,6 +183,7 @@ class LabelZooApp(MONAILabelApp):
                         "tta", scorer, board,
                         f"Test-time augmentation: prediction variance over {scorer.tta_samples} flips / rot90 / "
                         f"intensity changes ({self.scoring_model})")
+                    methods["boundary"] = region_al.BoundaryScoring(scorer, board)
             if not self.skip_scoring:
                 methods["dice"] = DiceScoring()
                 version = task.weights_version if task is not None else (lambda: "none")
@@ -202,6 +204,9 @@ class LabelZooApp(MONAILabelApp):
                 "tta", "Largest disagreement across test-time augmentations (top k, least recently served first)",
                 "tta", board, worker, k)
             strategies["hybrid"] = HybridStrategy(board, worker, self._numbers["hybrid_alpha"])
+            strategies["fg_random"] = region_al.ForegroundRandomStrategy(board)
+            strategies["boundary"] = region_al.PowerBoundaryStrategy(board, worker)
+            strategies["clasp"] = region_al.ClassStratifiedStrategy(board, worker)
         return strategies
 
     def init_scoring_methods(self) -> dict[str, ScoringMethod]:

@@ -16,6 +16,7 @@ from labelzoo.errors import LabelZooError
 from labelzoo.planning import commands as plan_commands
 from labelzoo.planning import crossval as plan_crossval
 from labelzoo.serve import serve
+from labelzoo.simulate.commands import simulate
 
 
 def version() -> str:
@@ -183,6 +184,7 @@ COMMANDS = {
     "bundle": {"verify": bundle_verify},
     "search": search,
     "serve": serve,
+    "simulate": simulate,
     "sample-data": sample_data,
     "version": version,
     "train-cv": plan_crossval.train_cv,

@@ -140,3 +140,10 @@ class TrainProgress:
     def exception_raised(self, engine: Any, e: BaseException) -> None:
         update_progress(self.path, status="failed", error=f"{type(e).__name__}: {e}")
         raise e
+
+
+def progress_bar(total: int, desc: str = "", unit: str = "step") -> Any:
+    """A terminal progress bar (``tqdm``) for long CLI work; ``.update(n)``, ``.set_postfix_str(s)``, ``.close()``."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True)

@@ -11,12 +11,24 @@ import logging
 import random
 from typing import Any
 
+import torch
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.strategy import Strategy
 
-from labelzoo.activelearning import Choice, choose_first, choose_hybrid, choose_random, choose_uncertain
+from labelzoo.activelearning import (
+    Choice,
+    choose_class_stratified,
+    choose_first,
+    choose_foreground_random,
+    choose_hybrid,
+    choose_power,
+    choose_random,
+    choose_uncertain,
+    power_beta,
+    region_uncertainty,
+)
 from lib.errors import bad_request
-from lib.scoring import ScoreBoard, ScoringWorker
+from lib.scoring import LabelZooScoring, ScoreBoard, Scorer, ScoringWorker
 
 logger = logging.getLogger(__name__)
 
@@ -145,3 +157,134 @@ class HybridStrategy(_ScoredStrategy):
         reference = list(self.board.features(datastore, reference_ids, any_version=True).values())
         candidates = {i: s for i, s in scores.items() if i not in served} or scores
         return _answer(choose_hybrid(candidates, features, reference, alpha, strategy="hybrid"))
+
+
+# ---- region-aware scoring and the strategies that rank on it ------------------------------------------------
+#: Scoring method name and the image-info entry holding its per-class detail (``scores.<model>.regions``).
+BOUNDARY, REGIONS = "boundary", "regions"
+
+
+class BoundaryScoring(LabelZooScoring):
+    """``boundary``: uncertainty on the predicted structures' boundaries, overall and per class.
+
+    One pass per image (Monte-Carlo dropout samples averaged when the network has dropout) gives the
+    boundary-band entropy (``scores.<model>.boundary``) and, in ``scores.<model>.regions``, the per-class
+    band entropy, predicted volumes, foreground fraction and the most uncertain slices
+    (:func:`labelzoo.activelearning.region_uncertainty`).
+    """
+
+    name = BOUNDARY
+
+    def __init__(self, scorer: Scorer, board: ScoreBoard, width: int = 2):
+        super().__init__(f"Uncertainty on the boundaries of the predicted structures ({board.model}): "
+                         "mean entropy in a band around each structure, not over the whole (mostly empty) volume")
+        self.scorer = scorer
+        self.board = board
+        self.width = width
+
+    def info(self) -> dict[str, Any]:
+        i = super().info()
+        i["model"] = self.board.model
+        return i
+
+    def pending(self, datastore: Datastore) -> list[str]:
+        version = self.board.version()
+        return [i for i in sorted(datastore.get_unlabeled_images())
+                if not self.board.is_current(datastore.get_image_info(i), BOUNDARY, version)]
+
+    def score_one(self, datastore: Datastore, image_id: str) -> float:
+        version = self.board.version()
+        mc, _, n_dropout, inferer = self.scorer._networks()
+        task = self.scorer.task
+        x = task.preprocess(datastore.get_image_uri(image_id), self.scorer.device)
+        n = self.scorer.samples if n_dropout else 1
+        probs = torch.stack([task.probabilities(x, mc, inferer, self.scorer.device) for _ in range(n)]).mean(0)
+        regions = region_uncertainty(probs, multilabel=task.bundle_info.multilabel, width=self.width)
+        self.board.write(datastore, image_id, {BOUNDARY: regions.score, REGIONS: regions.as_dict()}, version)
+        logger.info("boundary score of %s with %s: %.5f", image_id, self.board.model, regions.score)
+        return regions.score
+
+
+def _regions(board: ScoreBoard, datastore: Datastore, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Image id -> the ``regions`` detail stored with the current weights."""
+    version = board.version()
+    out = {}
+    for i in ids:
+        entry = ((datastore.get_image_info(i).get("scores") or {}).get(board.model) or {}).get(REGIONS)
+        if isinstance(entry, dict) and entry.get("version") == version and isinstance(entry.get("score"), dict):
+            out[i] = entry["score"]
+    return out
+
+
+def _with_slices(answer: dict[str, Any] | None, regions: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """Add the most uncertain slices of the chosen image (``slices``, in the model's input grid) to the answer."""
+    if answer and answer["id"] in regions:
+        answer["slices"] = list(regions[answer["id"]].get("slices") or [])
+        answer["selection"]["slices"] = answer["slices"]
+    return answer
+
+
+class ForegroundRandomStrategy(Strategy):
+    """``fg_random``: random, biased to images with more predicted foreground (nnActive's strong baseline)."""
+
+    def __init__(self, board: ScoreBoard | None, seed: int | None = None, floor: float = 0.05):
+        super().__init__("Random unlabelled image, biased to predicted foreground (foreground-aware random)")
+        self.board = board
+        self.floor = floor
+        self._rng = random.Random(seed)
+
+    def info(self) -> dict[str, Any]:
+        i = super().info()
+        if self.board is not None:
+            i.update({"model": self.board.model, "scoring": BOUNDARY})
+        return i
+
+    def __call__(self, request, datastore: Datastore):
+        pool = _pool(request, datastore)
+        regions = _regions(self.board, datastore, pool) if self.board is not None else {}
+        fg = {i: float(r.get("foreground", 0.0)) for i, r in regions.items()}
+        return _answer(choose_foreground_random(pool, fg, self._rng, self.floor))
+
+
+class PowerBoundaryStrategy(_ScoredStrategy):
+    """``boundary``: boundary-region uncertainty, drawn by power sampling (score ** beta) rather than top-k."""
+
+    def __init__(self, board: ScoreBoard, worker: ScoringWorker | None, beta: float = 2.0, seed: int | None = None):
+        super().__init__("boundary", "Uncertain on the structures' boundaries (not diluted by empty background), "
+                         "drawn with probability ~ score ** beta so a batch is not near-duplicates",
+                         BOUNDARY, board, worker)
+        self.beta = beta
+        self._rng = random.Random(seed)
+
+    def info(self) -> dict[str, Any]:
+        i = super().info()
+        i["beta"] = self.beta
+        return i
+
+    def __call__(self, request, datastore: Datastore):
+        pool = _pool(request, datastore)
+        scores = self.board.scores(datastore, pool, self.method)
+        if not scores:
+            return self._fallback(pool, scores)
+        return _with_slices(_answer(choose_power(scores, self.beta, self._rng, strategy=self.name)),
+                            _regions(self.board, datastore, list(scores)))
+
+
+class ClassStratifiedStrategy(_ScoredStrategy):
+    """``clasp``: classes take turns; power-sample by the uncertainty on that class's boundary (ClaSP PE)."""
+
+    def __init__(self, board: ScoreBoard, worker: ScoringWorker | None, seed: int | None = None):
+        super().__init__("clasp", "Class-stratified: classes take turns, each drawing an image by its uncertainty on "
+                         "that class's boundary (power sampling, exponent rising with the labels)",
+                         BOUNDARY, board, worker)
+        self._rng = random.Random(seed)
+
+    def __call__(self, request, datastore: Datastore):
+        pool = _pool(request, datastore)
+        regions = _regions(self.board, datastore, pool)
+        if not regions:
+            return self._fallback(pool, {})
+        n_labelled = len(datastore.list_images()) - len(pool)
+        class_scores = {i: {int(c): float(v) for c, v in (r.get("classes") or {}).items()} for i, r in regions.items()}
+        choice = choose_class_stratified(class_scores, n_labelled, self._rng, beta=power_beta(n_labelled))
+        return _with_slices(_answer(choice), regions)

@@ -15,6 +15,16 @@ from labelzoo.activelearning.ranking import (
     rank_hybrid,
     rank_uncertain,
 )
+from labelzoo.activelearning.selection import (
+    RegionScores,
+    boundary_band,
+    choose_class_stratified,
+    choose_foreground_random,
+    choose_power,
+    power_beta,
+    power_weights,
+    region_uncertainty,
+)
 from labelzoo.activelearning.uncertainty import (
     dice_score,
     entropy_map,
@@ -25,6 +35,14 @@ from labelzoo.activelearning.uncertainty import (
 
 __all__ = [
     "Choice",
+    "RegionScores",
+    "boundary_band",
+    "choose_class_stratified",
+    "choose_foreground_random",
+    "choose_power",
+    "power_beta",
+    "power_weights",
+    "region_uncertainty",
     "choose_first",
     "choose_hybrid",
     "choose_random",

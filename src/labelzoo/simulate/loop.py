@@ -1,0 +1,356 @@
+"""The simulated annotation loop: one run = one strategy, one seed, one fresh server, datastore and model.
+
+Each round asks the server for the next image (``next_sample``), gets its suggestion (``/infer``),
+measures the correction effort against the ground truth the simulator holds, and submits the ground
+truth (``save_label``), all through ``monailabel.client.MONAILabelClient``. Every ``train_every`` labels
+the model is trained (``POST /train``, progress followed through ``GET /train/``) and scored on the
+held-out test set through ``/infer`` with the image uploaded (the test images never enter the datastore).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from labelzoo.errors import LabelZooError
+from labelzoo.io import write_json_atomic
+from labelzoo.simulate.dataset import Case, Dataset, split_cases
+from labelzoo.simulate.metrics import (
+    apply_lookup,
+    class_dice,
+    correction_effort,
+    finite_mean,
+    hd95,
+    label_lookup,
+)
+from labelzoo.simulate.server import local_server, wait_until_up
+
+logger = logging.getLogger(__name__)
+
+#: CSV columns of a run, one row per round (round 0: the model trained on the initial labels).
+COLUMNS = ["strategy", "seed", "round", "labels", "image", "selection_score", "slices", "voxels_changed",
+           "fraction_changed", "one_minus_dice", "cum_voxels_changed", "cum_one_minus_dice", "score_s", "next_s",
+           "infer_s", "save_s", "train_s", "eval_s", "test_dice", "test_hd95", "pool", "rescored_s"]
+
+
+@dataclass
+class RunSettings:
+    """What one simulation run needs (see :func:`labelzoo.simulate.commands.simulate` for the meaning)."""
+
+    model: str
+    initial: int = 2
+    budget: int = 8
+    train_every: int = 2
+    n_test: int = 4
+    epochs: int = 5
+    device: str = "cpu"
+    train_params: dict[str, Any] = field(default_factory=dict)
+    server_conf: dict[str, str] = field(default_factory=dict)
+    server_timeout: float = 300.0
+    train_timeout: float = 1800.0
+
+
+# ---- the bundle copy each run trains ----------------------------------------------------------------------
+def _set(config: dict, key: str, value: Any) -> None:
+    """Set ``a#b#c`` in a nested config (MONAI bundle id syntax)."""
+    node: Any = config
+    parts = key.split("#")
+    for part in parts[:-1]:
+        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+    if isinstance(node, list):
+        node[int(parts[-1])] = value
+    else:
+        node[parts[-1]] = value
+
+
+def prepare_bundle(src: Path, dst_root: Path, train_overrides: dict[str, Any] | None = None,
+                   infer_overrides: dict[str, Any] | None = None, keep_weights: bool = False) -> Path:
+    """Copy bundle ``src`` under ``dst_root`` (no weights unless ``keep_weights``) and make it a loop's model.
+
+    Overrides (config id -> value, MONAI's ``a#b`` syntax) are written into ``train.json`` / ``inference.json``.
+    Every training of the loop uses all submitted labels (the app is asked for ``val_split=0``), so the
+    copy's trainer saves its final weights as ``models/model.pt`` (a ``CheckpointSaver`` with
+    ``save_final``) and validation is pushed beyond the run (``val_interval``) when the bundle has one.
+    """
+    dst = dst_root / src.name
+    ignore = ["eval", "logs", "__pycache__", "train_progress.json"] + ([] if keep_weights else ["*.pt", "*.ts"])
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(*ignore))
+    for name, overrides in (("train", train_overrides or {}), ("inference", infer_overrides or {})):
+        path = dst / "configs" / f"{name}.json"
+        if not path.is_file():
+            if name == "train":
+                raise LabelZooError(f"bundle {src} has no configs/train.json: the loop needs a trainable bundle")
+            continue
+        config = json.loads(path.read_text())
+        for key, value in overrides.items():
+            _set(config, key, value)
+        if name == "train":
+            if "val_interval" in config:
+                config["val_interval"] = 1_000_000
+            handlers = config.get("train", {}).get("handlers")
+            if not isinstance(handlers, list):
+                raise LabelZooError(f"{path}: train#handlers must be a list (MONAI Label's bundle contract)")
+            handlers.append({"_target_": "CheckpointSaver", "save_dir": "@ckpt_dir",
+                             "save_dict": {"model": "@network"}, "save_final": True, "final_filename": "model.pt"})
+        path.write_text(json.dumps(config, indent=4) + "\n")
+    return dst
+
+
+# ---- talking to the server ---------------------------------------------------------------------------------
+def _load(path: str | Path) -> tuple[np.ndarray, tuple[float, ...]]:
+    import nibabel as nib
+
+    img = nib.load(str(path))
+    data = np.squeeze(np.asarray(img.dataobj))
+    return data, tuple(float(z) for z in img.header.get_zooms()[: data.ndim])
+
+
+def _http(client: Any, method: str, selector: str, body: dict | None = None) -> Any:
+    from monailabel.client.client import MONAILabelUtils
+
+    status, response, _, _ = MONAILabelUtils.http_method(method, client._server_url, selector, body,
+                                                         headers=client._headers)
+    text = response.decode() if isinstance(response, bytes) else response
+    if status != 200:
+        raise LabelZooError(f"{method} {selector} answered HTTP {status}: {str(text)[:500]}")
+    return json.loads(text) if text else None
+
+
+class Trainer:
+    """Starts one training through ``POST /train/<model>`` and follows it through ``GET /train/``."""
+
+    def __init__(self, client: Any, model: str, epochs: int, params: dict[str, Any], timeout: float):
+        self.client, self.model, self.epochs, self.params, self.timeout = client, model, epochs, params, timeout
+        self.runs = 0
+
+    def __call__(self, on_progress: Callable[[dict], None] | None = None) -> dict[str, Any]:
+        # pretrained: continue from the served weights (a fresh copy has none: the app then starts from random)
+        params = {"max_epochs": self.epochs, "val_split": 0, "pretrained": True, "multi_gpu": False, **self.params}
+        started = self.client.train_start(self.model, params)
+        task_id = started.get("id") if isinstance(started, dict) else None
+        self.runs += 1
+        deadline = time.monotonic() + self.timeout
+        while True:
+            time.sleep(1.0)
+            task = self.client.train_status()
+            if task_id and task.get("id") != task_id:
+                continue
+            if on_progress is not None:
+                on_progress(task.get("progress") or {})
+            if task.get("status") in ("DONE", "ERROR", "STOPPED"):
+                break
+            if time.monotonic() > deadline:
+                self.client.train_stop()
+                raise LabelZooError(f"training {self.model} did not finish within {self.timeout:.0f} s")
+        progress = task.get("progress") or {}
+        if task.get("status") != "DONE" or progress.get("status") == "failed":
+            detail = progress.get("error") or list(task.get("details") or [])[-3:]
+            raise LabelZooError(f"training {self.model} ended {task.get('status')}: {detail}")
+        return progress
+
+
+def evaluate(client: Any, model: str, test: list[Case], to_model: dict[int, int],
+             classes: list[int]) -> dict[str, Any]:
+    """Mean Dice and HD95 (mm) of the served model on the held-out cases (images uploaded with ``/infer``).
+
+    Args:
+        to_model: dataset label value -> the model's value for the same class.
+        classes: the model's foreground values.
+    """
+    dice, dist = [], []
+    for case in test:
+        out, _ = client.infer(model, "", {}, file=str(case.image))
+        pred, _ = _load(out)
+        Path(out).unlink(missing_ok=True)
+        truth, spacing = _load(case.label)
+        truth = apply_lookup(truth, to_model)
+        pred = np.rint(pred).astype(np.int64)
+        dice.append(float(np.mean(list(class_dice(truth, pred, classes).values()))))
+        dist.append(finite_mean(list(hd95(truth, pred, classes, spacing).values())))
+    return {"test_dice": float(np.mean(dice)), "test_hd95": finite_mean(dist), "per_case_dice": dice}
+
+
+def model_label(case: Case, to_model: dict[int, int], folder: Path) -> Path:
+    """The case's ground truth in the model's label values, as the annotator submits it (written once)."""
+    import nibabel as nib
+
+    if all(k == v for k, v in to_model.items()):
+        return case.label
+    path = folder / f"{case.id}.nii.gz"
+    if not path.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        img = nib.load(str(case.label))
+        data = apply_lookup(np.asarray(img.dataobj), to_model).astype(np.uint8)
+        nib.save(nib.Nifti1Image(data, img.affine), str(path))
+    return path
+
+
+def _scoring_method(info: dict, strategy: str) -> str | None:
+    """The scoring method a strategy ranks on, as its ``/info/`` entry says (``None`` for random / first)."""
+    entry = (info.get("strategies") or {}).get(strategy) or {}
+    method = entry.get("scoring") if isinstance(entry, dict) else None
+    return method if method in (info.get("scoring") or {}) else None
+
+
+def run_loop(url: str, settings: RunSettings, dataset: Dataset, strategy: str, seed: int, out_csv: Path,
+             tick: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Play the annotator against the server at ``url`` for one strategy and seed; write and return the rows.
+
+    The server's datastore must be empty: the pool is uploaded through the client.
+    """
+    from monailabel.client import MONAILabelClient
+
+    tmp = out_csv.parent / out_csv.stem / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    client = MONAILabelClient(url, tmpdir=str(tmp))
+    info = client.info()
+    models = info.get("models") or {}
+    if settings.model not in models:
+        raise LabelZooError(f"--model {settings.model!r} is not served at {url}; served: {', '.join(models) or 'none'}")
+    if strategy not in (info.get("strategies") or {}):
+        raise LabelZooError(f"strategy {strategy!r} is not offered by {url}; offered: "
+                            f"{', '.join(info.get('strategies') or {})}")
+    try:
+        lut = label_lookup(models[settings.model].get("labels") or {}, dataset.labels)
+    except ValueError as e:
+        raise LabelZooError(f"--model {settings.model}: {e}") from None
+    # the annotator paints with the model's label values (the app refuses others): compare and submit in those
+    to_model = {d: m for m, d in lut.items()}
+    classes = sorted(set(to_model.values()) - {0})
+    labels_dir = out_csv.parent / out_csv.stem / "labels"
+    split = split_cases(dataset.cases, settings.n_test, settings.initial, seed)
+    budget = min(settings.budget, len(split.initial) + len(split.unlabelled))
+    by_id = {c.id: c for c in split.initial + split.unlabelled}
+    for case in split.initial + split.unlabelled:
+        client.upload_image(str(case.image), image_id=case.id)
+    for case in split.initial:
+        client.save_label(case.id, str(model_label(case, to_model, labels_dir)), tag="final")
+    method = _scoring_method(info, strategy)
+    trainer = Trainer(client, settings.model, settings.epochs, settings.train_params, settings.train_timeout)
+
+    rows: list[dict[str, Any]] = []
+    labelled = len(split.initial)
+    trained_at: list[float] = []  # when the newest weights were written (monotonic seconds)
+    cum_vox, cum_dice = 0, 0.0
+
+    def train_and_score(row: dict[str, Any]) -> None:
+        t = time.monotonic()
+        trainer()
+        row["train_s"] = round(time.monotonic() - t, 3)
+        trained_at[:] = [time.monotonic()]
+        t = time.monotonic()
+        row.update({k: v for k, v in evaluate(client, settings.model, split.test, to_model, classes).items()
+                    if k != "per_case_dice"})
+        row["eval_s"] = round(time.monotonic() - t, 3)
+
+    row0: dict[str, Any] = {"strategy": strategy, "seed": seed, "round": 0, "labels": labelled}
+    train_and_score(row0)
+    rows.append(row0)
+    _write_csv(out_csv, rows)
+    round_no = 0
+    while labelled < budget:
+        round_no += 1
+        row: dict[str, Any] = {"strategy": strategy, "seed": seed, "round": round_no}
+        t = time.monotonic()
+        if method:
+            _http(client, "POST", f"/scoring/{method}?run_sync=true", {})
+        row["score_s"] = round(time.monotonic() - t, 3)
+        row["pool"] = len(by_id) - labelled
+        if method and trained_at:
+            # scoring keep-up: new weights -> every unlabelled image scored with them (test scoring ran meanwhile)
+            row["rescored_s"] = round(time.monotonic() - trained_at.pop(), 3)
+        t = time.monotonic()
+        answer = client.next_sample(strategy, {})
+        row["next_s"] = round(time.monotonic() - t, 3)
+        image = (answer or {}).get("id")
+        if not image:
+            logger.warning("%s: no image left to annotate after %d labels", strategy, labelled)
+            break
+        if image not in by_id:
+            raise LabelZooError(f"next_sample({strategy}) answered {image!r}, which is not an unlabelled pool image")
+        row["image"] = image
+        row["selection_score"] = answer.get("score")
+        row["slices"] = " ".join(str(s) for s in answer.get("slices") or [])  # slice-level query, if offered
+        t = time.monotonic()
+        out, _ = client.infer(settings.model, image, {})
+        row["infer_s"] = round(time.monotonic() - t, 3)
+        submitted = model_label(by_id[image], to_model, labels_dir)
+        truth, _ = _load(submitted)
+        suggestion, _ = _load(out)
+        Path(out).unlink(missing_ok=True)
+        effort = correction_effort(np.rint(truth).astype(np.int64), np.rint(suggestion).astype(np.int64), classes)
+        cum_vox += effort.voxels_changed
+        cum_dice += effort.one_minus_dice
+        row.update(effort.as_dict())
+        row.update(cum_voxels_changed=cum_vox, cum_one_minus_dice=round(cum_dice, 6))
+        t = time.monotonic()
+        client.save_label(image, str(submitted), tag="final")
+        row["save_s"] = round(time.monotonic() - t, 3)
+        labelled += 1
+        row["labels"] = labelled
+        if (labelled - len(split.initial)) % settings.train_every == 0 or labelled >= budget:
+            train_and_score(row)
+        rows.append(row)
+        _write_csv(out_csv, rows)
+        if tick is not None:
+            tick(f"{strategy} seed {seed}: {labelled}/{budget} labels")
+    return rows
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: r.get(k, "") for k in COLUMNS})
+    tmp = path.with_suffix(".csv.tmp")
+    tmp.write_text(buf.getvalue())
+    tmp.replace(path)
+
+
+def run_one(settings: RunSettings, dataset: Dataset, bundle: Path | None, strategy: str, seed: int, out: Path,
+            server: str | None = None, tick: Callable[[str], None] | None = None,
+            bundle_overrides: tuple[dict, dict] = ({}, {})) -> list[dict[str, Any]]:
+    """One run in ``out/<strategy>-seed<seed>/``: a fresh server (or ``server``), datastore and model copy."""
+    run_dir = out / f"{strategy}-seed{seed}"
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    out_csv = out / f"{strategy}-seed{seed}.csv"
+    if server:
+        wait_until_up(server, 30)
+        return run_loop(server, settings, dataset, strategy, seed, out_csv, tick)
+    assert bundle is not None
+    bundles = run_dir / "bundles"
+    copy = prepare_bundle(bundle, bundles, *bundle_overrides)
+    studies = run_dir / "studies"
+    studies.mkdir()
+    conf = {"models": copy.name, "bundles": str(bundles), "device": settings.device,
+            "scoring_model": copy.name, **settings.server_conf}
+    if strategy in ("random", "first"):
+        conf.setdefault("skip_scoring", "true")  # nothing ranks: keep the 2 cores for the loop
+    elif strategy != "tta":
+        conf.setdefault("tta_samples", "2")  # the worker scores every method; keep the unused one light
+    with local_server(studies, conf, run_dir / "server.log", settings.server_timeout) as url:
+        rows = run_loop(url, replace_model(settings, copy.name), dataset, strategy, seed, out_csv, tick)
+    write_json_atomic(run_dir / "settings.json", {"strategy": strategy, "seed": seed, "conf": conf,
+                                                  "settings": asdict(settings)})
+    return rows
+
+
+def replace_model(settings: RunSettings, model: str) -> RunSettings:
+    """``settings`` with ``model`` as the served model's name."""
+    from dataclasses import replace
+
+    return replace(settings, model=model)
