@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lib import strategies as region_al  # issue 14: region-aware scoring and strategies
+from lib import strategies as region_al  # region-aware scoring and strategies
 from lib.datastore import POOL_EXCLUDE, LabelZooDatastore, remove_stale_temp_files
 from lib.errors import as_http, bad_request, not_found, unprocessable
 from lib.infer import LabelZooInferTask
