@@ -56,6 +56,7 @@ from labelzoo.bundle import checks
 from labelzoo.bundle.network import check_net_in_out, check_torchscript
 from labelzoo.bundle.problems import Problem
 from labelzoo.bundle.smoke import WORKFLOWS, data_format, load_smoke, prepare_workspace, smoke_run
+from labelzoo.bundle.zoochecks import check_zoo
 from labelzoo.errors import LabelZooError
 
 logger = logging.getLogger(__name__)
@@ -129,6 +130,7 @@ def verify_bundle(path: str | Path, run: bool = True, variant: str | Path | None
     if isinstance(meta, dict):
         problems += checks.check_metadata(meta, texts)
         problems += checks.check_data_format(meta)
+    problems += check_zoo(root, meta if isinstance(meta, dict) else None)
     smoke, found = load_smoke(root)
     problems += found
     if any(p.check == "json" for p in problems) or not isinstance(meta, dict):
