@@ -106,6 +106,6 @@ def test_emit_bundle_refuses_an_existing_folder(tmp_path):
     train = json.loads((bundle / "configs" / "train.json").read_text())
     assert train["learning_rate"] == 0.0001 and train["loss"]["_target_"] == "DiceLoss"
     assert len(train["train"]["random_transforms"]) == 2 + len(space.AUGMENTATIONS)
-    assert (bundle / "large_files.yml").read_text() == "large_files: []\n"  # no weights given
+    assert 'path: "models/model.pt"' in (bundle / "large_files.yml").read_text()  # listed, url empty: no weights
     with pytest.raises(LabelZooError, match="already exists"):
         emit_bundle(bundle, vector, info, [16, 16, 16], 4)

@@ -66,9 +66,12 @@ def package_version(package: str) -> str:
 
 
 def large_files_yml(weights: bool = True) -> str:
-    """``large_files.yml`` listing ``models/model.pt`` (weights are never committed; the url is filled on release)."""
-    if not weights:
-        return "large_files: []\n"
+    """``large_files.yml`` listing ``models/model.pt`` (weights are never committed; the url is filled on release).
+
+    The model zoo requires a non-empty list, so ``models/model.pt`` is listed even before any weights exist
+    (``weights=False``): its ``url`` stays empty until ``labelzoo zoo pack`` or a release fills it.
+    """
+    del weights  # kept for callers; the entry is the same either way
     return 'large_files:\n  - path: "models/model.pt"\n    url: ""\n    hash_type: ""\n    hash_val: ""\n'
 
 

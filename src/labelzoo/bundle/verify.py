@@ -17,6 +17,11 @@ a missing folder (:class:`~labelzoo.errors.LabelZooError`). The checks, in order
    (``labelzoo/bundle/schema/meta_schema.json``, no download); ``version`` is the newest ``changelog``
    entry; ``monai_version`` is the MONAI being used; ``labelzoo`` pinned in ``required_packages_version``
    when a config references it.
+2b. **whitespace / large_files / schema** (the model zoo's own pre-commit checks,
+   :mod:`labelzoo.bundle.zoochecks`): no trailing whitespace and a final newline in ``docs/`` and
+   ``configs/`` text files; ``large_files.yml`` a non-empty ``large_files`` list whose entries carry
+   ``path`` / ``url`` / ``hash_type`` / ``hash_val`` (``url`` may be empty until published; when set, a
+   known ``hash_type`` and a ``hash_val``); ``schema`` the one metadata schema version every bundle uses.
 3. **properties**: the ids of MONAI's required train / infer workflow properties exist (static), and
    with ``run``, ``ConfigWorkflow(..., workflow_type="train" | "infer").check_properties()`` reports
    nothing on the synthetic data.
@@ -56,6 +61,7 @@ from labelzoo.bundle import checks
 from labelzoo.bundle.network import check_net_in_out, check_torchscript
 from labelzoo.bundle.problems import Problem
 from labelzoo.bundle.smoke import WORKFLOWS, data_format, load_smoke, prepare_workspace, smoke_run
+from labelzoo.bundle.zoochecks import check_zoo
 from labelzoo.errors import LabelZooError
 
 logger = logging.getLogger(__name__)
@@ -129,6 +135,7 @@ def verify_bundle(path: str | Path, run: bool = True, variant: str | Path | None
     if isinstance(meta, dict):
         problems += checks.check_metadata(meta, texts)
         problems += checks.check_data_format(meta)
+    problems += check_zoo(root, meta if isinstance(meta, dict) else None)
     smoke, found = load_smoke(root)
     problems += found
     if any(p.check == "json" for p in problems) or not isinstance(meta, dict):
