@@ -17,6 +17,7 @@ from labelzoo.planning import commands as plan_commands
 from labelzoo.planning import crossval as plan_crossval
 from labelzoo.serve import serve
 from labelzoo.simulate.commands import simulate
+from labelzoo.zoo import commands as zoo_commands
 
 
 def version() -> str:
@@ -187,6 +188,7 @@ COMMANDS = {
     "simulate": simulate,
     "sample-data": sample_data,
     "version": version,
+    "zoo": zoo_commands.COMMANDS,
     "train-cv": plan_crossval.train_cv,
     "find-best": plan_crossval.find_best,
     # `labelzoo plan DATASET` runs fingerprint + plan + emit; `labelzoo plan fingerprint DATASET` one stage.

@@ -66,7 +66,7 @@ def broken(tmp_path: Path) -> Path:
 def _edit(path: Path, change) -> None:
     data = json.loads(path.read_text())
     change(data)
-    path.write_text(json.dumps(data, indent=4))
+    path.write_text(json.dumps(data, indent=4) + "\n")
 
 
 def _find(problems: list[Problem], check: str, file: str, config_id: str | None = None) -> Problem:
@@ -152,7 +152,7 @@ def test_json_syntax_error(broken: Path) -> None:
 
 def test_variant_id_that_applies_nowhere(broken: Path) -> None:
     variant = broken / "configs" / "baseline.json"
-    variant.write_text(json.dumps({"nosuch#thing": 1}))
+    variant.write_text(json.dumps({"nosuch#thing": 1}) + "\n")
     problem = _find(verify_bundle(broken, run=False, variant="configs/baseline.json"), "variant",
                     "configs/baseline.json", "nosuch#thing")
     assert "nosuch" in problem.message

@@ -116,7 +116,7 @@ def _write_2d_bundle(root: Path) -> Path:
     baseline = {"network_def#channels": [4, 8], "train#dataloader#batch_size": 1}
     for name, cfg in (("metadata", meta), ("train", train), ("evaluate", evaluate), ("inference", inference),
                       ("multi_gpu_train", multi), ("smoke", smoke), ("baseline", baseline)):
-        (configs / f"{name}.json").write_text(json.dumps(cfg, indent=4))
+        (configs / f"{name}.json").write_text(json.dumps(cfg, indent=4) + "\n")
     return root
 
 
