@@ -30,6 +30,7 @@ from labelzoo.bundle.emit import (
     train_handlers,
     validate_handlers,
 )
+from labelzoo.bundle.zoochecks import ZOO_SCHEMA_URL
 from labelzoo.errors import LabelZooError
 from labelzoo.io import write_json_atomic
 
@@ -231,8 +232,7 @@ def metadata(vector: list[int], info: DatasetInfo, patch_size: list[int], dice: 
 
     config = decode(vector)
     return {
-        "schema": "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/"
-                  "meta_schema_20220324.json",
+        "schema": ZOO_SCHEMA_URL,
         "version": BUNDLE_VERSION,
         "changelog": {BUNDLE_VERSION: "network, augmentations, loss and learning rate found by labelzoo search"},
         "monai_version": monai.__version__,

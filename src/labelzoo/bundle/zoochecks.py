@@ -18,6 +18,8 @@ from labelzoo.bundle.problems import Problem
 
 #: The metadata schema every LabelZoo bundle uses (the one shipped as ``labelzoo/bundle/schema/meta_schema.json``).
 ZOO_SCHEMA = "meta_schema_20240725.json"
+#: the metadata "schema" URL every bundle (repository, planned, searched) names
+ZOO_SCHEMA_URL = f"https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/{ZOO_SCHEMA}"
 #: Text files whose whitespace the zoo's pre-commit hooks check.
 TEXT_SUFFIXES = frozenset({".md", ".json", ".yaml", ".yml", ".txt", ".rst"})
 LARGE_FILE_FIELDS = ("path", "url", "hash_type", "hash_val")

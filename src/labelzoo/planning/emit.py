@@ -37,6 +37,7 @@ from labelzoo.bundle.emit import (
     train_handlers,
     validate_handlers,
 )
+from labelzoo.bundle.zoochecks import ZOO_SCHEMA_URL
 from labelzoo.errors import LabelZooError
 from labelzoo.io import write_json_atomic
 from labelzoo.planning.choose import lcc_candidates
@@ -44,7 +45,7 @@ from labelzoo.planning.choose import lcc_candidates
 logger = logging.getLogger(__name__)
 
 #: Model-zoo metadata schema the emitted metadata.json follows.
-META_SCHEMA = "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20220324.json"
+META_SCHEMA = ZOO_SCHEMA_URL
 BUNDLE_VERSION = "0.1.0"
 #: nnU-Net v2 trains 1000 epochs of 250 iterations with SGD (lr 0.01, Nesterov momentum 0.99, poly decay).
 DEFAULT_EPOCHS = 1000
