@@ -14,21 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from labelzoo.simulate.loop import set_config_id as _set
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: The bundle the live-server tests serve (override with $LABELZOO_TEST_BUNDLE, a bundle folder).
 BUNDLE_NAME = "btcv_ct_unetr_segmentation"
-
-
-def _set(config: dict, key: str, value: object) -> None:
-    """Set ``a#b#c`` in a nested config (MONAI bundle id syntax)."""
-    node = config
-    parts = key.split("#")
-    for part in parts[:-1]:
-        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
-    if isinstance(node, list):
-        node[int(parts[-1])] = value
-    else:
-        node[parts[-1]] = value
 
 
 def shrink_bundle(src: Path, dst_root: Path) -> Path:

@@ -33,6 +33,18 @@ def conflict(msg: str) -> AppError:
     return AppError(409, msg)
 
 
+def forbidden(msg: str) -> AppError:
+    return AppError(403, msg)
+
+
+def too_large(msg: str) -> AppError:
+    return AppError(413, msg)
+
+
+def too_many(msg: str) -> AppError:
+    return AppError(429, msg)
+
+
 def unsupported(msg: str) -> AppError:
     return AppError(415, msg)
 

@@ -53,7 +53,17 @@ from labelzoo.options import (
     parse_json_object,
 )
 from labelzoo.validation import check_id, check_image_size
-from lib.errors import AppError, as_http, bad_request, not_found, unprocessable, unsupported
+from lib.errors import (
+    AppError,
+    as_http,
+    bad_request,
+    forbidden,
+    not_found,
+    too_large,
+    too_many,
+    unprocessable,
+    unsupported,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -65,18 +75,6 @@ USER = Depends(RBAC(settings.MONAI_LABEL_AUTH_ROLE_USER))
 UPLOAD_PREFIX = "labelzoo-uploads-"
 #: upload file types: the suffix of the client's file name must be one of these (HTTP 415 otherwise)
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".seg.nrrd", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm")
-
-
-def too_large(msg: str) -> AppError:
-    return AppError(413, msg)
-
-
-def too_many(msg: str) -> AppError:
-    return AppError(429, msg)
-
-
-def forbidden(msg: str) -> AppError:
-    return AppError(403, msg)
 
 
 # ---- request bodies: capped while they stream in -----------------------------------------------------------------

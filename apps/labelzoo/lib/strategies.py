@@ -28,7 +28,7 @@ from labelzoo.activelearning import (
     region_uncertainty,
 )
 from lib.errors import bad_request
-from lib.scoring import LabelZooScoring, ScoreBoard, Scorer, ScoringWorker
+from lib.scoring import ScoreBoard, Scorer, ScoringWorker, UncertaintyScoring
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ class HybridStrategy(_ScoredStrategy):
 BOUNDARY, REGIONS = "boundary", "regions"
 
 
-class BoundaryScoring(LabelZooScoring):
+class BoundaryScoring(UncertaintyScoring):
     """``boundary``: uncertainty on the predicted structures' boundaries, overall and per class.
 
     One pass per image (Monte-Carlo dropout samples averaged when the network has dropout) gives the
@@ -176,21 +176,10 @@ class BoundaryScoring(LabelZooScoring):
     name = BOUNDARY
 
     def __init__(self, scorer: Scorer, board: ScoreBoard, width: int = 2):
-        super().__init__(f"Uncertainty on the boundaries of the predicted structures ({board.model}): "
+        super().__init__(BOUNDARY, scorer, board,
+                         f"Uncertainty on the boundaries of the predicted structures ({board.model}): "
                          "mean entropy in a band around each structure, not over the whole (mostly empty) volume")
-        self.scorer = scorer
-        self.board = board
         self.width = width
-
-    def info(self) -> dict[str, Any]:
-        i = super().info()
-        i["model"] = self.board.model
-        return i
-
-    def pending(self, datastore: Datastore) -> list[str]:
-        version = self.board.version()
-        return [i for i in sorted(datastore.get_unlabeled_images())
-                if not self.board.is_current(datastore.get_image_info(i), BOUNDARY, version)]
 
     def score_one(self, datastore: Datastore, image_id: str) -> float:
         version = self.board.version()

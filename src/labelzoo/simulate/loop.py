@@ -59,7 +59,7 @@ class RunSettings:
 
 
 # ---- the bundle copy each run trains ----------------------------------------------------------------------
-def _set(config: dict, key: str, value: Any) -> None:
+def set_config_id(config: dict, key: str, value: Any) -> None:
     """Set ``a#b#c`` in a nested config (MONAI bundle id syntax)."""
     node: Any = config
     parts = key.split("#")
@@ -91,7 +91,7 @@ def prepare_bundle(src: Path, dst_root: Path, train_overrides: dict[str, Any] | 
             continue
         config = json.loads(path.read_text())
         for key, value in overrides.items():
-            _set(config, key, value)
+            set_config_id(config, key, value)
         if name == "train":
             if "val_interval" in config:
                 config["val_interval"] = 1_000_000
