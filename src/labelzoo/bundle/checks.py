@@ -122,7 +122,8 @@ def check_metadata(meta: dict[str, Any], config_texts: dict[str, str], file: str
     if isinstance(pinned, str) and pinned.split("+")[0] != installed_monai.split("+")[0]:
         problems.append(Problem("metadata", file, f"monai_version {pinned!r} differs from the MONAI the bundle is "
                                                   f"verified with ({installed_monai})", "monai_version"))
-    uses_labelzoo = sorted(rel for rel, text in config_texts.items() if re.search(r"\blabelzoo\.", text))
+    # a packed zoo bundle names its vendored copy (scripts.labelzoo.x): that one needs no pin
+    uses_labelzoo = sorted(rel for rel, text in config_texts.items() if re.search(r"(?<![\w.])labelzoo\.", text))
     packages = meta.get("required_packages_version")
     if uses_labelzoo and not (isinstance(packages, dict) and "labelzoo" in packages):
         problems.append(Problem("metadata", file, f"{', '.join(uses_labelzoo)} reference the labelzoo package: pin "

@@ -53,7 +53,10 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +123,35 @@ def verify_bundle(path: str | Path, run: bool = True, variant: str | Path | None
     root = Path(path).expanduser().resolve()
     if not root.is_dir():
         raise LabelZooError(f"bundle folder {path} does not exist: expected a MONAI bundle folder with configs/")
+    with bundle_scripts_importable(root):
+        return _verify(root, run, variant, workdir, timeout)
+
+
+@contextmanager
+def bundle_scripts_importable(root: Path) -> Iterator[None]:
+    """With a ``scripts/`` package in the bundle (the zoo convention, e.g. vendored labelzoo code), make
+    ``scripts.*`` importable from ``root`` while checking, as ``python -m monai.bundle run`` from the bundle
+    folder does; another bundle's ``scripts`` modules are unloaded before and after."""
+    if not (root / "scripts" / "__init__.py").is_file():
+        yield
+        return
+
+    def unload() -> None:
+        for name in [m for m in sys.modules if m == "scripts" or m.startswith("scripts.")]:
+            del sys.modules[name]
+
+    unload()
+    sys.path.insert(0, str(root))
+    try:
+        yield
+    finally:
+        if str(root) in sys.path:
+            sys.path.remove(str(root))
+        unload()
+
+
+def _verify(root: Path, run: bool, variant: str | Path | None, workdir: str | Path | None,
+            timeout: float) -> list[Problem]:
     variant_path, variant_cfg, problems = _load_variant(root, variant)
     variant_name = str(variant) if variant is not None else ""
 

@@ -63,7 +63,7 @@ def _metadata(bundle: Path) -> dict[str, Any]:
 
 
 def pack_bundle(bundle: str | Path, out_dir: str | Path, weights_url: str = "", check: bool = True,
-                existing: set[str] | None = None) -> Path:
+                existing: set[str] | None = None, vendor: bool = True) -> Path:
     """Pack the bundle folder ``bundle`` as ``out_dir/<name>_v<version>.zip`` in MONAI's zoo layout.
 
     Args:
@@ -73,6 +73,8 @@ def pack_bundle(bundle: str | Path, out_dir: str | Path, weights_url: str = "", 
             ``large_files.yml`` gets this url and the weights' sha256.
         check: refuse a bundle failing ``labelzoo bundle verify --norun``.
         existing: index keys already in the target zoo (their versions are refused).
+        vendor: copy the ``labelzoo`` modules the configs reference into the packed ``scripts/labelzoo`` and
+            point the packed configs at them (:mod:`labelzoo.zoo.vendor`), so the zip runs without labelzoo.
 
     Returns:
         The zip path.
@@ -100,6 +102,10 @@ def pack_bundle(bundle: str | Path, out_dir: str | Path, weights_url: str = "", 
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="labelzoo-pack-") as tmp:
         copy = Path(shutil.copytree(root, Path(tmp) / name, ignore=_SKIP))
+        if vendor:
+            from labelzoo.zoo.vendor import vendor_bundle
+
+            vendor_bundle(copy)
         weights = copy / "models" / "model.pt"
         if weights.is_file():
             entry = {"path": "models/model.pt", "url": weights_url, "hash_type": "sha256",
