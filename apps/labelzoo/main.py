@@ -40,10 +40,11 @@ from monailabel.utils.others.generic import name_to_device
 import labelzoo
 from labelzoo.annotators import ANONYMOUS, READ_PREFIX, LeaseBook
 from labelzoo.appconf import APP_CONF, check_conf, conf_bool, conf_number, conf_value, parse_conf
-from labelzoo.discovery import BundleInfo, find_bundles, read_bundle_info, select_bundles
+from labelzoo.discovery import BundleInfo, find_bundles, read_bundle_info
 from labelzoo.errors import LabelZooError
 from labelzoo.paths import bundles_dir
 from labelzoo.validation import check_id, check_image_size, geometry_error, read_shape
+from labelzoo.zoo.cache import served_bundles
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,9 @@ class LabelZooApp(MONAILabelApp):
         if self.device not in ("auto", "cpu", "cuda"):
             raise LabelZooError(f"--conf device must be auto, cpu or cuda, got {self.device!r}")
         found = find_bundles(_bundle_dirs(conf_value(conf, "bundles")))
-        selected = select_bundles(found, conf_value(conf, "models"))
+        # zoo bundles (models=NAME@VERSION with zoo=URL) are pulled into the cache first (labelzoo.zoo.cache)
+        selected, self.zoo_bundles = served_bundles(found, conf_value(conf, "models"), conf_value(conf, "zoo"),
+                                                    conf_value(conf, "zoo_cache"))
         self.bundles: dict[str, BundleInfo] = {n: read_bundle_info(p, n) for n, p in selected.items()}
         scoring_model = conf_value(conf, "scoring_model").strip()
         inferable = [n for n, b in self.bundles.items() if b.has_infer]
@@ -265,9 +268,17 @@ class LabelZooApp(MONAILabelApp):
             "version": labelzoo.__version__,
             "scoring_model": self.scoring_model,
             "bundles": {n: {"trained": b.weights is not None, "spatial_dims": b.spatial_dims, "channels": b.channels,
-                            "multilabel": b.multilabel, "version": b.version} for n, b in self.bundles.items()},
+                            "multilabel": b.multilabel, "version": b.version, **self._zoo_info(n)}
+                        for n, b in self.bundles.items()},
         }
         return meta
+
+    def _zoo_info(self, name: str) -> dict[str, Any]:
+        """Where a served bundle came from: ``{"source": "zoo", "zoo": URL, ...}`` or ``{"source": "local"}``."""
+        zb = self.zoo_bundles.get(name)
+        if zb is None:
+            return {"source": "local"}
+        return {"source": "zoo", "zoo": zb.zoo, "zoo_ref": zb.ref, "checksum": zb.checksum, "offline": zb.offline}
 
     # ---- checked requests -------------------------------------------------------------------------------
     def _allowed_path(self, path: str) -> bool:

@@ -24,8 +24,14 @@ class ConfKey:
 
 
 APP_CONF: dict[str, ConfKey] = {
-    "models": ConfKey("all", "bundles to serve: 'all' or comma-separated bundle folder names"),
+    "models": ConfKey("all", "bundles to serve: 'all' or bundle names separated by '+' (or commas in the dict "
+                      "form); NAME@VERSION pulls that version from --conf zoo"),
     "bundles": ConfKey("", "extra folders holding bundles (or a bundle), separated by commas"),
+    # model zoo (labelzoo.zoo.cache): models=NAME@VERSION+OTHER names zoo bundles, pulled at start
+    "zoo": ConfKey("", "model zoo (http(s):// or file:// URL, or a folder) that models=NAME@VERSION entries, and "
+                   "names not found on disk, are pulled from at start (checksum-verified, cached)"),
+    "zoo_cache": ConfKey("", "folder caching pulled zoo bundles, one per version (default $LABELZOO_ZOO_CACHE or "
+                         "~/.cache/labelzoo/zoo); served from there when the zoo is unreachable"),
     "skip_trainers": ConfKey("false", "'true' serves inference only (no training tasks)"),
     "skip_scoring": ConfKey("false", "'true' registers no scoring methods"),
     "device": ConfKey("auto", "'auto' (CUDA when present, else CPU), 'cpu' or 'cuda'"),

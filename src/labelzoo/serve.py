@@ -100,12 +100,16 @@ def ensure_dicom_tools() -> None:
 
 def check_bundles(conf: dict[str, str]) -> list[str]:
     """The bundles the app will serve for ``conf`` (``models``, ``bundles``); raises on unknown names or folders."""
-    from labelzoo.discovery import find_bundles, select_bundles
+    from labelzoo.discovery import find_bundles
     from labelzoo.paths import bundles_dir
+    from labelzoo.zoo.cache import served_bundles
 
     dirs = [bundles_dir()] if bundles_dir().is_dir() else []
     dirs += [Path(p.strip()).expanduser() for p in conf_value(conf, "bundles").split(",") if p.strip()]
-    return list(select_bundles(find_bundles(dirs), conf_value(conf, "models")))
+    # zoo bundles are pulled into the cache here, so a bad name or version fails before the server starts
+    selected, _ = served_bundles(find_bundles(dirs), conf_value(conf, "models"), conf_value(conf, "zoo"),
+                                 conf_value(conf, "zoo_cache"))
+    return list(selected)
 
 
 def server_args(studies: str, host: str, port: int, conf: dict[str, str], app: str, log_level: str) -> list[str]:
@@ -129,10 +133,11 @@ def serve(studies: str = "data/sample", host: str = "127.0.0.1", port: int = 800
         host: address to listen on; 127.0.0.1 keeps the server local, 0.0.0.0 opens it to the network (refused
             without MONAI Label's authentication unless --insecure is given).
         port: TCP port.
-        conf: app settings as key=value pairs separated by commas, e.g. --conf models=all,skip_scoring=true.
-            Known keys: models, bundles, skip_trainers, skip_scoring, device, scoring_model, epistemic_samples,
-            epistemic_dropout, tta_samples, strategy_k, hybrid_alpha, scoring_interval, save_original,
-            max_upload_mb, max_image_voxels, infer_concurrency, infer_queue, allow_model_upload.
+        conf: app settings as key=value pairs separated by commas, e.g. --conf models=all,skip_scoring=true;
+            zoo bundles: --conf zoo=http://host:8000,models=NAME@VERSION+OTHER (pulled and cached at start).
+            Known keys: models, bundles, zoo, zoo_cache, skip_trainers, skip_scoring, device, scoring_model,
+            epistemic_samples, epistemic_dropout, tta_samples, strategy_k, hybrid_alpha, scoring_interval,
+            save_original, max_upload_mb, max_image_voxels, infer_concurrency, infer_queue, allow_model_upload.
         app: MONAI Label app folder (default: apps/labelzoo of this checkout).
         log_level: uvicorn log level (debug, info, warning, error).
         dry_run: check the arguments and print the server command without starting it.
