@@ -28,6 +28,8 @@ from lib.routes import install as install_routes
 from lib.scoring import SERVED_KEY, DiceScoring, ScoreBoard, Scorer, ScoringWorker, TrainWatcher, UncertaintyScoring
 from lib.strategies import FirstStrategy, HybridStrategy, RandomStrategy, UncertaintyStrategy
 from lib.train import LabelZooTrainTask
+from lib.zoo_routes import install as install_zoo_routes
+from lib.zoo_routes import registry_sync, weights_info
 from monailabel.config import settings
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.datastore import Datastore, DefaultLabelTag
@@ -229,6 +231,7 @@ class LabelZooApp(MONAILabelApp):
             remove_stale_temp_files(info.path / "models", max_depth=0)
         self.uploads = Uploads(self.max_upload_bytes, self.max_image_voxels)
         install_routes(self)
+        install_zoo_routes(self)  # weights versions, rollback, release (lib/zoo_routes.py)
         worker = self.scoring_worker
         if worker is not None:
             worker.start()
@@ -268,7 +271,8 @@ class LabelZooApp(MONAILabelApp):
             "version": labelzoo.__version__,
             "scoring_model": self.scoring_model,
             "bundles": {n: {"trained": b.weights is not None, "spatial_dims": b.spatial_dims, "channels": b.channels,
-                            "multilabel": b.multilabel, "version": b.version, **self._zoo_info(n)}
+                            "multilabel": b.multilabel, "version": b.version, **self._zoo_info(n),
+                            **weights_info(b.path)}
                         for n, b in self.bundles.items()},
         }
         return meta
@@ -457,6 +461,7 @@ class LabelZooApp(MONAILabelApp):
 
         replace_file_atomic(path, dest)
         logger.info("weights of %s replaced by an upload", model)
+        registry_sync(info.path, "upload")
         st = dest.stat()
         return {"model": model, "weights": "models/model.pt", "size": st.st_size, "modified_time": int(st.st_mtime)}
 

@@ -49,6 +49,8 @@ APP_CONF: dict[str, ConfKey] = {
                                 "float", 0.1, 3600),
     "save_original": ConfKey("true", "store each suggestion as label tag 'original' (the dice score compares to it)",
                              "bool"),
+    "zoo_publish": ConfKey("", "zoo folder (served by a web server at --conf zoo) that POST "
+                           "/labelzoo/models/<name>/release publishes retrained bundles to; empty: release is off"),
     # limits and access (apps/labelzoo/lib/routes.py): what one request may cost, who may replace weights
     "max_upload_mb": ConfKey("512", "largest upload (image, label, weights) in MiB; larger ones get HTTP 413",
                              "int", 1, 1_000_000),

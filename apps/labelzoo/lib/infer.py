@@ -24,6 +24,7 @@ from monailabel.tasks.infer.bundle import BundleConstants, BundleInferTask
 from monailabel.utils.others.class_utils import unload_module
 
 from labelzoo.discovery import BundleInfo
+from labelzoo.zoo import registry
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +126,7 @@ class LabelZooInferTask(BundleInferTask):
         if isinstance(result_json, dict):
             result_json["model_version"] = self.weights_version()
             result_json["bundle_version"] = self.bundle_info.version
+            result_json["weights_id"] = registry.active_id(self.bundle_info.path)  # labelzoo.zoo.registry id
         return result_file, result_json
 
     # ---- what clients see -------------------------------------------------------------------------

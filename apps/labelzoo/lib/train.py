@@ -23,6 +23,7 @@ from labelzoo.io import write_json_atomic
 from labelzoo.options import TRAIN_OPTIONS, check_options
 from labelzoo.progress import PROGRESS_FILE, read_progress, update_progress
 from labelzoo.validation import geometry_error, read_shape
+from labelzoo.zoo import registry
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +129,8 @@ class LabelZooTrainTask(BundleTrainTask):
         train, val = split_datalist(datalist, val_split)
         n_val = "the bundle's own list" if val is None else len(val)
         logger.info("training on %d images, validating on %s", len(train), n_val)
+        # recorded with the weights version this run makes (labelzoo.zoo.registry) and in a release's model card
+        update_progress(self.progress_path, n_train=len(train), n_val=None if val is None else len(val))
         return train, val
 
     def _run_command(self, cmd, env):
@@ -172,6 +175,7 @@ class LabelZooTrainTask(BundleTrainTask):
             labelled = datastore.datalist()
             if not labelled:
                 raise ValueError(f"no labelled images to train {self.bundle_info.name} on: submit a label first")
+            registry.sync(self.bundle_info.path, "existing")  # the weights this run starts from, kept
             result = super().__call__(request, datastore)
         except BaseException as e:
             update_progress(self.progress_path, status="failed", error=f"{type(e).__name__}: {e}")
@@ -179,4 +183,7 @@ class LabelZooTrainTask(BundleTrainTask):
         final = read_progress(self.progress_path)
         if final.get("status") != "finished":
             update_progress(self.progress_path, status="finished")
+        # each run that wrote weights becomes a new version in the bundle's registry (nothing is overwritten)
+        version = registry.sync(self.bundle_info.path, "train", {**final, "epochs": max_epochs})
+        update_progress(self.progress_path, weights_version=version)
         return result or {"model": self.bundle_info.name, **read_progress(self.progress_path)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from labelzoo.zoo import core
 
@@ -48,4 +49,42 @@ def pull(ref: str, zoo: str, dest: str = ".") -> str:
     return str(core.pull(ref, zoo, dest))
 
 
-COMMANDS = {"pack": pack, "publish": publish, "list": list_bundles, "info": info, "pull": pull}
+def versions(bundle: str) -> str:
+    """List the weights versions of the bundle folder BUNDLE (``*`` marks the one served; the app's registry).
+
+    Example: labelzoo zoo versions bundles/btcv_ct_unetr_segmentation
+    """
+    from labelzoo.zoo import registry
+
+    return registry.format_versions(registry.versions(bundle))
+
+
+def rollback(bundle: str, version: str) -> str:
+    """Serve weights version VERSION of BUNDLE again (copied over models/model.pt; a running server reloads it).
+
+    Example: labelzoo zoo rollback bundles/btcv_ct_unetr_segmentation 2
+    """
+    from labelzoo.zoo import registry
+
+    entry = registry.rollback(bundle, str(version))
+    return f"{Path(bundle).name}: serving weights version {entry['id']} (sha256 {entry['sha256'][:12]})"
+
+
+def release(bundle: str, zoo: str, base_url: str = "", bump: str = "patch", force: bool = False,
+            check: bool = True) -> str:
+    """Publish the weights BUNDLE serves now to the zoo folder ZOO as a new version (retrained in the app).
+
+    Refused unless the served weights come from a training run whose best validation metric beats every earlier
+    weights version (FORCE releases anyway). The version is bumped (BUMP: patch, minor or major) above the
+    bundle's and the zoo's newest, with a changelog entry, eval_metrics from that run and a model card in
+    docs/README.md; the bundle folder itself is not changed (weights never go into git).
+    Example: labelzoo zoo release bundles/btcv_ct_unetr_segmentation --zoo /srv/zoo --base_url http://host:8000
+    """
+    from labelzoo.zoo.release import release as do_release
+
+    out = do_release(bundle, zoo, base_url=base_url, part=bump, force=force, check=check)
+    return f"released {out['key']} (weights version {out['weights_version']}) eval_metrics={out['eval_metrics']}"
+
+
+COMMANDS = {"pack": pack, "publish": publish, "list": list_bundles, "info": info, "pull": pull,
+            "versions": versions, "rollback": rollback, "release": release}

@@ -33,7 +33,9 @@ logger = logging.getLogger(__name__)
 INDEX = "model_info.json"
 #: Largest zip ``pull`` accepts (bounded before memory or disk is spent).
 MAX_ZIP_BYTES = 2 * 1024**3
-_SKIP = shutil.ignore_patterns("eval", "logs", "__pycache__", "*.pyc", ".ipynb_checkpoints")
+#: never packed: outputs, caches, the app's weights registry (models/registry) and training progress
+_SKIP = shutil.ignore_patterns("eval", "logs", "__pycache__", "*.pyc", ".ipynb_checkpoints", "registry",
+                               "train_progress.json", ".*.tmp")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
