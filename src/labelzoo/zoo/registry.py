@@ -69,6 +69,8 @@ def read(bundle: str | Path) -> dict[str, Any]:
 
 @contextmanager
 def _locked(bundle: str | Path) -> Iterator[None]:
+    if not (Path(bundle) / "configs" / "metadata.json").is_file():
+        raise LabelZooError(f"{bundle}: not a bundle folder (configs/metadata.json missing)")
     folder = registry_dir(bundle)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".lock", "a") as lock:
