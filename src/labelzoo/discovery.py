@@ -137,7 +137,10 @@ def read_bundle_info(path: str | Path, name: str | None = None) -> BundleInfo:
     pred = next(iter(outputs.values()), {}) if outputs else {}
     spatial = image.get("spatial_shape") or [0, 0, 0]
     labels = {}
-    for k, v in (pred.get("channel_def") or {}).items():
+    # region (sigmoid) bundles: channel_def names the network's channels (model-zoo meaning); the label map their
+    # postprocessing writes, which MONAI Label shows, is named in metadata "labelzoo": {"label_map": {...}}
+    label_map = (meta.get("labelzoo") or {}).get("label_map") if isinstance(meta.get("labelzoo"), dict) else None
+    for k, v in (label_map or pred.get("channel_def") or {}).items():
         if str(v).lower() != "background":
             try:
                 labels[str(v).lower()] = int(k)

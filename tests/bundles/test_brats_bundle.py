@@ -96,8 +96,9 @@ def test_inference_pipeline_writes_a_brats_label_map(tmp_path: Path, variant: st
     assert not np.asarray(pred.dataobj)[outside].any()
 
 
-def test_region_def_must_name_every_network_channel(tmp_path: Path) -> None:
-    """Region bundles name the network channels in region_def and the label values in channel_def."""
+def test_region_channels_and_label_map_are_checked(tmp_path: Path) -> None:
+    """Region bundles name the network channels in channel_def (the model zoo's meaning) and the label map's values
+    in the top-level ``labelzoo.label_map``; ``region_def`` (unknown to the zoo schema) is refused."""
     import shutil
 
     broken = tmp_path / BUNDLE.name
@@ -105,14 +106,22 @@ def test_region_def_must_name_every_network_channel(tmp_path: Path) -> None:
     meta_file = broken / "configs" / "metadata.json"
     meta = json.loads(meta_file.read_text())
     pred = meta["network_data_format"]["outputs"]["pred"]
-    pred["region_def"].pop("2")
-    pred["channel_def"].pop("0")
-    meta_file.write_text(json.dumps(meta, indent=4))
+    pred["channel_def"]["4"] = "enhancing tumor"
+    pred["region_def"] = {"0": "ET", "1": "TC", "2": "WT"}
+    meta["labelzoo"]["label_map"].pop("0")
+    meta_file.write_text(json.dumps(meta, indent=4) + "\n")
     problems = verify_bundle(broken, run=False)
-    where = {p.id: p.message for p in problems if p.check == "monailabel"}
-    assert "region_def must name each network output channel 0..2" in where[
-        "network_data_format#outputs#pred#region_def"]
-    assert "must include 0 (background)" in where["network_data_format#outputs#pred#channel_def"]
+    where = {p.id: p.message for p in problems if p.check in ("monailabel", "metadata")}
+    assert "do not match num_channels=3" in where["network_data_format#outputs#pred#channel_def"]
+    assert "not in the model-zoo metadata schema" in where["network_data_format#outputs#pred#region_def"]
+    assert "must include 0 (background)" in where["labelzoo#label_map"]
+
+
+def test_app_labels_are_the_label_map() -> None:
+    from labelzoo.discovery import read_bundle_info
+
+    info = read_bundle_info(BUNDLE)
+    assert info.multilabel and info.labels == {"necrotic tumor core": 1, "peritumoral edema": 2, "enhancing tumor": 4}
 
 
 def test_every_training_augmentation_runs(tmp_path: Path) -> None:

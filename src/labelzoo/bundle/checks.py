@@ -132,13 +132,33 @@ def check_metadata(meta: dict[str, Any], config_texts: dict[str, str], file: str
     return problems
 
 
+def _check_label_map(meta: dict[str, Any], file: str) -> list[Problem]:
+    """``labelzoo.label_map`` (optional): label values (integers, 0 = background among them) -> names."""
+    section = meta.get("labelzoo")
+    if section is None:
+        return []
+    where = "labelzoo#label_map"
+    label_map = section.get("label_map") if isinstance(section, dict) else None
+    if not isinstance(label_map, dict) or not label_map:
+        return [Problem("monailabel", file, "expected {\"label_map\": {\"0\": \"background\", ...}}", "labelzoo")]
+    try:
+        values = sorted(int(k) for k in label_map)
+    except ValueError:
+        return [Problem("monailabel", file, f"label_map keys must be label values, got {list(label_map)}", where)]
+    if 0 not in values:
+        return [Problem("monailabel", file, "label_map names the label values postprocessing writes and must "
+                                            "include 0 (background)", where)]
+    return []
+
+
 def check_data_format(meta: dict[str, Any], file: str = "configs/metadata.json") -> list[Problem]:
     """MONAI Label reads the first input as the image and the first output as the prediction, and takes the
     labels from the output's ``channel_def`` (lower-cased): keys must be ``image`` / ``pred``, channels
     numbered 0..N-1 with N = ``num_channels``, names unique ignoring case.
 
     Region (sigmoid) bundles, whose postprocessing turns overlapping region channels into a label map (BraTS),
-    name the network's channels 0..N-1 in ``region_def`` and the label map's values in ``channel_def``.
+    name the network's channels 0..N-1 in ``channel_def`` (the model zoo's meaning) and the label map's values,
+    which MONAI Label shows, in the top-level ``"labelzoo": {"label_map": {"0": "background", ...}}``.
     """
     problems: list[Problem] = []
     fmt = meta.get("network_data_format") if isinstance(meta, dict) else None
@@ -170,26 +190,15 @@ def check_data_format(meta: dict[str, Any], file: str = "configs/metadata.json")
                 indices = []
                 problems.append(Problem("monailabel", file, f"keys must be channel numbers, got {list(cdef)}", where))
             n = pred.get("num_channels")
-            regions = pred.get("region_def")
-            if regions is not None:
-                # Region (sigmoid) bundles: the network's channels are overlapping regions, named in region_def;
-                # postprocessing writes a label map whose values channel_def names (what MONAI Label shows).
-                rwhere = "network_data_format#outputs#pred#region_def"
-                try:
-                    rindices = sorted(int(k) for k in regions) if isinstance(regions, dict) and regions else []
-                except ValueError:
-                    rindices = []
-                if isinstance(n, int) and rindices != list(range(n)):
-                    got = list(regions) if isinstance(regions, dict) else regions
-                    problems.append(Problem("monailabel", file, f"region_def must name each network output channel "
-                                                                f"0..{n - 1} (num_channels={n}), got {got}", rwhere))
-                if indices and 0 not in indices:
-                    problems.append(Problem("monailabel", file, "with region_def, channel_def names the label values "
-                                                                "postprocessing writes and must include 0 (background)",
-                                            where))
-            elif indices and isinstance(n, int) and indices != list(range(n)):
+            if "region_def" in pred:
+                problems.append(Problem("metadata", file, "region_def is not in the model-zoo metadata schema: name "
+                                                          "the network's channels in channel_def and the label map's "
+                                                          "values in the top-level \"labelzoo\": {\"label_map\": "
+                                                          "{...}}", "network_data_format#outputs#pred#region_def"))
+            if indices and isinstance(n, int) and indices != list(range(n)):
                 problems.append(Problem("monailabel", file, f"channels {indices} do not match num_channels={n}: "
                                                             f"expected one name for each channel 0..{n - 1}", where))
+            problems += _check_label_map(meta, file)
             names = [str(v).lower() for v in cdef.values()]
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
