@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 
 from labelzoo.bundle.verify import verify_bundle
 from labelzoo.errors import LabelZooError
@@ -100,3 +101,41 @@ def test_cache_offline_and_tampered(bundle: Path, served: tuple[Path, str], tmp_
 def test_bad_zoo_conf_names_the_key(sample_studies: Path, tmp_path: Path, conf: str, message: str) -> None:
     with pytest.raises(LabelZooError, match=message):
         serve(str(sample_studies), conf=conf.format(tmp=tmp_path), dry_run=True)
+
+
+@pytest.mark.slow
+def test_train_in_app_release_then_serve_from_the_zoo_url(bundle: Path, served: tuple[Path, str],
+                                                           sample_studies: Path, server_factory,
+                                                           tmp_path: Path) -> None:
+    """The README's story: a bundle trained in the app is released to the zoo; another server (only the URL)
+    pulls and serves that version, and its infer results name it."""
+    from tests.app.test_labelzoo_app import wait_for
+
+    zoo, url = served
+    local = Path(shutil.copytree(bundle, tmp_path / "bundles" / NAME))
+    conf = f"models={NAME},bundles={local.parent},skip_scoring=true,zoo={url},zoo_publish={zoo}"
+    trainer = server_factory(sample_studies, conf=conf)
+    client = trainer.client()
+    client.train_start(NAME, {"max_epochs": 1, "val_split": 0.5, "pretrained": False, "multi_gpu": False})
+    task = wait_for(lambda: (lambda t: t if t["status"] in ("DONE", "ERROR", "STOPPED") and t.get("progress", {})
+                    .get("status") in ("finished", "failed") else None)(client.train_status()), 600, "training")
+    assert task["status"] == "DONE", task
+    listing = requests.get(f"{trainer.url}/labelzoo/models/{NAME}/versions", timeout=30).json()
+    [version] = listing["versions"]
+    assert version["source"] == "train" and version["n_train"] == 1 and version["n_val"] == 1
+    assert isinstance(version["best_metric"], float)
+    r = requests.post(f"{trainer.url}/labelzoo/models/{NAME}/release", timeout=600)
+    assert r.status_code == 200, r.text
+    released = r.json()
+    new = released["version"]
+    assert released["eval_metrics"]
+    # another machine: nothing but the zoo URL
+    other = server_factory(sample_studies, conf=f"zoo={url},models={NAME}@{new},zoo_cache={tmp_path / 'cache'},"
+                                                "skip_scoring=true,skip_trainers=true")
+    entry = other.client().info()["labelzoo"]["bundles"][NAME]
+    assert entry["version"] == new and entry["trained"] and entry["source"] == "zoo"
+    image = sorted(other.client().datastore()["objects"])[0]
+    params = other.client().infer(NAME, image, {})[1]
+    assert params["bundle_version"] == new
+    served_weights = Path(tmp_path / "cache" / f"{NAME}_v{new}" / NAME / "models" / "model.pt")
+    assert core.sha256_file(served_weights) == version["sha256"]
