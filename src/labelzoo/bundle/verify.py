@@ -28,7 +28,7 @@ a missing folder (:class:`~labelzoo.errors.LabelZooError`). The checks, in order
 4. **monailabel / keys**: the ids MONAI Label's ``BundleInferTask`` / ``BundleTrainTask`` read (taken from
    the installed ``monailabel.tasks.*.bundle.BundleConstants``), data keys ``image`` / ``label`` / ``pred``
    only, ``network_data_format`` inputs ``image`` and outputs ``pred`` with a ``channel_def`` naming each
-   channel (MONAI Label's labels).
+   channel (MONAI Label's labels; a region bundle names its label map's values in ``labelzoo.label_map``).
 5. **network**: ``verify_net_in_out`` with the metadata's shapes; **torchscript**: ``ckpt_export`` and
    reload (small network from ``configs/smoke.json``), unless metadata says ``"torchscript_export": false``
    with a ``"torchscript_export_reason"``.
