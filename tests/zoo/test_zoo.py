@@ -27,6 +27,11 @@ def test_pack_publish_download_verify(bundle: Path, served: tuple[Path, str], tm
     assert entry["key"] == key and entry["source"] == f"{url}/{key}.zip"
     index = core.read_index(url)
     assert index[key]["checksum"] == core.sha256_file(zoo / f"{key}.zip")
+    assert index[key]["meta"]["modality"] == "CT" and "spleen" in index[key]["meta"]["labels"]
+    from labelzoo.zoo import commands
+
+    assert key in commands.search("SPLEEN", url) and "CT" in commands.list_bundles(url)
+    assert "no bundle" in commands.search("brain", url)
     with zipfile.ZipFile(zoo / f"{key}.zip") as zf:
         assert f"{NAME}/configs/metadata.json" in zf.namelist()
         assert all(n.startswith(f"{NAME}/") for n in zf.namelist())

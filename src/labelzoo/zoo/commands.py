@@ -27,10 +27,34 @@ def publish(bundle: str, zoo: str, base_url: str = "", check: bool = True) -> st
     return f"published {entry['key']} sha256={entry['checksum']} source={entry['source']}"
 
 
+def _line(key: str, entry: dict) -> str:
+    meta = entry.get("meta") or {}
+    metrics = ", ".join(f"{k}={v}" for k, v in (meta.get("eval_metrics") or {}).items() if not k.endswith("_data"))
+    parts = [key, meta.get("modality", ""), meta.get("task", ""), ", ".join(meta.get("labels", [])), metrics]
+    return "  |  ".join(p for p in parts if p) + f"  |  sha256 {str(entry.get('checksum', ''))[:12]}"
+
+
 def list_bundles(zoo: str) -> str:
-    """List the bundles and versions in the zoo at ZOO (URL or folder)."""
+    """List the bundles and versions in the zoo at ZOO (URL or folder): modality, task, labels, measured metrics."""
     index = core.read_index(zoo)
-    return "\n".join(f"{k}  {v.get('checksum', '')}  {v.get('source', '')}" for k, v in sorted(index.items()))
+    return "\n".join(_line(k, v) for k, v in sorted(index.items()) if isinstance(v, dict)) or "the zoo is empty"
+
+
+def search(query: str, zoo: str) -> str:
+    """Bundles in ZOO whose name, task, modality or labels contain QUERY (case-insensitive).
+
+    Example: labelzoo zoo search spleen --zoo http://host:8000
+    """
+    q = str(query).lower()
+    index = core.read_index(zoo)
+    hits = []
+    for key, entry in sorted(index.items()):
+        meta = (entry.get("meta") or {}) if isinstance(entry, dict) else {}
+        text = " ".join([key, meta.get("name", ""), meta.get("task", ""), meta.get("modality", ""),
+                         *meta.get("labels", [])]).lower()
+        if q in text:
+            hits.append(_line(key, entry))
+    return "\n".join(hits) or f"no bundle in {zoo} matches {query!r}"
 
 
 def info(ref: str, zoo: str) -> str:
@@ -86,5 +110,5 @@ def release(bundle: str, zoo: str, base_url: str = "", bump: str = "patch", forc
     return f"released {out['key']} (weights version {out['weights_version']}) eval_metrics={out['eval_metrics']}"
 
 
-COMMANDS = {"pack": pack, "publish": publish, "list": list_bundles, "info": info, "pull": pull,
+COMMANDS = {"pack": pack, "publish": publish, "list": list_bundles, "search": search, "info": info, "pull": pull,
             "versions": versions, "rollback": rollback, "release": release}

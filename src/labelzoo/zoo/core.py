@@ -64,6 +64,18 @@ def _metadata(bundle: Path) -> dict[str, Any]:
     return meta
 
 
+def summary(meta: dict[str, Any]) -> dict[str, Any]:
+    """What a zoo user filters on, copied from metadata.json into the index entry (``meta``; MONAI's own
+    readers of ``model_info.json`` use only ``checksum`` / ``source`` and ignore it)."""
+    fmt = meta.get("network_data_format") or {}
+    image = next(iter((fmt.get("inputs") or {}).values()), {}) or {}
+    pred = next(iter((fmt.get("outputs") or {}).values()), {}) or {}
+    label_map = (meta.get("labelzoo") or {}).get("label_map") if isinstance(meta.get("labelzoo"), dict) else None
+    labels = [str(v) for v in (label_map or pred.get("channel_def") or {}).values() if str(v).lower() != "background"]
+    return {"name": meta.get("name", ""), "task": meta.get("task", ""), "modality": image.get("modality", ""),
+            "labels": labels, "eval_metrics": meta.get("eval_metrics") or {}}
+
+
 def pack_bundle(bundle: str | Path, out_dir: str | Path, weights_url: str = "", check: bool = True,
                 existing: set[str] | None = None, vendor: bool = True) -> Path:
     """Pack the bundle folder ``bundle`` as ``out_dir/<name>_v<version>.zip`` in MONAI's zoo layout.
@@ -182,7 +194,8 @@ def publish(bundle: str | Path, zoo: str | Path, base_url: str = "", check: bool
             served = zoo_dir / key / "models" / "model.pt"
             served.parent.mkdir(parents=True, exist_ok=True)
             replace_file_atomic(weights, served)
-        entry = {"checksum": sha256_file(zip_path), "source": f"{base}/{zip_path.name}" if base else zip_path.name}
+        entry = {"checksum": sha256_file(zip_path), "source": f"{base}/{zip_path.name}" if base else zip_path.name,
+                 "meta": summary(_metadata(Path(bundle).resolve()))}
         index[key] = entry
         write_json_atomic(zoo_dir / INDEX, dict(sorted(index.items())))
     return {"key": key, **entry}
