@@ -117,3 +117,19 @@ def test_app_versions_rollback_release(trained: Path, served: tuple[Path, str], 
     assert r.json()["key"] in core.read_index(url)
     r = requests.post(f"{server.url}/labelzoo/models/nope/versions", timeout=30)
     assert r.status_code in (404, 405)
+
+
+def test_registry_routes_need_a_login_when_auth_is_on(trained: Path, sample_studies: Path, tmp_path: Path) -> None:
+    from tests.conftest import run_server
+
+    conf = f"models={NAME},bundles={trained.parent},skip_scoring=true,skip_trainers=true,zoo_publish={tmp_path}"
+    env = {"MONAI_LABEL_AUTH_ENABLE": "true", "MONAI_LABEL_AUTH_REALM_URI": "http://127.0.0.1:9/realms/labelzoo"}
+    with run_server(sample_studies, tmp_path / "server.log", conf=conf, extra_env=env,
+                    ready_status=(200, 401)) as live:
+        base = f"{live.url}/labelzoo/models/{NAME}"
+        calls = {"versions": requests.get(f"{base}/versions", timeout=30),
+                 "rollback": requests.post(f"{base}/rollback", params={"version": "1"}, timeout=30),
+                 "release": requests.post(f"{base}/release", timeout=30)}
+        for name, response in calls.items():
+            assert response.status_code == 401, (name, response.status_code, response.text)
+    assert registry.active_id(trained) == "2"  # nothing rolled back
