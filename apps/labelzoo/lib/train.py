@@ -153,6 +153,14 @@ class LabelZooTrainTask(BundleTrainTask):
             overrides["val_interval"] = self._val_interval
         return overrides
 
+    def _register(self, source: str, info: dict[str, Any] | None = None) -> str | None:
+        """Register the weights in the bundle's registry; a registry problem is logged, never fails the run."""
+        try:
+            return registry.sync(self.bundle_info.path, source, info)
+        except (LabelZooError, OSError) as e:
+            logger.warning("%s: cannot register the weights: %s", self.bundle_info.name, e)
+            return None
+
     def __call__(self, request, datastore):
         # The server checked the options (HTTP 422) before starting this task; check again here, where they
         # become config overrides, so no other path can pass a config expression through.
@@ -175,7 +183,7 @@ class LabelZooTrainTask(BundleTrainTask):
             labelled = datastore.datalist()
             if not labelled:
                 raise ValueError(f"no labelled images to train {self.bundle_info.name} on: submit a label first")
-            registry.sync(self.bundle_info.path, "existing")  # the weights this run starts from, kept
+            self._register("existing")  # the weights this run starts from, kept
             result = super().__call__(request, datastore)
         except BaseException as e:
             update_progress(self.progress_path, status="failed", error=f"{type(e).__name__}: {e}")
@@ -184,6 +192,6 @@ class LabelZooTrainTask(BundleTrainTask):
         if final.get("status") != "finished":
             update_progress(self.progress_path, status="finished")
         # each run that wrote weights becomes a new version in the bundle's registry (nothing is overwritten)
-        version = registry.sync(self.bundle_info.path, "train", {**final, "epochs": max_epochs})
+        version = self._register("train", {**final, "epochs": max_epochs})
         update_progress(self.progress_path, weights_version=version)
         return result or {"model": self.bundle_info.name, **read_progress(self.progress_path)}
