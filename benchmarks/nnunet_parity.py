@@ -122,6 +122,7 @@ def run_labelzoo(work: Path, raw: Path, configuration: str, iterations: int,
     proc = subprocess.run(run + ["--config_file", str(bundle / "configs" / "train.json"), "--fold", str(fold),
                                  "--num_epochs", "1", "--iterations_per_epoch", str(iterations), "--val_interval", "1"],
                           env=env, cwd=bundle, capture_output=True, text=True)
+    (work / "labelzoo_train.log").write_text(proc.stdout + "\n" + proc.stderr)
     if proc.returncode != 0:
         raise RuntimeError(f"LabelZoo training failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     per_iter = steady_time_per_iteration(proc.stdout + "\n" + proc.stderr)
@@ -133,15 +134,23 @@ def run_labelzoo(work: Path, raw: Path, configuration: str, iterations: int,
 
 
 def run_nnunet(work: Path, configuration: str, iterations: int, fold: int, splits: list[dict],
-               device: str) -> tuple[Path, float] | str:
-    """nnU-Net v2 on the same data, split and budget; returns (predictions, s/iter) or why it did not run."""
-    try:
-        import nnunetv2  # noqa: F401
-    except ImportError:
-        return "nnunetv2 is not installed (pip install 'labelzoo[parity]' in a separate environment)"
-    env = {**os.environ, "nnUNet_raw": str(work / "nnUNet_raw"), "nnUNet_preprocessed": str(work / "nnUNet_pre"),
-           "nnUNet_results": str(work / "nnUNet_results"), "PYTHONUNBUFFERED": "1"}
-    subprocess.run(["nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", configuration, "-np", "1",
+               device: str, python: Path) -> tuple[Path, float] | str:
+    """nnU-Net v2 on the same data, split and budget; returns (predictions, s/iter) or why it did not run.
+
+    nnU-Net runs with ``python`` (the parity environment of ``make parity-venv``), never in this process: its
+    dependencies (numpy 2.x) differ from LabelZoo's.
+    """
+    probe = subprocess.run([str(python), "-c", "import nnunetv2"], capture_output=True, text=True) \
+        if python.is_file() else None
+    if probe is None or probe.returncode != 0:
+        return f"nnunetv2 is not importable with {python} (run `make parity-venv`, or pass --nnunet-python)"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update({"nnUNet_raw": str(work / "nnUNet_raw"), "nnUNet_preprocessed": str(work / "nnUNet_pre"),
+                "nnUNet_results": str(work / "nnUNet_results"), "PYTHONUNBUFFERED": "1",
+                "nnUNet_n_proc_DA": str(os.cpu_count() or 1)})
+    plan = ("from nnunetv2.experiment_planning.plan_and_preprocess_entrypoints import plan_and_preprocess_entry;"
+            "plan_and_preprocess_entry()")
+    subprocess.run([str(python), "-c", plan, "-d", str(DATASET_ID), "-c", configuration, "-np", "1",
                     "--verify_dataset_integrity"], check=True, env=env)
     write_json_atomic(work / "nnUNet_pre" / DATASET_NAME / "splits_final.json", splits)
     code = f"""
@@ -163,7 +172,7 @@ per_iter = (log['epoch_end_timestamps'][-1] - log['epoch_start_timestamps'][-1])
 t.perform_actual_validation(False)
 json.dump({{"per_iter": per_iter, "validation": join(t.output_folder, 'validation')}}, open('nnunet_result.json', 'w'))
 """
-    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=work)
+    subprocess.run([str(python), "-c", code], check=True, env=env, cwd=work)
     result = json.loads((work / "nnunet_result.json").read_text())
     return Path(result["validation"]), float(result["per_iter"])
 
@@ -178,6 +187,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--work", default=None, help="working folder (default: a temporary one)")
+    parser.add_argument("--nnunet-python", default=str(Path(__file__).resolve().parents[1] / ".venv-parity" / "bin" /
+                                                       "python"),
+                        help="interpreter with nnunetv2 (default: .venv-parity/bin/python of `make parity-venv`)")
     args = parser.parse_args()
     shape = tuple(int(s) for s in args.shape.split(","))
     with tempfile.TemporaryDirectory() as tmp:
@@ -189,7 +201,8 @@ def main() -> None:
         folds = sorted({d["fold"] for d in bundle_dl})
         splits = [{"train": [d["case_id"] for d in bundle_dl if d["fold"] != k],
                    "val": [d["case_id"] for d in bundle_dl if d["fold"] == k]} for k in folds]
-        nn = run_nnunet(work, args.configuration, args.iterations, args.fold, splits, args.device)
+        nn = run_nnunet(work, args.configuration, args.iterations, args.fold, splits, args.device,
+                        Path(args.nnunet_python))
         nn_scores = score(nn[0], raw, held, len(names), ".nii.gz") if isinstance(nn, tuple) else None
 
         print(f"\n{args.configuration}, {args.iterations} iterations, fold {args.fold} ({len(held)} held-out cases: "
