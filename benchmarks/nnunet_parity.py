@@ -160,15 +160,21 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 pre = join({str(work / 'nnUNet_pre')!r}, {DATASET_NAME!r})
 plans, ds = load_json(join(pre, 'nnUNetPlans.json')), load_json(join(pre, 'dataset.json'))
 class ParityBudgetTrainer(nnUNetTrainer):
-    def __init__(self, *a, **k):
-        super().__init__(*a, **k)
+    # nnUNetTrainer records its __init__ arguments by name: keep its signature
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device('cuda')):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.iteration_ends = []
         self.num_epochs = 1
         self.num_iterations_per_epoch = {iterations}
         self.num_val_iterations_per_epoch = 1
+    def train_step(self, batch):
+        out = super().train_step(batch)
+        self.iteration_ends.append(time.perf_counter())
+        return out
 t = ParityBudgetTrainer(plans, {configuration!r}, {fold}, ds, device=torch.device({device!r}))
 t.run_training()
-log = t.logger.my_fantastic_logging
-per_iter = (log['epoch_end_timestamps'][-1] - log['epoch_start_timestamps'][-1]) / {iterations}
+# steady state as for LabelZoo: between the first and the last iteration's end
+per_iter = (t.iteration_ends[-1] - t.iteration_ends[0]) / (len(t.iteration_ends) - 1)
 t.perform_actual_validation(False)
 json.dump({{"per_iter": per_iter, "validation": join(t.output_folder, 'validation')}}, open('nnunet_result.json', 'w'))
 """
@@ -190,19 +196,36 @@ def main() -> None:
     parser.add_argument("--nnunet-python", default=str(Path(__file__).resolve().parents[1] / ".venv-parity" / "bin" /
                                                        "python"),
                         help="interpreter with nnunetv2 (default: .venv-parity/bin/python of `make parity-venv`)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="with --work: keep the dataset and a side's results already there (re-score only)")
     args = parser.parse_args()
     shape = tuple(int(s) for s in args.shape.split(","))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work or tmp).resolve()
-        raw, names = build_dataset(work, args.cases, shape, args.seed)
-        lz_pred, held, lz_iter = run_labelzoo(work, raw, args.configuration, args.iterations, args.fold)
+        raw = work / "nnUNet_raw" / DATASET_NAME
+        if args.reuse and (raw / "dataset.json").is_file():
+            names = {i: n for n, i in json.loads((raw / "dataset.json").read_text())["labels"].items()}
+        else:
+            raw, names = build_dataset(work, args.cases, shape, args.seed)
+        lz_file = work / "labelzoo_result.json"
+        if args.reuse and lz_file.is_file():
+            r = json.loads(lz_file.read_text())
+            lz_pred, held, lz_iter = Path(r["predictions"]), r["held_out"], r["per_iter"]
+        else:
+            lz_pred, held, lz_iter = run_labelzoo(work, raw, args.configuration, args.iterations, args.fold)
+            write_json_atomic(lz_file, {"predictions": str(lz_pred), "held_out": held, "per_iter": lz_iter})
         lz = score(lz_pred, raw, held, len(names), "_0000_seg.nii.gz")
         bundle_dl = json.loads(next((work / "labelzoo").glob("*/configs/datalist.json")).read_text())["training"]
         folds = sorted({d["fold"] for d in bundle_dl})
         splits = [{"train": [d["case_id"] for d in bundle_dl if d["fold"] != k],
                    "val": [d["case_id"] for d in bundle_dl if d["fold"] == k]} for k in folds]
-        nn = run_nnunet(work, args.configuration, args.iterations, args.fold, splits, args.device,
-                        Path(args.nnunet_python))
+        nn_file = work / "nnunet_result.json"
+        if args.reuse and nn_file.is_file():
+            r = json.loads(nn_file.read_text())
+            nn = (Path(r["validation"]), float(r["per_iter"]))
+        else:
+            nn = run_nnunet(work, args.configuration, args.iterations, args.fold, splits, args.device,
+                            Path(args.nnunet_python))
         nn_scores = score(nn[0], raw, held, len(names), ".nii.gz") if isinstance(nn, tuple) else None
 
         print(f"\n{args.configuration}, {args.iterations} iterations, fold {args.fold} ({len(held)} held-out cases: "
