@@ -41,6 +41,7 @@ import torch
 from labelzoo.data import build_sample_studies
 from labelzoo.io import save_nifti, write_json_atomic
 from labelzoo.metrics import hd95_mm
+from labelzoo.planning.transforms import num_workers
 
 DATASET_ID = 977
 DATASET_NAME = f"Dataset{DATASET_ID}_ParitySynthetic"
@@ -147,18 +148,22 @@ def run_nnunet(work: Path, configuration: str, iterations: int, fold: int, split
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update({"nnUNet_raw": str(work / "nnUNet_raw"), "nnUNet_preprocessed": str(work / "nnUNet_pre"),
                 "nnUNet_results": str(work / "nnUNet_results"), "PYTHONUNBUFFERED": "1",
-                "nnUNet_n_proc_DA": str(os.cpu_count() or 1)})
+                # the same number of data-augmentation workers as the bundle's DataLoader
+                "nnUNet_n_proc_DA": str(num_workers())})
     plan = ("from nnunetv2.experiment_planning.plan_and_preprocess_entrypoints import plan_and_preprocess_entry;"
             "plan_and_preprocess_entry()")
     subprocess.run([str(python), "-c", plan, "-d", str(DATASET_ID), "-c", configuration, "-np", "1",
                     "--verify_dataset_integrity"], check=True, env=env)
     write_json_atomic(work / "nnUNet_pre" / DATASET_NAME / "splits_final.json", splits)
     code = f"""
-import torch, time, json
+import os, torch, time, json
 from batchgenerators.utilities.file_and_folder_operations import load_json, join
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 pre = join({str(work / 'nnUNet_pre')!r}, {DATASET_NAME!r})
 plans, ds = load_json(join(pre, 'nnUNetPlans.json')), load_json(join(pre, 'dataset.json'))
+plans['continue_training'] = False  # what nnUNetv2_train's get_trainer_from_args sets
+if {device!r} == 'cpu':  # as nnUNetv2_train -device cpu
+    torch.set_num_threads(os.cpu_count())
 class ParityBudgetTrainer(nnUNetTrainer):
     # nnUNetTrainer records its __init__ arguments by name: keep its signature
     def __init__(self, plans, configuration, fold, dataset_json, device=torch.device('cuda')):
