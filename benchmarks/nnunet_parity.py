@@ -7,19 +7,23 @@ cases, the same fold and the same number of training iterations:
 - **LabelZoo**: ``labelzoo plan`` (fingerprint -> plans -> bundle) of ``--configuration``, trained with
   ``python -m monai.bundle run --config_file configs/train.json`` (one epoch of ``--iterations`` iterations),
   then ``configs/inference.json`` (mirrored TTA) on the held-out fold;
-- **nnU-Net v2** (the ``nnunetv2`` package, ``pip install labelzoo[parity]``, only if importable):
-  ``nnUNetv2_plan_and_preprocess``, ``nnUNetTrainer`` with ``num_epochs = 1`` and
-  ``num_iterations_per_epoch = --iterations``, the same split (``splits_final.json`` written from the
-  bundle's folds), then its own validation of the held-out fold (mirrored TTA).
+- **nnU-Net v2** (``nnunetv2`` 2.8.1, the ``parity`` extra) in its own environment (``make parity-venv`` makes
+  ``.venv-parity``; ``--nnunet-python`` names another interpreter), in subprocesses:
+  ``nnUNetv2_plan_and_preprocess``, then ``nnUNetTrainer`` as ``nnUNetv2_train -device cpu`` builds it, with
+  ``num_epochs = 1`` and ``num_iterations_per_epoch = --iterations``, the same split (``splits_final.json``
+  written from the bundle's folds) and as many data-augmentation workers (``nnUNet_n_proc_DA``) as the bundle's
+  DataLoader, then its own validation of the held-out fold (mirrored TTA).
 
 Both predictions are scored by the same code (Dice per class; HD95 in mm with ``labelzoo.metrics``) and the
-script prints a table plus the steady-state wall time per training iteration (LabelZoo: between the first and
-the last iteration's log line, so start-up, caching and the first batch are left out; nnU-Net: its logged epoch
-time, with one validation iteration, over the iterations). Without ``nnunetv2`` the nnU-Net rows say so.
+script prints a table plus the steady-state wall time per training iteration of each, measured the same way:
+between the end of the first and of the last iteration, so start-up, caching and the first batch are left out.
+The two trainings run one after the other: on a shared machine compare the network step with
+``benchmarks/parity_network_speed.py`` too (both sides alternated in one process). Without ``nnunetv2`` the
+nnU-Net rows say so. ``--reuse`` with ``--work`` re-scores a side whose results are already there.
 
 On CPU keep the budget tiny (the default: 10 iterations); with a GPU pass ``--iterations 250 --device cuda``
 or more. Run: ``python benchmarks/nnunet_parity.py [--configuration 3d_fullres] [--iterations 10]
-[--cases 10] [--shape 40,48,40] [--device cpu] [--work DIR]``.
+[--cases 10] [--shape 40,48,40] [--device cpu] [--work DIR] [--nnunet-python PY] [--reuse]``.
 """
 
 from __future__ import annotations
