@@ -59,7 +59,7 @@ def without_class_locations(random_transforms: list[dict]) -> list[dict]:
     """The random part as emitted before class locations were cached: the crop scans the label every patch."""
     out = []
     for t in copy.deepcopy(random_transforms):
-        if t["_target_"] in ("ClassesToIndicesd", "DeleteItemsd"):
+        if t["_target_"] in ("ClassesToIndicesd", "SelectItemsd"):
             continue
         t.pop("indices_key", None)
         out.append(t)

@@ -228,7 +228,8 @@ def random_transforms(plans: dict, cfg: dict) -> list[dict]:
          "max_samples_per_class": CLASS_LOCATIONS},
         {"_target_": "RandCropByLabelClassesd", "keys": keys, "label_key": "label", "spatial_size": size,
          "num_classes": n, "ratios": ratios, "num_samples": 1, "warn": False, "indices_key": "label_cls_indices"},
-        {"_target_": "DeleteItemsd", "keys": "label_cls_indices"},
+        # the locations (one array per class, lengths differ between cases) must not reach the collate
+        {"_target_": "SelectItemsd", "keys": keys},
     ]
     dims = cfg["spatial_dims"]
     if squeeze_axis is not None:
