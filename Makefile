@@ -10,7 +10,7 @@ PORT    ?= 8000
 STUDIES ?= data/sample
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps serve sample-data test test-slow lint bench clean
+.PHONY: setup system-deps serve sample-data test test-slow lint bench clean parity-venv
 
 setup: $(STAMP)
 
@@ -55,5 +55,14 @@ test: $(STAMP) system-deps lint
 test-slow: $(STAMP) system-deps
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
+# nnU-Net v2 for benchmarks/nnunet_parity.py, in its own environment (it needs numpy 2.x; LabelZoo's stays as
+# it is). PyTorch is reused from $(VENV), not downloaded again. See README, "Self-configuring planner".
+PARITY_VENV ?= .venv-parity
+$(PARITY_VENV)/.parity-installed: pyproject.toml benchmarks/parity_env.py | $(STAMP)
+	$(BIN)/python benchmarks/parity_env.py --venv $(PARITY_VENV) --torch-from $(VENV)
+	touch $@
+
+parity-venv: $(PARITY_VENV)/.parity-installed
+
 clean:
-	rm -rf $(VENV) $(STUDIES) $(STUDIES).tmp .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(PARITY_VENV) $(STUDIES) $(STUDIES).tmp .pytest_cache .ruff_cache

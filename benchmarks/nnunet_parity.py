@@ -7,19 +7,23 @@ cases, the same fold and the same number of training iterations:
 - **LabelZoo**: ``labelzoo plan`` (fingerprint -> plans -> bundle) of ``--configuration``, trained with
   ``python -m monai.bundle run --config_file configs/train.json`` (one epoch of ``--iterations`` iterations),
   then ``configs/inference.json`` (mirrored TTA) on the held-out fold;
-- **nnU-Net v2** (the ``nnunetv2`` package, ``pip install labelzoo[parity]``, only if importable):
-  ``nnUNetv2_plan_and_preprocess``, ``nnUNetTrainer`` with ``num_epochs = 1`` and
-  ``num_iterations_per_epoch = --iterations``, the same split (``splits_final.json`` written from the
-  bundle's folds), then its own validation of the held-out fold (mirrored TTA).
+- **nnU-Net v2** (``nnunetv2`` 2.8.1, the ``parity`` extra) in its own environment (``make parity-venv`` makes
+  ``.venv-parity``; ``--nnunet-python`` names another interpreter), in subprocesses:
+  ``nnUNetv2_plan_and_preprocess``, then ``nnUNetTrainer`` as ``nnUNetv2_train -device cpu`` builds it, with
+  ``num_epochs = 1`` and ``num_iterations_per_epoch = --iterations``, the same split (``splits_final.json``
+  written from the bundle's folds) and as many data-augmentation workers (``nnUNet_n_proc_DA``) as the bundle's
+  DataLoader, then its own validation of the held-out fold (mirrored TTA).
 
 Both predictions are scored by the same code (Dice per class; HD95 in mm with ``labelzoo.metrics``) and the
-script prints a table plus the steady-state wall time per training iteration (LabelZoo: between the first and
-the last iteration's log line, so start-up, caching and the first batch are left out; nnU-Net: its logged epoch
-time, with one validation iteration, over the iterations). Without ``nnunetv2`` the nnU-Net rows say so.
+script prints a table plus the steady-state wall time per training iteration of each, measured the same way:
+between the end of the first and of the last iteration, so start-up, caching and the first batch are left out.
+The two trainings run one after the other: on a shared machine compare the network step with
+``benchmarks/parity_network_speed.py`` too (both sides alternated in one process). Without ``nnunetv2`` the
+nnU-Net rows say so. ``--reuse`` with ``--work`` re-scores a side whose results are already there.
 
 On CPU keep the budget tiny (the default: 10 iterations); with a GPU pass ``--iterations 250 --device cuda``
 or more. Run: ``python benchmarks/nnunet_parity.py [--configuration 3d_fullres] [--iterations 10]
-[--cases 10] [--shape 40,48,40] [--device cpu] [--work DIR]``.
+[--cases 10] [--shape 40,48,40] [--device cpu] [--work DIR] [--nnunet-python PY] [--reuse]``.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import torch
 from labelzoo.data import build_sample_studies
 from labelzoo.io import save_nifti, write_json_atomic
 from labelzoo.metrics import hd95_mm
+from labelzoo.planning.transforms import num_workers
 
 DATASET_ID = 977
 DATASET_NAME = f"Dataset{DATASET_ID}_ParitySynthetic"
@@ -122,6 +127,7 @@ def run_labelzoo(work: Path, raw: Path, configuration: str, iterations: int,
     proc = subprocess.run(run + ["--config_file", str(bundle / "configs" / "train.json"), "--fold", str(fold),
                                  "--num_epochs", "1", "--iterations_per_epoch", str(iterations), "--val_interval", "1"],
                           env=env, cwd=bundle, capture_output=True, text=True)
+    (work / "labelzoo_train.log").write_text(proc.stdout + "\n" + proc.stderr)
     if proc.returncode != 0:
         raise RuntimeError(f"LabelZoo training failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     per_iter = steady_time_per_iteration(proc.stdout + "\n" + proc.stderr)
@@ -133,37 +139,55 @@ def run_labelzoo(work: Path, raw: Path, configuration: str, iterations: int,
 
 
 def run_nnunet(work: Path, configuration: str, iterations: int, fold: int, splits: list[dict],
-               device: str) -> tuple[Path, float] | str:
-    """nnU-Net v2 on the same data, split and budget; returns (predictions, s/iter) or why it did not run."""
-    try:
-        import nnunetv2  # noqa: F401
-    except ImportError:
-        return "nnunetv2 is not installed (pip install 'labelzoo[parity]' in a separate environment)"
-    env = {**os.environ, "nnUNet_raw": str(work / "nnUNet_raw"), "nnUNet_preprocessed": str(work / "nnUNet_pre"),
-           "nnUNet_results": str(work / "nnUNet_results"), "PYTHONUNBUFFERED": "1"}
-    subprocess.run(["nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", configuration, "-np", "1",
+               device: str, python: Path) -> tuple[Path, float] | str:
+    """nnU-Net v2 on the same data, split and budget; returns (predictions, s/iter) or why it did not run.
+
+    nnU-Net runs with ``python`` (the parity environment of ``make parity-venv``), never in this process: its
+    dependencies (numpy 2.x) differ from LabelZoo's.
+    """
+    probe = subprocess.run([str(python), "-c", "import nnunetv2"], capture_output=True, text=True) \
+        if python.is_file() else None
+    if probe is None or probe.returncode != 0:
+        return f"nnunetv2 is not importable with {python} (run `make parity-venv`, or pass --nnunet-python)"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update({"nnUNet_raw": str(work / "nnUNet_raw"), "nnUNet_preprocessed": str(work / "nnUNet_pre"),
+                "nnUNet_results": str(work / "nnUNet_results"), "PYTHONUNBUFFERED": "1",
+                # the same number of data-augmentation workers as the bundle's DataLoader
+                "nnUNet_n_proc_DA": str(num_workers())})
+    plan = ("from nnunetv2.experiment_planning.plan_and_preprocess_entrypoints import plan_and_preprocess_entry;"
+            "plan_and_preprocess_entry()")
+    subprocess.run([str(python), "-c", plan, "-d", str(DATASET_ID), "-c", configuration, "-np", "1",
                     "--verify_dataset_integrity"], check=True, env=env)
     write_json_atomic(work / "nnUNet_pre" / DATASET_NAME / "splits_final.json", splits)
     code = f"""
-import torch, time, json
+import os, torch, time, json
 from batchgenerators.utilities.file_and_folder_operations import load_json, join
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 pre = join({str(work / 'nnUNet_pre')!r}, {DATASET_NAME!r})
 plans, ds = load_json(join(pre, 'nnUNetPlans.json')), load_json(join(pre, 'dataset.json'))
+plans['continue_training'] = False  # what nnUNetv2_train's get_trainer_from_args sets
+if {device!r} == 'cpu':  # as nnUNetv2_train -device cpu
+    torch.set_num_threads(os.cpu_count())
 class ParityBudgetTrainer(nnUNetTrainer):
-    def __init__(self, *a, **k):
-        super().__init__(*a, **k)
+    # nnUNetTrainer records its __init__ arguments by name: keep its signature
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device('cuda')):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.iteration_ends = []
         self.num_epochs = 1
         self.num_iterations_per_epoch = {iterations}
         self.num_val_iterations_per_epoch = 1
+    def train_step(self, batch):
+        out = super().train_step(batch)
+        self.iteration_ends.append(time.perf_counter())
+        return out
 t = ParityBudgetTrainer(plans, {configuration!r}, {fold}, ds, device=torch.device({device!r}))
 t.run_training()
-log = t.logger.my_fantastic_logging
-per_iter = (log['epoch_end_timestamps'][-1] - log['epoch_start_timestamps'][-1]) / {iterations}
+# steady state as for LabelZoo: between the first and the last iteration's end
+per_iter = (t.iteration_ends[-1] - t.iteration_ends[0]) / (len(t.iteration_ends) - 1)
 t.perform_actual_validation(False)
 json.dump({{"per_iter": per_iter, "validation": join(t.output_folder, 'validation')}}, open('nnunet_result.json', 'w'))
 """
-    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=work)
+    subprocess.run([str(python), "-c", code], check=True, env=env, cwd=work)
     result = json.loads((work / "nnunet_result.json").read_text())
     return Path(result["validation"]), float(result["per_iter"])
 
@@ -178,18 +202,39 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--work", default=None, help="working folder (default: a temporary one)")
+    parser.add_argument("--nnunet-python", default=str(Path(__file__).resolve().parents[1] / ".venv-parity" / "bin" /
+                                                       "python"),
+                        help="interpreter with nnunetv2 (default: .venv-parity/bin/python of `make parity-venv`)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="with --work: keep the dataset and a side's results already there (re-score only)")
     args = parser.parse_args()
     shape = tuple(int(s) for s in args.shape.split(","))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work or tmp).resolve()
-        raw, names = build_dataset(work, args.cases, shape, args.seed)
-        lz_pred, held, lz_iter = run_labelzoo(work, raw, args.configuration, args.iterations, args.fold)
+        raw = work / "nnUNet_raw" / DATASET_NAME
+        if args.reuse and (raw / "dataset.json").is_file():
+            names = {i: n for n, i in json.loads((raw / "dataset.json").read_text())["labels"].items()}
+        else:
+            raw, names = build_dataset(work, args.cases, shape, args.seed)
+        lz_file = work / "labelzoo_result.json"
+        if args.reuse and lz_file.is_file():
+            r = json.loads(lz_file.read_text())
+            lz_pred, held, lz_iter = Path(r["predictions"]), r["held_out"], r["per_iter"]
+        else:
+            lz_pred, held, lz_iter = run_labelzoo(work, raw, args.configuration, args.iterations, args.fold)
+            write_json_atomic(lz_file, {"predictions": str(lz_pred), "held_out": held, "per_iter": lz_iter})
         lz = score(lz_pred, raw, held, len(names), "_0000_seg.nii.gz")
         bundle_dl = json.loads(next((work / "labelzoo").glob("*/configs/datalist.json")).read_text())["training"]
         folds = sorted({d["fold"] for d in bundle_dl})
         splits = [{"train": [d["case_id"] for d in bundle_dl if d["fold"] != k],
                    "val": [d["case_id"] for d in bundle_dl if d["fold"] == k]} for k in folds]
-        nn = run_nnunet(work, args.configuration, args.iterations, args.fold, splits, args.device)
+        nn_file = work / "nnunet_result.json"
+        if args.reuse and nn_file.is_file():
+            r = json.loads(nn_file.read_text())
+            nn = (Path(r["validation"]), float(r["per_iter"]))
+        else:
+            nn = run_nnunet(work, args.configuration, args.iterations, args.fold, splits, args.device,
+                            Path(args.nnunet_python))
         nn_scores = score(nn[0], raw, held, len(names), ".nii.gz") if isinstance(nn, tuple) else None
 
         print(f"\n{args.configuration}, {args.iterations} iterations, fold {args.fold} ({len(held)} held-out cases: "

@@ -182,3 +182,31 @@ def test_strict_checkpoint_loading(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         load_inference_weights(infer, str(tmp_path / "missing.pt"))
     assert 0 <= num_workers() <= 8 and num_workers(max_workers=0) == 0
+
+
+def test_class_locations_are_cached_not_recomputed_per_patch(planned, msd_dataset: Path) -> None:
+    """The crop draws its centres from class locations computed once per case (cached by CacheDataset, at most
+    CLASS_LOCATIONS per class like nnU-Net), and the locations do not reach the batch."""
+    from monai.data import CacheDataset
+    from monai.transforms import ClassesToIndicesd, RandCropByLabelClassesd
+
+    from labelzoo.planning.emit import CLASS_LOCATIONS
+
+    fp, plans, out = planned
+    bundle = emit_bundles(plans, fp, out / "loc", msd_dataset, configurations=["3d_fullres"])[0]
+    wf = _workflow(bundle, ["train.json"], "train", num_workers=0, cache_rate=1.0)
+    dataset: CacheDataset = wf.parser.get_parsed_content("train#dataset")
+    transforms = dataset.transform.transforms
+    locate = next(i for i, t in enumerate(transforms) if isinstance(t, ClassesToIndicesd))
+    crop = next(i for i, t in enumerate(transforms) if isinstance(t, RandCropByLabelClassesd))
+    assert locate < crop and transforms[crop].indices_key == "label_cls_indices"
+    cached = dataset._cache[0]  # what CacheDataset keeps of case 0: every transform before the first random one
+    locations = cached["label_cls_indices"]
+    assert len(locations) == 4 and all(0 < len(ix) <= CLASS_LOCATIONS for ix in locations)
+    label = cached["label"]
+    for c, ix in enumerate(locations):  # every location is a voxel of its class in the cached label
+        assert bool((label.reshape(-1)[torch.as_tensor(np.asarray(ix))] == c).all())
+    sample = dataset[0]
+    sample = sample[0] if isinstance(sample, list) else sample
+    assert "label_cls_indices" not in sample
+    assert tuple(sample["image"].shape[1:]) == tuple(plans["configurations"]["3d_fullres"]["patch_size"])
