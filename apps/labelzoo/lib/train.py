@@ -166,6 +166,7 @@ class LabelZooTrainTask(BundleTrainTask):
             out.append({**item, "label": str(path)})
         logger.info("training %s: %d of %d labels are partial (%s), unannotated voxels ignored",
                     self.bundle_info.name, len(self._partial), len(out), PARTIAL_KEY)
+        update_progress(self.progress_path, partial_labels=len(self._partial))  # shown by GET /train/
         return out
 
     def _partition_datalist(self, datalist, request, shuffle=False):

@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 COLUMNS = ["strategy", "seed", "round", "labels", "image", "selection_score", "slices", "partial", "voxels_changed",
            "fraction_changed", "one_minus_dice", "cum_voxels_changed", "cum_one_minus_dice", "annotated_slices",
            "annotated_voxels", "cum_annotated_slices", "cum_annotated_voxels", "score_s", "next_s",
-           "infer_s", "save_s", "train_s", "eval_s", "test_dice", "test_hd95", "pool", "rescored_s"]
+           "infer_s", "save_s", "train_s", "eval_s", "test_dice", "test_hd95", "pool", "rescored_s", "partial_labels"]
 
 #: the pseudo-strategy of the full-data reference run: every pool image labelled, the same training
 REFERENCE = "full"
@@ -295,7 +295,8 @@ def run_loop(url: str, settings: RunSettings, dataset: Dataset, strategy: str, s
 
     def train_and_score(row: dict[str, Any]) -> None:
         t = time.monotonic()
-        trainer()
+        progress = trainer()
+        row["partial_labels"] = progress.get("partial_labels", 0)  # how many labels the server trained as partial
         row["train_s"] = round(time.monotonic() - t, 3)
         trained_at[:] = [time.monotonic()]
         t = time.monotonic()
