@@ -172,8 +172,10 @@ class LabelZooTrainTask(BundleTrainTask):
     def _partition_datalist(self, datalist, request, shuffle=False):
         val_split = float(request.get("val_split", 0.2))
         train, val = split_datalist(datalist, val_split)
-        if val and self._partial:  # a validation Dice needs every voxel labelled
+        if val and self._partial:  # a validation Dice needs every voxel labelled: partial labels train
+            moved = [v for v in val if str(v.get("label")) in self._partial]
             val = [v for v in val if str(v.get("label")) not in self._partial]
+            train = [t for t in train if t not in moved] + moved
         n_val = "the bundle's own list" if val is None else len(val)
         logger.info("training on %d images, validating on %s", len(train), n_val)
         return train, val
