@@ -8,7 +8,7 @@ replaced atomically, as a training run's ``CheckpointSaver`` does) and this proc
 weights. Prints, per version, the seconds from the new weights to the re-scored pool and the ``/info/`` latency
 (p50 / p95 / max) while scoring, against the same latency with the server idle (the baseline, same run).
 
-    nice -n 10 python benchmarks/scoring_keepup.py                   # CPU, about 3-5 min
+    nice -n 10 python benchmarks/scoring_keepup.py                   # CPU: minutes, depends on the load
     python benchmarks/scoring_keepup.py --pool 24 --shape 48,48,32   # a bigger pool
 """
 
@@ -29,6 +29,7 @@ from labelzoo.data import build_sample_studies
 from labelzoo.planning.emit import emit_bundles
 from labelzoo.planning.fingerprint import extract_fingerprint
 from labelzoo.planning.planner import ExperimentPlanner
+from labelzoo.simulate.commands import _stop_on_sigterm
 from labelzoo.simulate.loop import Trainer, prepare_bundle
 from labelzoo.simulate.server import local_server
 
@@ -71,15 +72,17 @@ def settled(status: dict[str, dict[str, Any]], since: float) -> bool:
                for s in status.values())
 
 
-def wait_scored(url: str, since: float, interval: float, timeout: float) -> tuple[float, list[float]]:
-    """Poll ``/info/`` until the pool is scored with weights newer than ``since``; (seconds taken, latencies)."""
+def wait_scored(url: str, since: float, interval: float,
+                timeout: float) -> tuple[float, list[float], dict[str, float]]:
+    """Poll ``/info/`` until the pool is scored with weights newer than ``since``; (seconds taken, latencies,
+    seconds each method's pass took)."""
     lat = []
     deadline = time.time() + timeout
     while time.time() < deadline:
         dt, status = poll_info(url)
         lat.append(dt)
         if settled(status, since):
-            return time.time() - since, lat
+            return time.time() - since, lat, {m: float(s.get("last_run_s") or 0) for m, s in status.items()}
         time.sleep(interval)
     raise TimeoutError(f"the pool was not re-scored within {timeout:.0f} s: {status}")
 
@@ -92,16 +95,19 @@ def stats(values: list[float]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--pool", type=int, default=12, help="unlabelled images the worker scores")
+    p.add_argument("--pool", type=int, default=8, help="unlabelled images the worker scores")
     p.add_argument("--shape", default="32,32,24")
-    p.add_argument("--versions", type=int, default=2, help="new model versions to time")
+    p.add_argument("--versions", type=int, default=1, help="new model versions to time")
     p.add_argument("--interval", type=float, default=0.25, help="seconds between /info/ requests")
     p.add_argument("--idle", type=float, default=8.0, help="seconds of idle /info/ polling (the baseline)")
     p.add_argument("--samples", default="epistemic_samples=3,tta_samples=3", help="server --conf for scoring")
+    p.add_argument("--no_mirroring", action="store_true",
+                   help="score without the planned bundle's test-time mirroring (8 flips per prediction in 3D)")
     p.add_argument("--out", default="benchmarks/results/scoring_keepup.json")
     args = p.parse_args(argv)
     from monailabel.client import MONAILabelClient
 
+    _stop_on_sigterm()  # a timeout or Ctrl-C stops the server this run started
     work = Path(tempfile.mkdtemp(prefix="labelzoo-keepup-"))
     try:
         data = build_sample_studies(work / "msd", n_images=args.pool + 1, n_labeled=args.pool + 1, shape=args.shape,
@@ -109,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         fp = extract_fingerprint(data)
         (planned,) = emit_bundles(ExperimentPlanner().plan(fp), fp, work / "planned", data,
                                   configurations=["3d_fullres"])
-        bundle = prepare_bundle(planned, work / "bundles", {**SMALL, "iterations_per_epoch": 2}, SMALL)
+        infer = {**SMALL, **({"use_mirroring": False} if args.no_mirroring else {})}
+        bundle = prepare_bundle(planned, work / "bundles", {**SMALL, "iterations_per_epoch": 2}, infer)
         conf = {"models": bundle.name, "bundles": str(work / "bundles"), "device": "cpu",
                 "scoring_model": bundle.name, "scoring_interval": "1",
                 **dict(kv.split("=", 1) for kv in args.samples.split(",") if kv)}
@@ -126,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             Trainer(client, bundle.name, 1, {}, 600)()
             weights = bundle / "models" / "model.pt"
             t0 = os.stat(weights).st_mtime
-            first_pass, _ = wait_scored(url, t0 - 1, args.interval, 900)
+            first_pass, _, _ = wait_scored(url, t0 - 1, args.interval, 1800)
             idle = []
             end = time.time() + args.idle
             while time.time() < end:
@@ -138,27 +145,30 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.copyfile(weights, tmp)
                 since = time.time()
                 os.replace(tmp, weights)  # a new model version, as a training run writes it
-                took, lat = wait_scored(url, since, args.interval, 900)
-                results.append({"version": v + 1, "rescored_s": round(took, 2), "info_latency_s": lat})
+                took, lat, per_method = wait_scored(url, since, args.interval, 1800)
+                results.append({"version": v + 1, "rescored_s": round(took, 2), "info_latency_s": lat,
+                                "per_method_s": per_method})
         n = args.pool
         print(f"pool: {n} unlabelled images {args.shape}, methods {', '.join(METHODS)} ({args.samples}), "
-              f"2 shared CPU cores")
+              f"test-time mirroring {'off' if args.no_mirroring else 'on'}, 2 shared CPU cores")
         print(f"first scoring pass after the first training: {first_pass:.1f} s")
         print(f"/info/ idle:            {stats(idle)}")
         for r in results:
             print(f"version {r['version']}: new weights -> {n} images re-scored by {len(METHODS)} methods in "
-                  f"{r['rescored_s']:.1f} s ({r['rescored_s'] / n:.2f} s per image); /info/ while scoring: "
-                  f"{stats(r['info_latency_s'])}")
+                  f"{r['rescored_s']:.1f} s ({r['rescored_s'] / n:.2f} s per image; passes "
+                  + ", ".join(f"{m} {t:.1f} s" for m, t in r["per_method_s"].items())
+                  + f"); /info/ while scoring: {stats(r['info_latency_s'])}")
         busy = [x for r in results for x in r["info_latency_s"]]
         ratio = statistics.median(busy) / statistics.median(idle)
         print(f"/info/ p50 while scoring / idle: {ratio:.2f}x")
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"pool": n, "shape": args.shape, "conf": conf | {"bundles": "<tmp>"},
+        out.write_text(json.dumps({"pool": n, "shape": args.shape, "mirroring": not args.no_mirroring, "conf": conf | {"bundles": "<tmp>"},
                                    "first_pass_s": round(first_pass, 2),
                                    "idle_ms": {"p50": statistics.median(idle) * 1000,
                                                "p95": percentile(idle, 0.95) * 1000},
                                    "versions": [{"version": r["version"], "rescored_s": r["rescored_s"],
+                                                 "per_method_s": r["per_method_s"],
                                                  "p50_ms": statistics.median(r["info_latency_s"]) * 1000,
                                                  "p95_ms": percentile(r["info_latency_s"], 0.95) * 1000,
                                                  "max_ms": max(r["info_latency_s"]) * 1000} for r in results],
