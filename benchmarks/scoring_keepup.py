@@ -163,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"/info/ p50 while scoring / idle: {ratio:.2f}x")
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"pool": n, "shape": args.shape, "mirroring": not args.no_mirroring, "conf": conf | {"bundles": "<tmp>"},
+        out.write_text(json.dumps({"pool": n, "shape": args.shape, "mirroring": not args.no_mirroring,
+                                   "conf": conf | {"bundles": "<tmp>"},
                                    "first_pass_s": round(first_pass, 2),
                                    "idle_ms": {"p50": statistics.median(idle) * 1000,
                                                "p95": percentile(idle, 0.95) * 1000},
