@@ -20,14 +20,15 @@ def _app_modules():
     try:
         from lib.datastore import LabelZooDatastore
         from lib.errors import AppError
+        from lib.scoring import DiceScoring
         from lib.train import LabelZooTrainTask
     finally:
         sys.path.remove(app_dir)
-    return LabelZooDatastore, AppError, LabelZooTrainTask
+    return LabelZooDatastore, AppError, LabelZooTrainTask, DiceScoring
 
 
 def test_partial_label_is_checked_on_save_and_masked_for_training(sample_studies: Path, tmp_path: Path) -> None:
-    LabelZooDatastore, AppError, LabelZooTrainTask = _app_modules()
+    LabelZooDatastore, AppError, LabelZooTrainTask, DiceScoring = _app_modules()
     store = LabelZooDatastore(str(sample_studies), extensions=["*.nii.gz"], auto_reload=False)
     ref = nib.load(sample_studies / "case_004.nii.gz")  # 64 x 64 x 48, unlabelled
     painted = np.zeros(ref.shape, np.uint8)
@@ -59,3 +60,10 @@ def test_partial_label_is_checked_on_save_and_masked_for_training(sample_studies
     train, val = task._partition_datalist(datalist, {"val_split": 0.5})
     assert val and all(v["label"] not in task._partial for v in val)
     assert by_image["case_004.nii.gz"] in {t["label"] for t in train}
+
+    # the suggestion differs only off the annotated slices: Dice (final vs original) is 1 on what was annotated
+    suggestion = painted.copy()
+    suggestion[0:10, 0:10, 40] = 1
+    nib.save(nib.Nifti1Image(suggestion, ref.affine), str(tmp_path / "original.nii.gz"))
+    store.save_label("case_004", str(tmp_path / "original.nii.gz"), "original", {})
+    assert DiceScoring().score_one(store, "case_004") == pytest.approx(1.0)
