@@ -103,8 +103,8 @@ def simulate(dataset: str, model: str, out: str = "simulation", strategies: str 
     Dice, area under the learning curve, labels and annotated slices to reach 95% of the reference Dice, effort,
     mean ± std over seeds; wall time per step) and OUT/simulation.png (test Dice vs labels and vs annotated
     slices, cumulative voxels corrected vs labels, one line per strategy). With --reference, OUT/full-seed<s>.csv
-    is the full-data reference of each seed (every pool image labelled, as many training iterations as a run's
-    trainings together), and the 95% target is taken from it.
+    is the full-data reference of each seed (every pool image labelled, the same trainings as a run makes, each
+    continuing from the last), and the 95% target is taken from it.
     Example: labelzoo simulate data/msd --model planned/x_ct_nnunet3dfullres_segmentation --strategies
     random,fg_random,epistemic,boundary --seeds 0,1 --budget 8 --train_overrides '{"iterations_per_epoch": 20}'
 

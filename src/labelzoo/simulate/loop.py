@@ -307,8 +307,9 @@ def run_loop(url: str, settings: RunSettings, dataset: Dataset, strategy: str, s
     row0: dict[str, Any] = {"strategy": strategy, "seed": seed, "round": 0, "labels": labelled,
                             "cum_annotated_slices": cum_slices, "cum_annotated_voxels": cum_voxels}
     if reference:
-        # the full-data reference: the same training (as many iterations as a run's trainings together) on all
-        trainer.epochs = settings.epochs * n_trainings(settings.initial, budget, settings.train_every)
+        # the full-data reference: the same trainings as a run makes (each continuing from the last), all labels in
+        for _ in range(n_trainings(settings.initial, budget, settings.train_every) - 1):
+            trainer()
     train_and_score(row0)
     rows.append(row0)
     _write_csv(out_csv, rows)
