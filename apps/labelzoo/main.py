@@ -212,6 +212,10 @@ class LabelZooApp(MONAILabelApp):
             strategies["fg_random"] = region_al.ForegroundRandomStrategy(board)
             strategies["boundary"] = region_al.PowerBoundaryStrategy(board, worker)
             strategies["clasp"] = region_al.ClassStratifiedStrategy(board, worker)
+            if self.bundles[board.model].spatial_dims == 3:  # slice-level queries need volumes
+                strategies["boundary_slices"] = region_al.SliceStrategy(board, worker)
+        if {b.spatial_dims for b in self.bundles.values()} == {3}:
+            strategies["random_slices"] = region_al.RandomSliceStrategy(3)
         return strategies
 
     def init_scoring_methods(self) -> dict[str, ScoringMethod]:

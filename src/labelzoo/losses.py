@@ -31,3 +31,80 @@ class StackedDeepSupervisionLoss(DeepSupervisionLoss):
         if isinstance(input, torch.Tensor) and input.ndim == target.ndim + 1:
             input = list(torch.unbind(input, dim=1))
         return super().forward(input, target)
+
+
+class MaskedDiceCELoss(torch.nn.Module):
+    """Dice + cross-entropy that leaves out voxels whose target is ``ignore_value`` (partial annotation).
+
+    MONAI's ``DiceCELoss`` has no ``ignore_index``. Here the masked voxels are removed from both terms: the
+    cross-entropy is averaged over annotated voxels only, and the Dice sums (intersection, prediction,
+    target) run over annotated voxels only (prediction and one-hot target multiplied by the mask). Without
+    ignored voxels it equals ``DiceCELoss(to_onehot_y=True, softmax=True, ...)`` with the same arguments.
+    DynUNet's stacked deep-supervision output ``(B, 1 + k, C, ...)`` is weighted ``1 / 2**i`` as nnU-Net does
+    (as :class:`labelzoo.planning.transforms.DeepSupervisionDiceCELoss`).
+
+    Args:
+        ignore_value: target value of unannotated voxels (:data:`labelzoo.partial.IGNORE_VALUE`).
+        include_background: keep channel 0 in the Dice term.
+        batch: Dice over the whole batch instead of per image.
+        lambda_dice: weight of the Dice term.
+        lambda_ce: weight of the cross-entropy term.
+        smooth_nr: Dice numerator smoothing.
+        smooth_dr: Dice denominator smoothing.
+        **unused: other ``DiceCELoss`` arguments of a bundle's loss config that this loss implies
+            (``to_onehot_y=True``, ``softmax=True``); any other value is refused.
+
+    Example:
+        >>> loss = MaskedDiceCELoss()
+        >>> target = torch.full((1, 1, 4, 4), 255.0); target[..., 0] = 1
+        >>> float(loss(torch.zeros(1, 2, 4, 4), target)) > 0
+        True
+    """
+
+    def __init__(self, ignore_value: int = 255, include_background: bool = False, batch: bool = False,
+                 lambda_dice: float = 1.0, lambda_ce: float = 1.0, smooth_nr: float = 1e-5, smooth_dr: float = 1e-5,
+                 **unused: object):
+        super().__init__()
+        implied = {"to_onehot_y": True, "softmax": True, "sigmoid": False, "squared_pred": False, "jaccard": False,
+                   "reduction": "mean", "other_act": None, "weight": None, "ce_weight": None, "label_smoothing": 0.0}
+        wrong = {k: v for k, v in unused.items() if k not in implied or implied[k] != v}
+        if wrong:
+            raise ValueError(f"MaskedDiceCELoss supports softmax Dice + CE on an index target only; unsupported "
+                             f"arguments {wrong}")
+        self.ignore_value = ignore_value
+        self.include_background = include_background
+        self.batch = batch
+        self.lambda_dice, self.lambda_ce = float(lambda_dice), float(lambda_ce)
+        self.smooth_nr, self.smooth_dr = float(smooth_nr), float(smooth_dr)
+
+    def _one(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        target = torch.as_tensor(target)
+        if target.shape[1] != 1:
+            raise ValueError(f"target must hold class indices (B, 1, ...), got shape {tuple(target.shape)}")
+        t = target[:, 0].round().long()
+        mask = t != self.ignore_value
+        t = torch.where(mask, t, torch.zeros_like(t))
+        n_classes = pred.shape[1]
+        pred = pred.float()
+        ce = torch.nn.functional.cross_entropy(pred, t, reduction="none")
+        m = mask.float()
+        ce = (ce * m).sum() / m.sum().clamp(min=1.0)
+        probs = torch.softmax(pred, dim=1) * m[:, None]
+        onehot = torch.nn.functional.one_hot(t, n_classes).movedim(-1, 1).float() * m[:, None]
+        if not self.include_background:
+            probs, onehot = probs[:, 1:], onehot[:, 1:]
+        dims = tuple(range(2, pred.ndim))
+        if self.batch:
+            dims = (0, *dims)
+        inter = (probs * onehot).sum(dims)
+        denom = probs.sum(dims) + onehot.sum(dims)
+        dice = 1.0 - (2.0 * inter + self.smooth_nr) / (denom + self.smooth_dr)
+        return self.lambda_dice * dice.mean() + self.lambda_ce * ce
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if pred.dim() != target.dim() + 1:
+            return self._one(pred, target)
+        heads = torch.unbind(pred, dim=1)
+        weights = torch.tensor([0.5**i for i in range(len(heads))])
+        weights = weights / weights.sum()
+        return sum(w * self._one(h, target) for w, h in zip(weights.tolist(), heads, strict=True))

@@ -297,6 +297,8 @@ BATCH_OPTIONS: dict[str, Option] = {
 STRATEGY_OPTIONS: dict[str, Option] = {
     "k": Option(int_in(1, 10_000), "rotate through the top k images"),
     "alpha": Option(float_in(0.0, 1.0), "hybrid: weight of uncertainty against diversity"),
+    "n_slices": Option(int_in(1, 4096), "slice-level strategies: how many slices to ask for"),
+    "slice_gap": Option(int_in(1, 4096), "slice-level strategies: least distance between two asked slices"),
     "label_tag": Option(safe_id, "images without a label of this tag are candidates"),
     "labels": Option(data, "label names"),
     "client_id": Option(text(), "who asks"),

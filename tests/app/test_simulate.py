@@ -17,17 +17,15 @@ from labelzoo.data import build_sample_studies
 from labelzoo.planning.emit import emit_bundles
 from labelzoo.planning.fingerprint import extract_fingerprint
 from labelzoo.planning.planner import ExperimentPlanner
-from labelzoo.simulate.dataset import contiguous_copy
 
 SMALL = {"network_def#filters": [4, 8, 16, 32]}
 
 
 @pytest.fixture(scope="module")
 def planned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A 6-case synthetic CT dataset (contiguous labels) and a 3D bundle planned on it."""
+    """A 6-case synthetic CT dataset (BTCV label values 1, 3, 6) and a 3D bundle planned on it (predicts 1, 2, 3)."""
     root = tmp_path_factory.mktemp("sim")
-    raw = build_sample_studies(root / "raw", n_images=6, n_labeled=6, shape=(32, 32, 24), seed=3, layout="msd")
-    data = contiguous_copy(raw, root / "msd")
+    data = build_sample_studies(root / "msd", n_images=6, n_labeled=6, shape=(32, 32, 24), seed=3, layout="msd")
     fp = extract_fingerprint(data)
     (bundle,) = emit_bundles(ExperimentPlanner().plan(fp), fp, root / "planned", data, configurations=["3d_fullres"])
     return data, bundle
@@ -62,6 +60,34 @@ def test_two_rounds_against_a_live_server(planned: tuple[Path, Path], tmp_path: 
     assert len(store["objects"]) == 4
 
 
+@pytest.mark.server
+def test_a_slice_level_round_trains_on_the_annotated_slices(planned: tuple[Path, Path], tmp_path: Path) -> None:
+    """boundary_slices asks for 2 slices; the annotator paints those; the server trains with the rest ignored."""
+    data, bundle = planned
+    out = tmp_path / "out"
+    code = main(["simulate", str(data), str(bundle), "--out", str(out), "--strategies", "boundary_slices",
+                 "--seeds", "1", "--initial", "1", "--budget", "2", "--train_every", "1", "--n_test", "2",
+                 "--epochs", "1", "--strategy_options", json.dumps({"n_slices": 2, "slice_gap": 2}),
+                 "--train_overrides", json.dumps({"iterations_per_epoch": 2, **SMALL}),
+                 "--infer_overrides", json.dumps(SMALL), "--conf", "epistemic_samples=1"])
+    assert code == 0
+    rows = list(csv.DictReader((out / "boundary_slices-seed1.csv").open()))
+    assert [int(r["labels"]) for r in rows] == [1, 2]
+    query = rows[1]
+    slices = [int(s) for s in query["slices"].split()]
+    assert query["partial"] == "True" and len(slices) == 2 and abs(slices[0] - slices[1]) >= 2
+    assert all(0 <= s < 24 for s in slices)  # the image file's grid (24 slices)
+    assert int(query["annotated_slices"]) == 2 and int(query["annotated_voxels"]) == 2 * 32 * 32
+    assert int(query["cum_annotated_slices"]) == 24 + 2  # the initial image counts whole
+    assert query["test_dice"] and 0.0 <= float(query["test_dice"]) <= 1.0  # trained on the partial label
+    assert rows[0]["partial_labels"] == "0" and query["partial_labels"] == "1"  # as the server reported
+    store = json.loads((out / "boundary_slices-seed1" / "studies" / "datastore_v2.json").read_text())
+    info = store["objects"][query["image"]]["labels"]["final"]["info"]
+    assert info["annotated_slices"] == {"axis": 2, "slices": slices}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["strategies"]["boundary_slices"]["annotated_slices"]["mean"] == 26
+
+
 def test_bad_arguments_name_the_parameter(planned: tuple[Path, Path], tmp_path: Path, capsys) -> None:
     data, bundle = planned
     assert main(["simulate", str(tmp_path / "nope"), str(bundle), "--out", str(tmp_path / "o")]) != 0
@@ -74,3 +100,6 @@ def test_bad_arguments_name_the_parameter(planned: tuple[Path, Path], tmp_path: 
     assert "leaves none" in capsys.readouterr().err
     assert main(["simulate", str(data), str(bundle), "--strategies", "a,b", "--server", "http://127.0.0.1:1"]) != 0
     assert "--server" in capsys.readouterr().err
+    assert main(["simulate", str(data), str(bundle), "--strategy_options", '{"n_slices": 0}',
+                 "--out", str(tmp_path / "o3")]) != 0
+    assert "n_slices" in capsys.readouterr().err

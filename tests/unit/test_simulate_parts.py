@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from labelzoo.errors import LabelZooError
-from labelzoo.simulate.dataset import Case, contiguous_copy, read_dataset, split_cases
+from labelzoo.simulate.dataset import Case, read_dataset, split_cases
 from labelzoo.simulate.loop import prepare_bundle
 from labelzoo.simulate.metrics import (
     apply_lookup,
@@ -85,20 +85,13 @@ def test_split_is_fixed_for_test_and_seeded_for_initial() -> None:
         split_cases(cases, 3, 0, 0)
 
 
-def test_read_dataset_and_contiguous_copy(tmp_path: Path) -> None:
+def test_read_dataset(tmp_path: Path) -> None:
     from labelzoo.data import build_sample_studies
 
     msd = build_sample_studies(tmp_path / "msd", n_images=3, n_labeled=3, shape=(16, 16, 16), layout="msd")
     data = read_dataset(msd)
     assert [c.id for c in data.cases] == ["case_000", "case_001", "case_002"]
     assert data.labels == {0: "background", 1: "spleen", 3: "left kidney", 6: "liver"}
-    copy = read_dataset(contiguous_copy(msd, tmp_path / "c"))
-    assert copy.labels == {0: "background", 1: "spleen", 2: "left kidney", 3: "liver"}
-    import nibabel as nib
-
-    before = np.asarray(nib.load(str(data.cases[0].label)).dataobj)
-    after = np.asarray(nib.load(str(copy.cases[0].label)).dataobj)
-    assert np.array_equal(after == 3, before == 6) and np.array_equal(after == 2, before == 3)
     store = build_sample_studies(tmp_path / "store", n_images=3, n_labeled=2, shape=(16, 16, 16))
     assert [c.id for c in read_dataset(store).cases] == ["case_000", "case_001"]  # labelled ones only
     with pytest.raises(LabelZooError, match="no such folder"):

@@ -27,6 +27,7 @@ from monailabel.datastore.local import DataModel, ImageLabelModel, LocalDatastor
 from monailabel.utils.others.generic import file_checksum
 
 from labelzoo.errors import LabelZooError
+from labelzoo.partial import PARTIAL_KEY, check_annotated_slices
 from labelzoo.validation import (
     affine_error,
     check_id,
@@ -266,8 +267,10 @@ class LabelZooDatastore(LocalDatastore):
         logger.info("added image %s (%s)", image_id, name)
         return image_id
 
-    def check_label(self, image_id: str, label_filename: str, label_tag: str) -> tuple[Any, str]:
-        """Check a label for ``image_id`` (ids, type, shape, grid, values); returns the image record and extension."""
+    def check_label(self, image_id: str, label_filename: str, label_tag: str,
+                    label_info: dict[str, Any] | None = None) -> tuple[Any, str]:
+        """Check a label for ``image_id`` (ids, type, shape, grid, values, annotated slices of a partial label);
+        returns the image record and extension."""
         with as_http():
             check_id(image_id)
             check_id(label_tag, "label tag")
@@ -299,10 +302,14 @@ class LabelZooDatastore(LocalDatastore):
             err = label_values_error(values, image_shape, self._label_values, name=f"label for {image_id!r}")
             if err:
                 raise unprocessable(err)
+        if label_info and PARTIAL_KEY in label_info:  # a slice-level annotation names slices that exist
+            with as_http(unprocessable):
+                check_annotated_slices(label_info[PARTIAL_KEY], label_shape,
+                                       f"params of the label for {image_id!r}:")
         return obj, ext
 
     def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any]) -> str:
-        obj, ext = self.check_label(image_id, label_filename, label_tag)
+        obj, ext = self.check_label(image_id, label_filename, label_tag, label_info)
         label_path = self._datastore.label_path(label_tag)
         name = self._filename(image_id, ext)
         dest = os.path.join(label_path, name)
@@ -343,7 +350,7 @@ class LabelZooDatastore(LocalDatastore):
         from labelzoo.annotators import CONSENSUS_TAG, READ_PREFIX, read_tag
 
         tag = "final" if reads <= 1 else read_tag(annotator)
-        obj, ext = self.check_label(image_id, label_filename, tag)
+        obj, ext = self.check_label(image_id, label_filename, tag, info)
         staged_files: list[tuple[Path, str]] = []
         try:
             with self._rlock, FileLock(self._lock_file):

@@ -30,6 +30,7 @@ from monailabel.interfaces.tasks.scoring import ScoringMethod
 from monailabel.utils.async_tasks import utils as async_utils
 
 from labelzoo.activelearning import dice_score, feature_vector, mean_entropy, tta_variance
+from labelzoo.partial import PARTIAL_KEY, check_annotated_slices, slice_mask
 from labelzoo.progress import update_progress
 from lib.infer import LabelZooInferTask
 
@@ -277,6 +278,11 @@ class DiceScoring(LabelZooScoring):
         if y.shape != y_pred.shape:
             logger.warning("dice for %s skipped: final %s vs original %s", image_id, y.shape, y_pred.shape)
             return None
+        partial = (datastore.get_label_info(image_id, DefaultLabelTag.FINAL) or {}).get(PARTIAL_KEY)
+        if partial:  # a slice-level label: compare on the annotated slices only
+            axis, slices = check_annotated_slices(partial, y.shape, f"label of {image_id!r}")
+            keep = slice_mask(y.shape, axis, slices)
+            y, y_pred = y[keep], y_pred[keep]
         score = dice_score(np.rint(y).astype(np.int64), np.rint(y_pred).astype(np.int64))
         model = datastore.get_label_info(image_id, DefaultLabelTag.ORIGINAL).get("model")
         with _lock(datastore):

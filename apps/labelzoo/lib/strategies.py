@@ -27,6 +27,8 @@ from labelzoo.activelearning import (
     power_beta,
     region_uncertainty,
 )
+from labelzoo.partial import slices_to_grid, top_slices
+from labelzoo.validation import read_shape
 from lib.errors import bad_request
 from lib.scoring import ScoreBoard, Scorer, ScoringWorker, UncertaintyScoring
 
@@ -189,7 +191,15 @@ class BoundaryScoring(UncertaintyScoring):
         n = self.scorer.samples if n_dropout else 1
         probs = torch.stack([task.probabilities(x, mc, inferer, self.scorer.device) for _ in range(n)]).mean(0)
         regions = region_uncertainty(probs, multilabel=task.bundle_info.multilabel, width=self.width)
-        self.board.write(datastore, image_id, {BOUNDARY: regions.score, REGIONS: regions.as_dict()}, version)
+        detail = regions.as_dict()
+        # slices are asked for in the image file's voxel grid (the preprocessing may resample the slice axis)
+        uri = datastore.get_image_uri(image_id)
+        dims = task.bundle_info.spatial_dims
+        n_image = read_shape(uri)[dims - 1] if dims == 3 else len(regions.slice_scores)
+        per_slice = slices_to_grid(regions.slice_scores, n_image)
+        detail.update(slice_axis=dims - 1, slice_scores=[round(v, 5) for v in per_slice],
+                      slices=top_slices(per_slice, len(regions.slices)))
+        self.board.write(datastore, image_id, {BOUNDARY: regions.score, REGIONS: detail}, version)
         logger.info("boundary score of %s with %s: %.5f", image_id, self.board.model, regions.score)
         return regions.score
 
@@ -206,11 +216,26 @@ def _regions(board: ScoreBoard, datastore: Datastore, ids: list[str]) -> dict[st
 
 
 def _with_slices(answer: dict[str, Any] | None, regions: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
-    """Add the most uncertain slices of the chosen image (``slices``, in the model's input grid) to the answer."""
+    """Add the most uncertain slices of the chosen image (``slices`` along ``slice_axis`` of the image file's voxel
+    grid) to the answer: where to look first (the whole image is still asked for)."""
     if answer and answer["id"] in regions:
         answer["slices"] = list(regions[answer["id"]].get("slices") or [])
+        answer["slice_axis"] = regions[answer["id"]].get("slice_axis", 2)
         answer["selection"]["slices"] = answer["slices"]
     return answer
+
+
+def _partial(answer: dict[str, Any] | None, axis: int, slices: list[int], why: str) -> dict[str, Any] | None:
+    """Make ``answer`` a slice-level query: annotate only ``slices`` along ``axis`` (``partial: true``)."""
+    if answer:
+        answer.update(partial=True, slice_axis=axis, slices=list(slices))
+        answer["reason"] = f"{answer['reason']}; annotate only slices {', '.join(map(str, slices))} ({why})"
+        answer["selection"].update(partial=True, slice_axis=axis, slices=list(slices), reason=answer["reason"])
+    return answer
+
+
+def _slice_params(request: dict, n_default: int, gap_default: int) -> tuple[int, int]:
+    return _int_param(request, "n_slices", n_default), _int_param(request, "slice_gap", gap_default)
 
 
 class ForegroundRandomStrategy(Strategy):
@@ -277,3 +302,63 @@ class ClassStratifiedStrategy(_ScoredStrategy):
         class_scores = {i: {int(c): float(v) for c, v in (r.get("classes") or {}).items()} for i, r in regions.items()}
         choice = choose_class_stratified(class_scores, n_labelled, self._rng, beta=power_beta(n_labelled))
         return _with_slices(_answer(choice), regions)
+
+
+# ---- slice-level (partial) queries ---------------------------------------------------------------------------
+class SliceStrategy(_ScoredStrategy):
+    """``boundary_slices``: the image as ``boundary`` draws it, and only its ``n_slices`` most uncertain slices.
+
+    The answer holds ``partial: true``, ``slice_axis`` and ``slices`` (image file voxel grid): the annotator
+    paints those slices and submits the label with label info ``{"annotated_slices": {"axis", "slices"}}``;
+    training leaves the other voxels out. Slices are at least ``slice_gap`` apart (neighbours look alike).
+    """
+
+    def __init__(self, board: ScoreBoard, worker: ScoringWorker | None, beta: float = 2.0, n_slices: int = 3,
+                 slice_gap: int = 3, seed: int | None = None):
+        super().__init__("boundary_slices", "Slice-level query: the image drawn by boundary uncertainty, and its most "
+                         "uncertain slices only (partial annotation; training ignores the other voxels)",
+                         BOUNDARY, board, worker)
+        self.beta, self.n_slices, self.slice_gap = beta, n_slices, slice_gap
+        self._rng = random.Random(seed)
+
+    def info(self) -> dict[str, Any]:
+        i = super().info()
+        i.update(beta=self.beta, n_slices=self.n_slices, slice_gap=self.slice_gap, partial=True)
+        return i
+
+    def __call__(self, request, datastore: Datastore):
+        n, gap = _slice_params(request, self.n_slices, self.slice_gap)
+        pool = _pool(request, datastore)
+        scores = self.board.scores(datastore, pool, self.method)
+        regions = _regions(self.board, datastore, list(scores))
+        scores = {i: s for i, s in scores.items() if (regions.get(i) or {}).get("slice_scores")}
+        if not scores:
+            return self._fallback(pool, scores)
+        answer = _answer(choose_power(scores, self.beta, self._rng, strategy=self.name))
+        detail = regions[answer["id"]]
+        slices = top_slices(detail["slice_scores"], n, gap)
+        return _partial(answer, int(detail.get("slice_axis", 2)), slices, "the most uncertain on the boundaries")
+
+
+class RandomSliceStrategy(Strategy):
+    """``random_slices``: a random image and ``n_slices`` random slices of it (the slice-level random baseline)."""
+
+    def __init__(self, spatial_dims: int = 3, n_slices: int = 3, slice_gap: int = 3, seed: int | None = None):
+        super().__init__("Slice-level random baseline: a random image and random slices of it (partial annotation)")
+        self.spatial_dims, self.n_slices, self.slice_gap = spatial_dims, n_slices, slice_gap
+        self._rng = random.Random(seed)
+
+    def info(self) -> dict[str, Any]:
+        i = super().info()
+        i.update(n_slices=self.n_slices, slice_gap=self.slice_gap, partial=True)
+        return i
+
+    def __call__(self, request, datastore: Datastore):
+        n, gap = _slice_params(request, self.n_slices, self.slice_gap)
+        answer = _answer(choose_random(_pool(request, datastore), self._rng))
+        if answer is None:
+            return None
+        depth = read_shape(datastore.get_image_uri(answer["id"]))[self.spatial_dims - 1]
+        # random slice scores: top_slices then keeps the gap between the drawn slices
+        slices = top_slices([self._rng.random() for _ in range(depth)], n, gap)
+        return _partial(answer, self.spatial_dims - 1, slices, "drawn at random")

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from monailabel.tasks.train.bundle import BundleTrainTask
@@ -21,6 +24,13 @@ from labelzoo.discovery import BundleInfo
 from labelzoo.errors import LabelZooError
 from labelzoo.io import write_json_atomic
 from labelzoo.options import TRAIN_OPTIONS, check_options
+from labelzoo.partial import (
+    PARTIAL_KEY,
+    check_annotated_slices,
+    identity_label_maps,
+    mask_unannotated,
+    masked_loss_config,
+)
 from labelzoo.progress import PROGRESS_FILE, read_progress, update_progress
 from labelzoo.validation import geometry_error, read_shape
 from labelzoo.zoo import registry
@@ -65,6 +75,8 @@ class LabelZooTrainTask(BundleTrainTask):
         self.device = device
         self.progress_path = info.path / "models" / PROGRESS_FILE
         self._val_interval: int | None = None
+        self._partial_dir: Path | None = None  # this run's training labels of partial annotations
+        self._partial: set[str] = set()
 
     def info(self) -> dict[str, Any]:
         i = super().info()
@@ -122,11 +134,49 @@ class LabelZooTrainTask(BundleTrainTask):
         if not fitting:
             raise ValueError(f"no labelled image fits model {info.name!r} (needs {info.channels} channel(s), "
                              f"{info.spatial_dims}D)")
-        return fitting
+        return self._mask_partial(fitting, datastore)
+
+    def _mask_partial(self, datalist: list[dict], datastore) -> list[dict]:
+        """Partial labels (label info ``annotated_slices``) train from a copy whose unannotated voxels are ignored."""
+        import nibabel as nib
+        import numpy as np
+        from monailabel.interfaces.datastore import DefaultLabelTag
+
+        by_label = {}
+        for image_id in datastore.get_labeled_images(DefaultLabelTag.FINAL):
+            info = datastore.get_label_info(image_id, DefaultLabelTag.FINAL) or {}
+            if PARTIAL_KEY in info:
+                by_label[os.path.realpath(datastore.get_label_uri(image_id, DefaultLabelTag.FINAL))] = (image_id, info)
+        self._partial = set()
+        if not by_label:
+            return datalist
+        self._partial_dir = Path(tempfile.mkdtemp(prefix="labelzoo-partial-"))
+        out = []
+        for item in datalist:
+            found = by_label.get(os.path.realpath(str(item.get("label"))))
+            if found is None:
+                out.append(item)
+                continue
+            image_id, info = found
+            img = nib.load(str(item["label"]))
+            data = np.rint(np.asarray(img.dataobj)).astype(np.int64)
+            axis, slices = check_annotated_slices(info[PARTIAL_KEY], data.shape, f"label of {image_id!r}")
+            path = self._partial_dir / f"{image_id}.nii.gz"
+            nib.save(nib.Nifti1Image(mask_unannotated(data, axis, slices), img.affine, img.header), str(path))
+            self._partial.add(str(path))
+            out.append({**item, "label": str(path)})
+        logger.info("training %s: %d of %d labels are partial (%s), unannotated voxels ignored",
+                    self.bundle_info.name, len(self._partial), len(out), PARTIAL_KEY)
+        update_progress(self.progress_path, partial_labels=len(self._partial))  # shown by GET /train/
+        return out
 
     def _partition_datalist(self, datalist, request, shuffle=False):
         val_split = float(request.get("val_split", 0.2))
         train, val = split_datalist(datalist, val_split)
+        if val and self._partial:  # a validation Dice needs every voxel labelled: partial labels train
+            moved = [v for v in val if str(v.get("label")) in self._partial]
+            val = [v for v in val if str(v.get("label")) not in self._partial]
+            train = [t for t in train if t not in moved] + moved
         n_val = "the bundle's own list" if val is None else len(val)
         logger.info("training on %d images, validating on %s", len(train), n_val)
         # recorded with the weights version this run makes (labelzoo.zoo.registry) and in a release's model card
@@ -151,6 +201,10 @@ class LabelZooTrainTask(BundleTrainTask):
             ]
         if self._val_interval is not None:
             overrides["val_interval"] = self._val_interval
+        # the datastore holds labels in the model's values: a map from the bundle's dataset values must not apply
+        overrides.update(identity_label_maps(self.bundle_config.config))
+        if self._partial:
+            overrides["loss"] = masked_loss_config(self.bundle_config.get("loss"))
         return overrides
 
     def _register(self, source: str, info: dict[str, Any] | None = None) -> str | None:
@@ -188,6 +242,10 @@ class LabelZooTrainTask(BundleTrainTask):
         except BaseException as e:
             update_progress(self.progress_path, status="failed", error=f"{type(e).__name__}: {e}")
             raise
+        finally:
+            if self._partial_dir is not None:
+                shutil.rmtree(self._partial_dir, ignore_errors=True)
+                self._partial_dir = None
         final = read_progress(self.progress_path)
         if final.get("status") != "finished":
             update_progress(self.progress_path, status="finished")

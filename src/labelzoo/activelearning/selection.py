@@ -67,11 +67,13 @@ class RegionScores:
     classes: dict[int, float] = field(default_factory=dict)
     volumes: dict[int, float] = field(default_factory=dict)
     slices: list[int] = field(default_factory=list)
+    slice_scores: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {"score": self.score, "foreground": self.foreground,
                 "classes": {str(k): v for k, v in self.classes.items()},
-                "volumes": {str(k): v for k, v in self.volumes.items()}, "slices": list(self.slices)}
+                "volumes": {str(k): v for k, v in self.volumes.items()}, "slices": list(self.slices),
+                "slice_scores": [round(float(v), 5) for v in self.slice_scores]}
 
 
 def region_uncertainty(probs: torch.Tensor, multilabel: bool = False, width: int = 2,
@@ -91,7 +93,8 @@ def region_uncertainty(probs: torch.Tensor, multilabel: bool = False, width: int
         band; when nothing is predicted it is the mean entropy of the whole image (the model sees nothing
         yet: as uncertain as it says it is). ``classes`` maps each class to the mean entropy in its own band
         (0 when the class is not predicted), ``volumes`` to its predicted volume fraction, ``foreground``
-        is the predicted foreground fraction and ``slices`` the most uncertain slices (entropy in the band).
+        is the predicted foreground fraction, ``slice_scores`` the mean band entropy of every slice and ``slices``
+        the ``n_slices`` most uncertain ones.
     """
     probs = torch.as_tensor(probs, dtype=torch.float32)
     if probs.ndim < 2 or probs.ndim > 4:
@@ -122,7 +125,8 @@ def region_uncertainty(probs: torch.Tensor, multilabel: bool = False, width: int
     others = tuple(d for d in range(ent.ndim) if d != axis)
     per_slice = (ent * weight).sum(others) / weight.sum(others).clamp(min=1)
     order = sorted(range(per_slice.numel()), key=lambda i: (-float(per_slice[i]), i))
-    return RegionScores(score, float(fg.float().mean()), classes, volumes, sorted(order[:max(0, n_slices)]))
+    return RegionScores(score, float(fg.float().mean()), classes, volumes, sorted(order[:max(0, n_slices)]),
+                        [float(v) for v in per_slice])
 
 
 # ---- stochastic and weighted selection --------------------------------------------------------------------

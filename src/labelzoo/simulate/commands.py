@@ -85,18 +85,26 @@ def simulate(dataset: str, model: str, out: str = "simulation", strategies: str 
              seeds: str = "0", initial: int = 2, budget: int = 8, train_every: int = 2, n_test: int = 4,
              epochs: int = 5, train_overrides: str | dict | None = None, infer_overrides: str | dict | None = None,
              smoke: bool = False, device: str = "cpu", conf: str | dict | None = None, server: str | None = None,
-             reference_dice: float | None = None, overwrite: bool = False) -> str:
+             reference_dice: float | None = None, reference: bool = False,
+             strategy_options: str | dict | None = None, overwrite: bool = False) -> str:
     """Play an annotator against a live LabelZoo server and measure the annotation effort each strategy saves.
 
     For every strategy and seed: a fresh server (`labelzoo serve` on a free loopback port), an empty
     datastore into which the pool images are uploaded with --initial of them labelled, and an untrained copy
     of the model. Each round: next_sample(strategy) -> /infer (the suggestion) -> effort of correcting it
-    (voxels changed, 1 - Dice vs the truth) -> save_label (the truth). Every --train_every labels:
+    (voxels changed, 1 - Dice vs the truth) -> save_label (the truth). A slice-level strategy (boundary_slices,
+    random_slices) answers with the slices to annotate: the annotator submits the truth on those slices only,
+    with label info {"annotated_slices": {"axis", "slices"}}; the server trains with the other voxels ignored, and
+    the effort is counted on those slices (annotated slices / voxels columns). Every --train_every labels:
     POST /train (--epochs, followed through GET /train/) and the served model's Dice / HD95 on held-out test
     cases (uploaded with /infer, never put in the datastore). Stops at --budget labels. All through
     monailabel.client.MONAILabelClient, the client the Slicer plugin uses.
-    Writes OUT/<strategy>-seed<seed>.csv (one row per round), OUT/summary.json, OUT/summary.md (tables)
-    and OUT/simulation.png (test Dice and cumulative voxels corrected vs labels, one line per strategy).
+    Writes OUT/<strategy>-seed<seed>.csv (one row per round), OUT/summary.json, OUT/summary.md (tables: final
+    Dice, area under the learning curve, labels and annotated slices to reach 95% of the reference Dice, effort,
+    mean ± std over seeds; wall time per step) and OUT/simulation.png (test Dice vs labels and vs annotated
+    slices, cumulative voxels corrected vs labels, one line per strategy). With --reference, OUT/full-seed<s>.csv
+    is the full-data reference of each seed (every pool image labelled, the same trainings as a run makes, each
+    continuing from the last), and the 95% target is taken from it.
     Example: labelzoo simulate data/msd --model planned/x_ct_nnunet3dfullres_segmentation --strategies
     random,fg_random,epistemic,boundary --seeds 0,1 --budget 8 --train_overrides '{"iterations_per_epoch": 20}'
 
@@ -107,7 +115,7 @@ def simulate(dataset: str, model: str, out: str = "simulation", strategies: str 
             the served model's name).
         out: output folder (must be empty unless --overwrite).
         strategies: comma-separated active-learning strategies the server offers (random, first, epistemic,
-            tta, hybrid, fg_random, boundary, clasp, ...).
+            tta, hybrid, fg_random, boundary, clasp; slice-level: boundary_slices, random_slices).
         seeds: comma-separated run seeds (which pool cases start labelled; the test set is fixed).
         initial: labelled images in the datastore at the start.
         budget: stop when this many images are labelled (initial ones included).
@@ -122,12 +130,16 @@ def simulate(dataset: str, model: str, out: str = "simulation", strategies: str 
         conf: extra server settings (as labelzoo serve --conf), e.g. epistemic_samples=3.
         server: URL of a running LabelZoo server with an empty datastore, instead of starting one per run
             (one strategy and one seed only; the model starts from whatever weights it has).
-        reference_dice: the "full data" Dice for the labels-to-95% figure (default: the best any run reached).
+        reference_dice: the "full data" Dice for the labels-to-95% figure (default: the mean of the --reference
+            runs, else the best Dice any run reached).
+        reference: also run, per seed, the full-data reference (every pool image labelled, the same training).
+        strategy_options: JSON object of next_sample options for every query (checked by the server), e.g.
+            '{"n_slices": 3, "slice_gap": 3}' for the slice-level strategies.
         overwrite: write into a non-empty OUT.
     """
     from labelzoo.progress import progress_bar
     from labelzoo.simulate.dataset import read_dataset
-    from labelzoo.simulate.loop import RunSettings, run_one
+    from labelzoo.simulate.loop import REFERENCE, RunSettings, run_one
     from labelzoo.simulate.report import markdown_table, plot, summarize, time_table
 
     strategy_list = _as_list(strategies, "strategies")
@@ -143,6 +155,14 @@ def simulate(dataset: str, model: str, out: str = "simulation", strategies: str 
 
     server_conf = check_conf(parse_conf(conf)) if conf else {}
     train_ovr, infer_ovr = _as_dict(train_overrides, "train_overrides"), _as_dict(infer_overrides, "infer_overrides")
+    from labelzoo.options import STRATEGY_OPTIONS, check_options
+
+    sample_options = check_options(_as_dict(strategy_options, "strategy_options"), STRATEGY_OPTIONS,
+                                   "--strategy_options")
+    if not isinstance(reference, bool):
+        raise LabelZooError(f"--reference is a flag (--reference / --noreference), got {reference!r}")
+    if server and reference:
+        raise LabelZooError("--reference needs a fresh server per run: leave --server out")
     if server and len(strategy_list) * len(seed_list) > 1:
         raise LabelZooError("--server runs one strategy and one seed (its datastore and weights cannot be reset); "
                             "leave --server out to compare several")
@@ -163,7 +183,7 @@ def simulate(dataset: str, model: str, out: str = "simulation", strategies: str 
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = RunSettings(model=bundle.name if bundle else model, initial=initial, budget=budget,
                            train_every=train_every, n_test=n_test, epochs=epochs, device=device,
-                           server_conf=server_conf)
+                           server_conf=server_conf, sample_options=sample_options)
     rounds = max(0, min(budget, len(data.cases) - n_test) - initial)
     _stop_on_sigterm()
     bar = progress_bar(total=rounds * len(strategy_list) * len(seed_list), desc="simulate", unit="label")
@@ -171,7 +191,7 @@ def simulate(dataset: str, model: str, out: str = "simulation", strategies: str 
     started = time.monotonic()
     try:
         for seed in seed_list:
-            for strategy in strategy_list:
+            for strategy in strategy_list + ([REFERENCE] if reference else []):
                 bar.set_postfix_str(f"{strategy} seed {seed}: training on the initial labels")
 
                 def tick(msg: str) -> None:
@@ -185,7 +205,8 @@ def simulate(dataset: str, model: str, out: str = "simulation", strategies: str 
     summary = summarize(runs, reference_dice=reference_dice)
     summary["settings"] = {"dataset": str(data.root), "model": str(bundle or model), "strategies": strategy_list,
                            "seeds": seed_list, "initial": initial, "budget": budget, "train_every": train_every,
-                           "n_test": n_test, "epochs": epochs, "train_overrides": train_ovr,
+                           "n_test": n_test, "epochs": epochs, "train_overrides": train_ovr, "reference": reference,
+                           "strategy_options": sample_options,
                            "infer_overrides": infer_ovr, "device": device, "conf": server_conf,
                            "wall_time_s": round(time.monotonic() - started, 1)}
     write_json_atomic(out_dir / "summary.json", summary)

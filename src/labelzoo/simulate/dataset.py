@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,46 +135,3 @@ def split_cases(cases: list[Case], n_test: int, n_initial: int, seed: int, test_
     initial = sorted(random.Random(seed).sample(pool, n_initial), key=lambda c: c.id)
     chosen = {c.id for c in initial}
     return Split(test, initial, [c for c in pool if c.id not in chosen])
-
-
-def contiguous_copy(src: str | Path, dst: str | Path) -> Path:
-    """Copy an MSD dataset with its label values renumbered 0, 1, 2, ... in value order (names kept).
-
-    A bundle planned on such a copy predicts the dataset's own values, so a simulated annotator submits
-    labels the app accepts and the bundle trains on unchanged (the app takes labels only in a served
-    model's values, while a planned bundle maps the *dataset's* values to its classes when it trains).
-
-    Raises:
-        LabelZooError: when ``src`` is not an MSD dataset with named labels or ``dst`` is not empty.
-    """
-    import nibabel as nib
-    import numpy as np
-
-    data = read_dataset(src)
-    if not data.labels:
-        raise LabelZooError(f"{src}: dataset.json names no labels")
-    dst = Path(dst)
-    if dst.exists() and any(dst.iterdir()):
-        raise LabelZooError(f"{dst} is not empty")
-    values = sorted(data.labels)
-    lut = np.zeros(max(values) + 1, dtype=np.uint8)
-    for new, old in enumerate(values):
-        lut[old] = new
-    (dst / "imagesTr").mkdir(parents=True, exist_ok=True)
-    (dst / "labelsTr").mkdir(parents=True, exist_ok=True)
-    desc = json.loads((data.root / "dataset.json").read_text())
-    training = []
-    for case in data.cases:
-        image = dst / "imagesTr" / case.image.name
-        shutil.copyfile(case.image, image)
-        img = nib.load(str(case.label))
-        arr = np.rint(np.asarray(img.dataobj)).astype(np.int64)
-        if arr.min() < 0 or arr.max() > max(values) or not set(np.unique(arr).tolist()) <= set(values):
-            raise LabelZooError(f"{case.label}: label values {sorted(np.unique(arr).tolist())} are not all declared "
-                                f"in dataset.json labels {values}")
-        nib.save(nib.Nifti1Image(lut[arr], img.affine), str(dst / "labelsTr" / case.label.name))
-        training.append({"image": f"./imagesTr/{case.image.name}", "label": f"./labelsTr/{case.label.name}"})
-    desc.update(labels={str(i): data.labels[v] for i, v in enumerate(values)}, training=training,
-                 numTraining=len(training), test=[], numTest=0)
-    (dst / "dataset.json").write_text(json.dumps(desc, indent=4) + "\n")
-    return dst

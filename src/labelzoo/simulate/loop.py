@@ -36,9 +36,13 @@ from labelzoo.simulate.server import local_server, wait_until_up
 logger = logging.getLogger(__name__)
 
 #: CSV columns of a run, one row per round (round 0: the model trained on the initial labels).
-COLUMNS = ["strategy", "seed", "round", "labels", "image", "selection_score", "slices", "voxels_changed",
-           "fraction_changed", "one_minus_dice", "cum_voxels_changed", "cum_one_minus_dice", "score_s", "next_s",
-           "infer_s", "save_s", "train_s", "eval_s", "test_dice", "test_hd95", "pool", "rescored_s"]
+COLUMNS = ["strategy", "seed", "round", "labels", "image", "selection_score", "slices", "partial", "voxels_changed",
+           "fraction_changed", "one_minus_dice", "cum_voxels_changed", "cum_one_minus_dice", "annotated_slices",
+           "annotated_voxels", "cum_annotated_slices", "cum_annotated_voxels", "score_s", "next_s",
+           "infer_s", "save_s", "train_s", "eval_s", "test_dice", "test_hd95", "pool", "rescored_s", "partial_labels"]
+
+#: the pseudo-strategy of the full-data reference run: every pool image labelled, the same training
+REFERENCE = "full"
 
 
 @dataclass
@@ -54,6 +58,7 @@ class RunSettings:
     device: str = "cpu"
     train_params: dict[str, Any] = field(default_factory=dict)
     server_conf: dict[str, str] = field(default_factory=dict)
+    sample_options: dict[str, Any] = field(default_factory=dict)
     server_timeout: float = 300.0
     train_timeout: float = 1800.0
 
@@ -193,11 +198,51 @@ def model_label(case: Case, to_model: dict[int, int], folder: Path) -> Path:
     return path
 
 
+def annotate(truth: np.ndarray, suggestion: np.ndarray, classes: list[int], answer: dict[str, Any]) -> dict[str, Any]:
+    """What the simulated annotator does with one query: the label it submits, its params, and the effort.
+
+    A whole-image query: the truth, every voxel annotated. A slice-level query (``partial: true``): the truth on
+    the asked slices only (0 elsewhere, as an unpainted Slicer segment), label info ``annotated_slices``, and the
+    effort counted on those slices only.
+    """
+    from labelzoo.partial import PARTIAL_KEY, check_annotated_slices, partial_label, slice_mask
+
+    if not answer.get("partial"):
+        effort = correction_effort(truth, suggestion, classes)
+        depth = truth.shape[-1] if truth.ndim == 3 else 1
+        return {"label": truth, "params": {}, "partial": False, "annotated_slices": depth,
+                "annotated_voxels": int(truth.size), **effort.as_dict()}
+    try:
+        axis, slices = check_annotated_slices({"axis": answer.get("slice_axis"), "slices": answer.get("slices")},
+                                              truth.shape, "next_sample answer")
+    except LabelZooError as e:
+        raise LabelZooError(f"the slice-level answer for {answer.get('id')!r} is unusable: {e}") from None
+    mask = slice_mask(truth.shape, axis, slices)
+    effort = correction_effort(truth[mask], suggestion[mask], classes)
+    return {"label": partial_label(truth, axis, slices), "params": {PARTIAL_KEY: {"axis": axis, "slices": slices}},
+            "partial": True, "annotated_slices": len(slices), "annotated_voxels": int(mask.sum()),
+            **effort.as_dict()}
+
+
+def _save_array(data: np.ndarray, like: Path, path: Path) -> Path:
+    import nibabel as nib
+
+    img = nib.load(str(like))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(data.astype(np.uint8), img.affine), str(path))
+    return path
+
+
 def _scoring_method(info: dict, strategy: str) -> str | None:
     """The scoring method a strategy ranks on, as its ``/info/`` entry says (``None`` for random / first)."""
     entry = (info.get("strategies") or {}).get(strategy) or {}
     method = entry.get("scoring") if isinstance(entry, dict) else None
     return method if method in (info.get("scoring") or {}) else None
+
+
+def n_trainings(initial: int, budget: int, train_every: int) -> int:
+    """How many trainings a run makes: one on the initial labels, one every ``train_every`` labels and at the end."""
+    return 1 + -(-max(0, budget - initial) // train_every)
 
 
 def run_loop(url: str, settings: RunSettings, dataset: Dataset, strategy: str, seed: int, out_csv: Path,
@@ -215,7 +260,7 @@ def run_loop(url: str, settings: RunSettings, dataset: Dataset, strategy: str, s
     models = info.get("models") or {}
     if settings.model not in models:
         raise LabelZooError(f"--model {settings.model!r} is not served at {url}; served: {', '.join(models) or 'none'}")
-    if strategy not in (info.get("strategies") or {}):
+    if strategy != REFERENCE and strategy not in (info.get("strategies") or {}):
         raise LabelZooError(f"strategy {strategy!r} is not offered by {url}; offered: "
                             f"{', '.join(info.get('strategies') or {})}")
     try:
@@ -231,19 +276,27 @@ def run_loop(url: str, settings: RunSettings, dataset: Dataset, strategy: str, s
     by_id = {c.id: c for c in split.initial + split.unlabelled}
     for case in split.initial + split.unlabelled:
         client.upload_image(str(case.image), image_id=case.id)
-    for case in split.initial:
-        client.save_label(case.id, str(model_label(case, to_model, labels_dir)), tag="final")
-    method = _scoring_method(info, strategy)
+    reference = strategy == REFERENCE
+    start = split.initial + split.unlabelled if reference else split.initial
+    cum_slices, cum_voxels = 0, 0
+    for case in start:
+        path = model_label(case, to_model, labels_dir)
+        client.save_label(case.id, str(path), tag="final")
+        shape = _load(path)[0].shape
+        cum_slices += shape[-1] if len(shape) == 3 else 1
+        cum_voxels += int(np.prod(shape))
+    method = None if reference else _scoring_method(info, strategy)
     trainer = Trainer(client, settings.model, settings.epochs, settings.train_params, settings.train_timeout)
 
     rows: list[dict[str, Any]] = []
-    labelled = len(split.initial)
+    labelled = len(start)
     trained_at: list[float] = []  # when the newest weights were written (monotonic seconds)
     cum_vox, cum_dice = 0, 0.0
 
     def train_and_score(row: dict[str, Any]) -> None:
         t = time.monotonic()
-        trainer()
+        progress = trainer()
+        row["partial_labels"] = progress.get("partial_labels", 0)  # how many labels the server trained as partial
         row["train_s"] = round(time.monotonic() - t, 3)
         trained_at[:] = [time.monotonic()]
         t = time.monotonic()
@@ -251,12 +304,17 @@ def run_loop(url: str, settings: RunSettings, dataset: Dataset, strategy: str, s
                     if k != "per_case_dice"})
         row["eval_s"] = round(time.monotonic() - t, 3)
 
-    row0: dict[str, Any] = {"strategy": strategy, "seed": seed, "round": 0, "labels": labelled}
+    row0: dict[str, Any] = {"strategy": strategy, "seed": seed, "round": 0, "labels": labelled,
+                            "cum_annotated_slices": cum_slices, "cum_annotated_voxels": cum_voxels}
+    if reference:
+        # the full-data reference: the same trainings as a run makes (each continuing from the last), all labels in
+        for _ in range(n_trainings(settings.initial, budget, settings.train_every) - 1):
+            trainer()
     train_and_score(row0)
     rows.append(row0)
     _write_csv(out_csv, rows)
     round_no = 0
-    while labelled < budget:
+    while labelled < budget and not reference:
         round_no += 1
         row: dict[str, Any] = {"strategy": strategy, "seed": seed, "round": round_no}
         t = time.monotonic()
@@ -268,7 +326,7 @@ def run_loop(url: str, settings: RunSettings, dataset: Dataset, strategy: str, s
             # scoring keep-up: new weights -> every unlabelled image scored with them (test scoring ran meanwhile)
             row["rescored_s"] = round(time.monotonic() - trained_at.pop(), 3)
         t = time.monotonic()
-        answer = client.next_sample(strategy, {})
+        answer = client.next_sample(strategy, dict(settings.sample_options))
         row["next_s"] = round(time.monotonic() - t, 3)
         image = (answer or {}).get("id")
         if not image:
@@ -286,13 +344,20 @@ def run_loop(url: str, settings: RunSettings, dataset: Dataset, strategy: str, s
         truth, _ = _load(submitted)
         suggestion, _ = _load(out)
         Path(out).unlink(missing_ok=True)
-        effort = correction_effort(np.rint(truth).astype(np.int64), np.rint(suggestion).astype(np.int64), classes)
-        cum_vox += effort.voxels_changed
-        cum_dice += effort.one_minus_dice
-        row.update(effort.as_dict())
-        row.update(cum_voxels_changed=cum_vox, cum_one_minus_dice=round(cum_dice, 6))
+        done = annotate(np.rint(truth).astype(np.int64), np.rint(suggestion).astype(np.int64), classes, answer)
+        if done["partial"]:
+            submitted = _save_array(done["label"], submitted, tmp / f"partial-{image}.nii.gz")
+        cum_vox += done["voxels_changed"]
+        cum_dice += done["one_minus_dice"]
+        cum_slices += done["annotated_slices"]
+        cum_voxels += done["annotated_voxels"]
+        row.update({k: v for k, v in done.items() if k not in ("label", "params")})
+        row.update(cum_voxels_changed=cum_vox, cum_one_minus_dice=round(cum_dice, 6),
+                   cum_annotated_slices=cum_slices, cum_annotated_voxels=cum_voxels)
         t = time.monotonic()
-        client.save_label(image, str(submitted), tag="final")
+        client.save_label(image, str(submitted), tag="final", params=done["params"] or None)
+        if done["partial"]:
+            Path(submitted).unlink(missing_ok=True)
         row["save_s"] = round(time.monotonic() - t, 3)
         labelled += 1
         row["labels"] = labelled
@@ -338,7 +403,7 @@ def run_one(settings: RunSettings, dataset: Dataset, bundle: Path | None, strate
     studies.mkdir()
     conf = {"models": copy.name, "bundles": str(bundles), "device": settings.device,
             "scoring_model": copy.name, **settings.server_conf}
-    if strategy in ("random", "first"):
+    if strategy in ("random", "first", "random_slices", REFERENCE):
         conf.setdefault("skip_scoring", "true")  # nothing ranks: keep the 2 cores for the loop
     elif strategy != "tta":
         conf.setdefault("tta_samples", "2")  # the worker scores every method; keep the unused one light

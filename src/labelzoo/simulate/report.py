@@ -26,10 +26,20 @@ def _num(value: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def curve(rows: Iterable[dict[str, Any]]) -> tuple[list[float], list[float]]:
-    """(labels, test Dice) of the rows where the model was scored, in label order."""
-    pts = sorted((float(r["labels"]), float(r["test_dice"])) for r in rows if _num(r.get("test_dice")) is not None)
+def curve(rows: Iterable[dict[str, Any]], x: str = "labels") -> tuple[list[float], list[float]]:
+    """(``x``, test Dice) of the rows where the model was scored, in ``x`` order (``x``: labels, or the
+    cumulative annotated slices / voxels)."""
+    pts = sorted((float(r[x]), float(r["test_dice"])) for r in rows
+                 if _num(r.get("test_dice")) is not None and _num(r.get(x)) is not None)
     return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def split_reference(runs: dict[tuple[str, int], list[dict[str, Any]]]) -> tuple[dict, list[float]]:
+    """The strategies' runs, and the final test Dice of each full-data reference run (strategy ``full``)."""
+    from labelzoo.simulate.loop import REFERENCE
+
+    ref = [curve(rows)[1][-1] for (s, _), rows in sorted(runs.items()) if s == REFERENCE and curve(rows)[1]]
+    return {k: v for k, v in runs.items() if k[0] != REFERENCE}, ref
 
 
 def _spread(values: Sequence[float | None]) -> dict[str, float | int | None]:
@@ -44,17 +54,24 @@ def summarize(runs: dict[tuple[str, int], list[dict[str, Any]]], target_fraction
     """Per strategy: final test Dice, area under the learning curve, labels to reach the target, effort, times.
 
     Args:
-        runs: ``(strategy, seed)`` -> the run's rows.
+        runs: ``(strategy, seed)`` -> the run's rows; runs of the strategy ``full`` are the full-data reference.
         target_fraction: the target is this fraction of the reference Dice.
-        reference_dice: the "full-data" Dice; default: the best test Dice any run reached.
+        reference_dice: the "full-data" Dice; default: the mean final Dice of the ``full`` runs, else the best test
+            Dice any run reached.
 
     Returns:
-        ``{"reference_dice", "target_dice", "strategies": {name: {...}}}``; every figure is
-        ``{"mean", "std", "n"}`` over seeds. ``labels_to_target`` counts a run that never reaches the
-        target as missing and reports how many did in ``reached``.
+        ``{"reference_dice", "reference_source", "target_dice", "strategies": {name: {...}}}``; every figure is
+        ``{"mean", "std", "n"}`` over seeds. ``labels_to_target`` (``slices_to_target``: annotated slices) counts a
+        run that never reaches the target as missing and reports how many did in ``reached``.
     """
+    runs, ref_runs = split_reference(runs)
     best = max((d for rows in runs.values() for d in curve(rows)[1]), default=math.nan)
-    reference = float(reference_dice) if reference_dice is not None else best
+    if reference_dice is not None:
+        reference, source = float(reference_dice), "given"
+    elif ref_runs:
+        reference, source = float(np.mean(ref_runs)), f"full data, mean of {len(ref_runs)} run(s)"
+    else:
+        reference, source = best, "best of the runs"
     target = target_fraction * reference
     per: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for (strategy, _seed), rows in sorted(runs.items()):
@@ -66,6 +83,9 @@ def summarize(runs: dict[tuple[str, int], list[dict[str, Any]]], target_fraction
         reach = labels_to_reach(xs, ys, target) if xs else None
         p["labels_to_target"].append(reach)
         p["reached"].append(reach is not None)
+        sx, sy = curve(rows, "cum_annotated_slices")
+        p["slices_to_target"].append(labels_to_reach(sx, sy, target) if sx else None)
+        p["annotated_slices"].append(sx[-1] if sx else None)
         hd = [_num(r.get("test_hd95")) for r in rows if _num(r.get("test_dice")) is not None]
         p["final_hd95"].append(hd[-1] if hd else None)
         rounds = [r for r in rows if int(r.get("round", 0)) > 0]
@@ -80,8 +100,8 @@ def summarize(runs: dict[tuple[str, int], list[dict[str, Any]]], target_fraction
         entry = {k: _spread(v) for k, v in p.items() if k != "reached"}
         entry["reached"] = f"{sum(p['reached'])}/{len(p['reached'])}"
         out[strategy] = entry
-    return {"reference_dice": reference, "target_fraction": target_fraction, "target_dice": target,
-            "strategies": out}
+    return {"reference_dice": reference, "reference_source": source, "reference_runs": _spread(ref_runs),
+            "target_fraction": target_fraction, "target_dice": target, "strategies": out}
 
 
 def _fmt(s: dict[str, Any], digits: int = 3) -> str:
@@ -94,14 +114,21 @@ def _fmt(s: dict[str, Any], digits: int = 3) -> str:
 
 def markdown_table(summary: dict[str, Any]) -> str:
     """The per-strategy table (mean ± std over seeds) as Markdown."""
-    head = ("| strategy | final test Dice | HD95 (mm) | area under Dice curve | labels to "
-            f"{summary['target_fraction']:.0%} of {summary['reference_dice']:.3f} (runs reaching) | "
-            "voxels corrected | mean 1 - Dice of suggestions |")
-    lines = [head, "| --- | --- | --- | --- | --- | --- | --- |"]
+    target = f"{summary['target_fraction']:.0%} of {summary['reference_dice']:.3f}"
+    head = (f"| strategy | final test Dice | HD95 (mm) | area under Dice curve | labels to {target} (runs reaching) | "
+            f"annotated slices | slices to {target} | voxels corrected | mean 1 - Dice of suggestions |")
+    lines = [head, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, s in summary["strategies"].items():
+        empty = {"mean": None}
         lines.append(f"| `{name}` | {_fmt(s['final_dice'])} | {_fmt(s['final_hd95'], 1)} | {_fmt(s['auc'])} | "
-                     f"{_fmt(s['labels_to_target'], 1)} ({s['reached']}) | {_fmt(s['effort_voxels'], 0)} | "
+                     f"{_fmt(s['labels_to_target'], 1)} ({s['reached']}) | "
+                     f"{_fmt(s.get('annotated_slices', empty), 0)} | "
+                     f"{_fmt(s.get('slices_to_target', empty), 0)} | {_fmt(s['effort_voxels'], 0)} | "
                      f"{_fmt(s['effort_mean_1_minus_dice'])} |")
+    ref = summary.get("reference_runs") or {}
+    if ref.get("n"):
+        lines.append(f"\nFull-data reference (every pool image labelled, the same training): test Dice {_fmt(ref)} "
+                     f"({ref['n']} seed(s)); target = {target}.")
     return "\n".join(lines)
 
 
@@ -121,10 +148,14 @@ def plot(runs: dict[tuple[str, int], list[dict[str, Any]]], path: Path, title: s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4), dpi=80)
+    fig, (ax1, ax3, ax2) = plt.subplots(1, 3, figsize=(14, 4), dpi=80)
+    runs, ref = split_reference(runs)
     by_strategy: dict[str, list[list[dict[str, Any]]]] = defaultdict(list)
     for (strategy, _), rows in sorted(runs.items()):
         by_strategy[strategy].append(rows)
+    if ref:
+        for ax in (ax1, ax3):
+            ax.axhline(float(np.mean(ref)), color="k", ls="--", lw=1, label="full data")
     for strategy, all_rows in by_strategy.items():
         curves = [dict(zip(*curve(rows), strict=True)) for rows in all_rows]
         xs = sorted(set().union(*curves))
@@ -132,6 +163,9 @@ def plot(runs: dict[tuple[str, int], list[dict[str, Any]]], path: Path, title: s
         line, = ax1.plot(xs, np.nanmean(ys, 0), marker="o", label=strategy)
         if len(curves) > 1:
             ax1.fill_between(xs, np.nanmin(ys, 0), np.nanmax(ys, 0), alpha=0.15, color=line.get_color())
+        for rows in all_rows:
+            sx, sy = curve(rows, "cum_annotated_slices")
+            ax3.plot(sx, sy, marker=".", color=line.get_color(), alpha=0.7)
         eff = [{int(r["labels"]): float(r["cum_voxels_changed"]) for r in rows
                 if _num(r.get("cum_voxels_changed")) is not None} for rows in all_rows]
         ex = sorted(set().union(*eff))
@@ -142,6 +176,10 @@ def plot(runs: dict[tuple[str, int], list[dict[str, Any]]], path: Path, title: s
     ax1.set_ylabel("test Dice (held-out)")
     ax1.grid(alpha=0.3)
     ax1.legend(fontsize=8)
+    ax3.set_xlabel("annotated slices (cumulative, log)")
+    ax3.set_xscale("log")
+    ax3.set_ylabel("test Dice (one line per run)")
+    ax3.grid(alpha=0.3)
     ax2.set_xlabel("labelled images")
     ax2.set_ylabel("cumulative voxels corrected")
     ax2.grid(alpha=0.3)
