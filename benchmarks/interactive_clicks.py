@@ -7,7 +7,8 @@ sent once (MONAI Label's sessions API) and every click is a ``/infer`` on the se
 1. **Latency**: median click-to-label round trip (client side) over ``--repeats`` clicks, and its split from
    the server's own latencies (preprocessing, network, postprocessing, writing; HTTP = the rest), for a 128^3
    region of interest, the 96x96x64 sample volume and a 512x512x100 CT-sized volume (``--sizes``), over the
-   whole volume and with ``prompt_roi`` (prediction on a region around the prompts). The first request of a
+   whole volume, with ``prompt_roi`` (prediction on a region around the prompts, answered as a whole volume) and
+   with ``result_region`` (the same prediction, answered as the region only). The first request of a
    session preprocesses the image; the next ones reuse it (the app's per-image preprocessing cache).
 2. **Simulated annotator** on held-out synthetic cases: start from the automatic result (0 clicks), click at
    the centre of the largest error region (foreground click in a missed region, background click in a false
@@ -21,6 +22,7 @@ synthetic CT (minutes on CPU at the default small size).
 
 Example (what the README reports, small size on a shared 2-core machine):
     python benchmarks/interactive_clicks.py --epochs 14 --cases 2 --max_clicks 10 --repeats 5
+    python benchmarks/interactive_clicks.py --latency_only --sizes roi128,ct512   # latency alone, random weights
 """
 
 from __future__ import annotations
@@ -84,14 +86,17 @@ def write_volume(path: Path, shape: tuple[int, int, int], seed: int) -> None:
     nib.save(nib.Nifti1Image(image, affine), str(path))
 
 
-def latencies(client, image: Path, repeats: int, rng: np.random.Generator, roi: bool) -> dict[str, float]:
+MODES = {"": {}, "roi": {"prompt_roi": True}, "region": {"result_region": True}}
+
+
+def latencies(client, image: Path, repeats: int, rng: np.random.Generator, mode: str) -> dict[str, float]:
     session = client.create_session(str(image))["session_id"]
     shape = nib.load(str(image)).shape
     rows = []
     for r in range(repeats + 1):
         point = [int(rng.integers(s // 4, 3 * s // 4)) for s in shape]
         t0 = time.perf_counter()
-        _, out = client.infer(NAME, "", {"liver": [point], "prompt_roi": roi}, session_id=session)
+        _, out = client.infer(NAME, "", {"liver": [point], **MODES[mode]}, session_id=session)
         total = time.perf_counter() - t0
         lat = (json.loads(out) if isinstance(out, str) else out).get("latencies", {})
         if r:  # the first request loads the network
@@ -113,6 +118,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sizes", default="roi128,sample,ct512")
     parser.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads of the server")
+    parser.add_argument("--latency_only", action="store_true",
+                        help="only the latency table, with random weights unless --weights (no training)")
     args = parser.parse_args()
 
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
@@ -123,7 +130,7 @@ def main() -> None:
         (bundle / "models").mkdir()
         if args.weights:
             shutil.copy(args.weights, bundle / "models" / "model.pt")
-        else:
+        elif not args.latency_only:
             data = build_sample_studies(tmp / "msd", n_images=8, n_labeled=8, shape=(64, 64, 40),
                                         spacing=(2.25, 2.25, 3.2), layout="msd")
             train(bundle, data, args.epochs, env)
@@ -143,17 +150,19 @@ def main() -> None:
             client = server.client()
             rng = np.random.default_rng(0)
             print(f"\n== click-to-label round trip (median of {args.repeats}, seconds; server threads {args.threads})")
-            print(f"{'volume (roi: prompt_roi)':<26}{'round trip':>11}{'http+other':>11}{'pre':>8}{'network':>9}"
+            print(f"{'volume (mode)':<26}{'round trip':>11}{'http+other':>11}{'pre':>8}{'network':>9}"
                   f"{'post':>8}{'write':>8}{'worst':>8}")
             for key in args.sizes.split(","):
                 shape = SIZES[key]
                 path = volumes / f"{key}.nii.gz"
                 write_volume(path, shape, 7)
-                for roi in (False, True):
-                    m = latencies(client, path, args.repeats, rng, roi)
-                    name = f"{key} {'x'.join(map(str, shape))}" + (" roi" if roi else "")
+                for mode in MODES:
+                    m = latencies(client, path, args.repeats, rng, mode)
+                    name = f"{key} {'x'.join(map(str, shape))} {mode}".rstrip()
                     print(f"{name:<26}{m['round trip']:>11.2f}{m['http+other']:>11.2f}{m['pre']:>8.2f}"
                           f"{m['network']:>9.2f}{m['post']:>8.2f}{m['write']:>8.2f}{m['worst']:>8.2f}", flush=True)
+            if args.latency_only:
+                return
 
             print(f"\n== simulated annotator ({args.cases} held-out cases, up to {args.max_clicks} clicks)")
             cols = ["auto", "dice@1", "dice@3", "dice@5", "dice@10", "noc85", "noc90", "auc"]

@@ -28,10 +28,10 @@ from LabelZooLib import (
     Settings,
     labelmap_to_segments,
     merge_labelmap,
+    merge_region,
     model_options,
     option_values,
     remap_labelmap,
-    resample_to,
     sample_choice,
     segments_to_labelmap,
 )
@@ -463,7 +463,8 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def sendPrompts(self, segment):
         """Start the request for ``segment``'s prompts in a worker thread; the timer applies its answer."""
         model = self.interactiveModel()
-        params = {**self.typedOptions(), **self.prompts.params(segment)}
+        # only the prompt region comes back (placed by its geometry): no whole-volume post-processing
+        params = {**self.typedOptions(), **self.prompts.params(segment), "result_region": True}
         answer, client, image_id, dest = {}, self.client, self.session.image_id, self.tmpdir
 
         def work():
@@ -702,21 +703,22 @@ class LabelZooLogic(ScriptedLoadableModuleLogic):
         self.writeSegments(merged, segmentationNode, volumeNode, table)
 
     def applySegment(self, path, value, segmentName, segmentationNode, volumeNode):
-        """Redraw one segment from the server's label map, brought onto the volume's grid by its geometry."""
+        """Redraw one segment from the server's answer (the whole volume, or only the prompt region), placed on
+        the volume's grid by the answer's own IJK-to-RAS matrix; voxels the answer does not cover stay."""
         labelNode = slicer.util.loadLabelVolume(str(path), {"show": False})
         try:
             answer = slicer.util.arrayFromVolume(labelNode).transpose(2, 1, 0)  # KJI -> IJK
             src, dst = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
             labelNode.GetIJKToRASMatrix(src)
             volumeNode.GetIJKToRASMatrix(dst)
-            shape = volumeNode.GetImageData().GetDimensions()
-            on_grid = resample_to(answer, slicer.util.arrayFromVTKMatrix(src), slicer.util.arrayFromVTKMatrix(dst),
-                                  shape)
         finally:
             slicer.mrmlScene.RemoveNode(labelNode)
         segmentation = segmentationNode.GetSegmentation()
         segmentId = segmentation.GetSegmentIdBySegmentName(segmentName)
-        mask = (on_grid == value).astype(np.uint8).transpose(2, 1, 0)  # IJK -> KJI
+        current = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, volumeNode)
+        merged = merge_region(current.transpose(2, 1, 0), answer, slicer.util.arrayFromVTKMatrix(src),
+                              slicer.util.arrayFromVTKMatrix(dst), answer_value=value, segment_value=1)
+        mask = (merged == 1).astype(np.uint8).transpose(2, 1, 0)  # IJK -> KJI
         slicer.util.updateSegmentBinaryLabelmapFromArray(mask, segmentationNode, segmentId, volumeNode)
 
     def writeSegments(self, labelmap, segmentationNode, volumeNode, table):

@@ -70,7 +70,7 @@ def test_served_as_deepedit_and_answers_prompts(server_factory, tmp_path: Path) 
         assert set(np.unique(_label(label_file)).tolist()) <= {0, 1, 2, 3}
 
     # LabelZoo's Slicer logic: prompts per segment, request, answer merged by its geometry, undo
-    from LabelZooLib import LabelZooClient, PromptBook, merge_segment, resample_to
+    from LabelZooLib import LabelZooClient, PromptBook, merge_region, merge_segment, resample_to
 
     lib = LabelZooClient(server.url)
     book = PromptBook()
@@ -91,7 +91,28 @@ def test_served_as_deepedit_and_answers_prompts(server_factory, tmp_path: Path) 
     assert nib.load(label_file).shape == image.shape
     assert not _label(label_file)[45:, 45:, :].any()
 
+    full = _label(label_file)
+
+    # "return only what changed": the prompt region alone, with its own geometry, merged by it
     session = client.create_session(str(studies / f"{image_id}.nii.gz"))["session_id"]
+    label_file, params = client.infer(NAME, "", {"spleen": [[10, 12, 8]], "result_region": True},
+                                      session_id=session)
+    params = json.loads(params) if isinstance(params, str) else params
+    region = params["result_region"]
+    lo, hi = np.asarray(region["min"]), np.asarray(region["max"])
+    answer = nib.load(label_file)
+    assert region["shape"] == list(image.shape) and answer.shape == tuple(hi - lo + 1) and answer.shape < image.shape
+    shift = np.eye(4)
+    shift[:3, 3] = lo
+    np.testing.assert_allclose(answer.affine, image.affine @ shift, atol=1e-4)
+    box = tuple(slice(a, b + 1) for a, b in zip(lo, hi, strict=True))
+    assert (np.asarray(answer.dataobj).astype(int) == full[box]).mean() > 0.95  # the whole-volume answer, cropped
+    current = np.full(image.shape, 9, dtype=np.uint8)  # another segment everywhere
+    merged = merge_region(current, np.asarray(answer.dataobj), answer.affine, image.affine, VALUES["spleen"], 1)
+    outside = np.ones(image.shape, bool)
+    outside[box] = False
+    assert (merged[outside] == 9).all()
+    assert ((merged[box] == 1) == (np.asarray(answer.dataobj) == VALUES["spleen"])).all()
     label_file, _ = client.infer(NAME, "", {"spleen": [[10, 12, 8]]}, session_id=session)
     assert nib.load(label_file).shape == image.shape
     client.remove_session(session)

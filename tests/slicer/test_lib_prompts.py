@@ -47,3 +47,26 @@ def test_resample_follows_geometry_and_merge_keeps_other_segments():
     assert merged[0, 0, 0] == 5 and merged[2, 2, 1] == 0 and merged[3, 1, 0] == 7
     with pytest.raises(LabelZooLibError, match="resample"):
         merge_segment(current, answer[:3], 3, 7)
+
+
+def test_region_answer_is_merged_at_its_place_by_geometry():
+    from LabelZooLib import merge_region, resample_region
+
+    volume = np.diag([2.0, 2.0, 3.0, 1.0])  # the segmentation's grid: 2 x 2 x 3 mm
+    current = np.zeros((10, 10, 6), dtype=np.uint8)
+    current[0, 0, 0] = 5  # another segment, outside the region
+    current[1:9, 1:9, 1] = 1  # the old drawing of this segment: outside the region it stays
+    region = np.zeros((3, 3, 2), dtype=np.uint8)
+    region[1, 1, :] = 2  # the answer's label value 2
+    region_affine = volume.copy()
+    region_affine[:3, 3] = volume[:3, :3] @ [4, 5, 2]  # the region starts at voxel (4, 5, 2)
+    slices, values, covered = resample_region(region, region_affine, volume, current.shape)
+    assert [(s.start, s.stop) for s in slices] == [(4, 7), (5, 8), (2, 4)] and covered.all()
+    merged = merge_region(current, region, region_affine, volume, answer_value=2, segment_value=1)
+    assert merged[0, 0, 0] == 5 and merged[5, 6, 2] == 1 and merged[5, 6, 3] == 1
+    assert (merged[:, :, 1] == current[:, :, 1]).all()  # outside the region: unchanged
+    assert merged[4, 5, 2] == 0 and (merged[4:7, 5:8, 2:4] == 1).sum() == 2
+    # a whole-volume answer is the special case: the same as merge_segment
+    full = np.zeros_like(current)
+    full[2, 2, 2] = 2
+    assert (merge_region(current, full, volume, volume, 2, 1) == merge_segment(current, full, 2, 1)).all()

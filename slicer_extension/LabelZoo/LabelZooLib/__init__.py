@@ -22,7 +22,7 @@ from .labels import (
     segments_to_labelmap,
     stable_color,
 )
-from .prompts import Prompt, PromptBook, merge_segment, resample_to
+from .prompts import Prompt, PromptBook, merge_region, merge_segment, resample_region, resample_to
 from .session import SampleChoice, Session, State, TrainingStatus, sample_choice, training_status
 from .settings import Option, Settings, model_options, option_values
 from .team import ImageTeam, image_team
@@ -48,11 +48,13 @@ __all__ = [
     "TrainingStatus",
     "labelmap_to_segments",
     "merge_labelmap",
+    "merge_region",
     "merge_segment",
     "model_options",
     "normalize_server_url",
     "option_values",
     "remap_labelmap",
+    "resample_region",
     "resample_to",
     "sample_choice",
     "segments_to_labelmap",

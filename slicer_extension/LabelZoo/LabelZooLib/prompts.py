@@ -11,6 +11,9 @@ voxel indices of the image (IJK) and calls these; the tests drive them against a
   neighbour through both IJK-to-RAS matrices), so a result is merged by geometry, never by array shape alone.
 - :func:`merge_segment`: the segment's voxels replaced by the answer's voxels of that label; other segments
   stay.
+- :func:`merge_region`: the same for an answer that covers only a region (``result_region: true``: the server
+  returns the prompt region with its own geometry): only the voxels the answer covers change, placed by the
+  answer's IJK-to-RAS matrix; a whole-volume answer is the special case covering everything.
 """
 
 from __future__ import annotations
@@ -147,4 +150,63 @@ def merge_segment(current: np.ndarray | None, answer: np.ndarray, answer_value: 
     merged = current.astype(dtype, copy=True)
     merged[merged == segment_value] = 0
     merged[answer == answer_value] = segment_value
+    return merged
+
+
+def resample_region(labelmap: np.ndarray, src_ijk_to_ras: np.ndarray, dst_ijk_to_ras: np.ndarray,
+                    dst_shape: Sequence[int]) -> tuple[tuple[slice, ...], np.ndarray, np.ndarray]:
+    """``labelmap`` (grid ``src``) brought onto the grid ``dst`` within its footprint only.
+
+    Only the box of the destination grid that the source's corners map into is visited (a small region answer
+    on a large volume costs the region, not the volume).
+
+    Returns:
+        ``(slices, values, covered)``: the destination box (slices into a ``dst_shape`` array), the resampled
+        values there (nearest neighbour) and which of them the source covers.
+
+    Example:
+        >>> shift = np.eye(4); shift[:3, 3] = [2, 3, 0]   # a 2x2x1 region starting at voxel (2, 3, 0)
+        >>> sl, values, covered = resample_region(np.ones((2, 2, 1), int), shift, np.eye(4), (8, 8, 4))
+        >>> [(s.start, s.stop) for s in sl], int(values.sum()), bool(covered.all())
+        ([(2, 4), (3, 5), (0, 1)], 4, True)
+    """
+    labelmap = np.asarray(labelmap)
+    src, dst = np.asarray(src_ijk_to_ras, float), np.asarray(dst_ijk_to_ras, float)
+    size = np.asarray(labelmap.shape, dtype=float) - 1
+    corners = np.array([[a, b, c] for a in (-0.5, size[0] + 0.5) for b in (-0.5, size[1] + 0.5)
+                        for c in (-0.5, size[2] + 0.5)])
+    mapped = (np.linalg.inv(dst) @ src @ np.c_[corners, np.ones(8)].T).T[:, :3]
+    lo = np.clip(np.ceil(mapped.min(0) - 1e-6), 0, np.asarray(dst_shape)).astype(int)
+    hi = np.clip(np.floor(mapped.max(0) + 1e-6) + 1, 0, np.asarray(dst_shape)).astype(int)
+    slices = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    box = tuple(int(b - a) for a, b in zip(lo, hi, strict=True))
+    if min(box) <= 0:
+        return slices, np.zeros(box, labelmap.dtype), np.zeros(box, bool)
+    grid = np.indices(box).reshape(3, -1) + lo[:, None]
+    ijk = np.rint((np.linalg.inv(src) @ dst @ np.concatenate([grid, np.ones((1, grid.shape[1]))], 0))[:3]).astype(int)
+    inside = np.all((ijk >= 0) & (ijk < np.asarray(labelmap.shape)[:, None]), axis=0)
+    values = np.zeros(grid.shape[1], dtype=labelmap.dtype)
+    values[inside] = labelmap[ijk[0, inside], ijk[1, inside], ijk[2, inside]]
+    return slices, values.reshape(box), inside.reshape(box)
+
+
+def merge_region(current: np.ndarray, answer: np.ndarray, answer_ijk_to_ras: np.ndarray,
+                 current_ijk_to_ras: np.ndarray, answer_value: int, segment_value: int) -> np.ndarray:
+    """Redraw one segment from an answer that may cover only a region, placed by its geometry.
+
+    Inside the answer's footprint the segment becomes ``answer == answer_value`` (other segments stay, except
+    where the new segment covers them, as :func:`merge_segment`); outside it nothing changes.
+
+    Args:
+        current: the segmentation's label map (its grid is ``current_ijk_to_ras``).
+        answer: the server's label map, whole volume or region, with its IJK-to-RAS matrix ``answer_ijk_to_ras``.
+        answer_value: the label's value in the answer; segment_value: the segment's value in ``current``.
+    """
+    current = np.asarray(current)
+    slices, values, covered = resample_region(answer, answer_ijk_to_ras, current_ijk_to_ras, current.shape)
+    dtype = np.promote_types(current.dtype, np.min_scalar_type(segment_value))
+    merged = current.astype(dtype, copy=True)
+    block = merged[slices]
+    block[covered & (block == segment_value)] = 0
+    block[covered & (values == answer_value)] = segment_value
     return merged

@@ -284,13 +284,15 @@ class CropToPromptsd(MapTransform, InvertibleTransform):
         num_boxes: number of box channels after the intensity channel.
         margin: voxels added around the prompts on each side, per axis.
         flag: the request key that enables it.
+        region_flag: the request key asking for the region alone as the answer (:class:`InvertToRegiond`); it
+            enables the crop too.
     """
 
     def __init__(self, keys: KeysCollection, guidance: str = "guidance", num_boxes: int = 0,
-                 margin: Sequence[int] = (32, 32, 16), flag: str = "prompt_roi",
+                 margin: Sequence[int] = (32, 32, 16), flag: str = "prompt_roi", region_flag: str = "result_region",
                  allow_missing_keys: bool = False) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
-        self.guidance, self.num_boxes, self.flag = guidance, int(num_boxes), flag
+        self.guidance, self.num_boxes, self.flag, self.region_flag = guidance, int(num_boxes), flag, region_flag
         self.margin = np.asarray([int(m) for m in margin])
 
     def _bounds(self, d: Mapping[Hashable, Any], image: Any) -> tuple[np.ndarray, np.ndarray] | None:
@@ -309,7 +311,7 @@ class CropToPromptsd(MapTransform, InvertibleTransform):
         from monai.transforms.croppad.functional import crop_func
 
         d = dict(data)
-        if not d.get(self.flag):
+        if not (_truthy(d.get(self.flag)) or _truthy(d.get(self.region_flag))):
             return d
         for key in self.key_iterator(d):
             image = d[key]
@@ -335,4 +337,94 @@ class CropToPromptsd(MapTransform, InvertibleTransform):
             pad = BorderPad(transform["extra_info"]["cropped"])
             with pad.trace_transform(False):
                 d[key] = pad(d[key])
+        return d
+
+
+#: The key :class:`InvertToRegiond` writes the region of a cropped answer under (read by the app's writer).
+REGION_KEY = "result_region_box"
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes", "on")
+    return bool(value)
+
+
+def region_in_original(crop_affine: np.ndarray, crop_shape: Sequence[int], original_affine: np.ndarray,
+                       original_shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The voxel box ``[lo, hi]`` (inclusive) of the original image grid that a crop of the preprocessed grid covers.
+
+    The crop's corner voxel centres are mapped to the original grid through both affines; the box is rounded
+    inwards (every voxel of it lies inside the crop, so resampling needs no padding) and clipped to the image.
+
+    Example:
+        >>> lo, hi = region_in_original(np.diag([2.0, 2, 2, 1]), (4, 4, 4), np.eye(4), (20, 20, 20))
+        >>> lo.tolist(), hi.tolist()
+        ([0, 0, 0], [6, 6, 6])
+    """
+    size = np.asarray(crop_shape, dtype=float) - 1
+    corners = np.array([[a, b, c] for a in (0, size[0]) for b in (0, size[1]) for c in (0, size[2])])
+    mapped = (np.linalg.inv(original_affine) @ crop_affine @ np.c_[corners, np.ones(8)].T).T[:, :3]
+    lo = np.clip(np.ceil(mapped.min(0) - 1e-3), 0, np.asarray(original_shape) - 1).astype(int)
+    hi = np.clip(np.floor(mapped.max(0) + 1e-3), 0, np.asarray(original_shape) - 1).astype(int)
+    return lo, np.maximum(hi, lo)
+
+
+class InvertToRegiond(MapTransform):
+    """``Invertd``, or, when the request asks for it, the answer on the prompt region only ("return what changed").
+
+    With ``result_region: true`` in the request (and the image cropped to the prompts by :class:`CropToPromptsd`),
+    the prediction of the crop is resampled straight onto the matching box of the original image grid
+    (:func:`region_in_original`), skipping the whole-volume inversion (padding back, un-resampling and
+    re-orienting every voxel: most of a large volume's latency). ``d[REGION_KEY]`` then holds ``{"min", "max",
+    "shape"}`` (voxel indices of the original image, inclusive, and its shape) and the prediction's affine is
+    the region's, so the written file carries its own geometry. A request that saves its label
+    (``save_label``) always gets the whole volume. Otherwise it is MONAI's ``Invertd`` with the same arguments.
+
+    Args:
+        keys: the prediction key.
+        transform: the preprocessing (as for ``Invertd``).
+        orig_keys: the image key.
+        flag: the request key that asks for a region answer.
+        mode: interpolation of the region resampling (``bilinear`` for probabilities, ``nearest`` for labels).
+        kwargs: the rest of ``Invertd``'s arguments.
+    """
+
+    def __init__(self, keys: KeysCollection, transform: Any, orig_keys: str = "image", flag: str = "result_region",
+                 mode: str = "bilinear", allow_missing_keys: bool = False, **kwargs: Any) -> None:
+        from monai.transforms import Invertd
+
+        super().__init__(keys, allow_missing_keys)
+        self.invert = Invertd(keys=keys, transform=transform, orig_keys=orig_keys,
+                              allow_missing_keys=allow_missing_keys, **kwargs)
+        self.orig_key, self.flag, self.mode = orig_keys, flag, mode
+
+    def _cropped(self, image: Any) -> bool:
+        ops = getattr(image, "applied_operations", None) or []
+        return any(op.get("class") == CropToPromptsd.__name__ for op in ops)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        from monai.transforms import SpatialResample
+
+        d = dict(data)
+        image = d.get(self.orig_key)
+        if (not _truthy(d.get(self.flag)) or _truthy(d.get("save_label")) or not isinstance(image, MetaTensor)
+                or not self._cropped(image) or "original_affine" not in image.meta):
+            return self.invert(d)
+        original_affine = np.asarray(image.meta["original_affine"], dtype=float)
+        original_shape = [int(s) for s in np.asarray(image.meta["spatial_shape"]).ravel()]
+        crop_affine = np.asarray(image.affine, dtype=float)
+        lo, hi = region_in_original(crop_affine, image.shape[1:], original_affine, original_shape)
+        shift = np.eye(4)
+        shift[:3, 3] = lo
+        dst_affine = original_affine @ shift
+        resample = SpatialResample(mode=self.mode, padding_mode="border", dtype=torch.float32)
+        for key in self.key_iterator(d):
+            pred = d[key]
+            pred = MetaTensor(torch.as_tensor(pred).detach().cpu().float(), affine=torch.as_tensor(crop_affine))
+            with resample.trace_transform(False):
+                out = resample(pred, dst_affine=torch.as_tensor(dst_affine),
+                               spatial_size=(hi - lo + 1).tolist())
+            d[key] = MetaTensor(torch.as_tensor(out), affine=torch.as_tensor(dst_affine))
+        d[REGION_KEY] = {"min": lo.tolist(), "max": hi.tolist(), "shape": original_shape}
         return d
