@@ -117,6 +117,21 @@ def test_served_as_deepedit_and_answers_prompts(server_factory, tmp_path: Path) 
     assert nib.load(label_file).shape == image.shape
     client.remove_session(session)
 
+    # refine a current mask: the annotator's liver (model value 3) uploaded as the label file, used as prior
+    current = np.zeros(image.shape, dtype=np.uint8)
+    current[10:30, 10:30, 5:20] = VALUES["liver"]
+    prior_file = tmp_path / "current.nii.gz"
+    nib.save(nib.Nifti1Image(current, image.affine), str(prior_file))
+    label_file, _ = client.infer(NAME, image_id, {"prior": ["liver"], "liver": [[20, 20, 10]]},
+                                 label_in=str(prior_file))
+    assert nib.load(label_file).shape == image.shape
+    wrong = tmp_path / "wrong.nii.gz"
+    nib.save(nib.Nifti1Image(current[:-1], image.affine), str(wrong))
+    for params, upload, needle in (({"prior": True}, wrong, "shape"), ({"prior": True}, None, "upload")):
+        with pytest.raises(MONAILabelClientException) as e:
+            client.infer(NAME, image_id, params, label_in=str(upload) if upload else None)
+        assert "Status: 422" in str(e.value.msg) and needle in str(e.value.msg)
+
     bad = [({"spleen": [[10, 12, 99]]}, "outside the image"), ({"spleen": [[1, 2]]}, "spleen[0]"),
            ({"background": "$import os"}, "background"), ({"foreground": [[1, 1, 1]], "label": "heart"}, "label"),
            ({"boxes": [{"label": "liver", "min": [9, 9, 9], "max": [1, 1, 1]}]}, "boxes[0]")]

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from labelzoo.discovery import BundleInfo
-from labelzoo.interactive.prompts import Prompts, parse_prompts
+from labelzoo.interactive.prompts import Prompts, load_prior, parse_prompts, prior_labels
 from labelzoo.options import INFER_OPTIONS, Option, as_bool, data, points
 from labelzoo.validation import squeeze_trailing
 from lib.errors import as_http, unprocessable
@@ -30,8 +30,13 @@ def check_prompts(request: Mapping[str, Any], info: BundleInfo, shape: Sequence[
         HTTPException: 422 naming the parameter when a prompt is malformed or outside the image.
     """
     spatial = tuple(squeeze_trailing(shape, info.spatial_dims))[: info.spatial_dims]
+    labels = [n for n in info.labels if n != "background"]
     with as_http(unprocessable):
-        return parse_prompts(request, [n for n in info.labels if n != "background"], spatial)
+        prompts = parse_prompts(request, labels, spatial)
+        chosen = prior_labels(request, labels)
+        if chosen:  # the uploaded current mask: its shape and values, before any work
+            load_prior(str(request["label_file"]), labels, chosen, spatial)
+        return prompts
 
 
 def prompt_options(info: BundleInfo) -> dict[str, Option]:
@@ -45,6 +50,7 @@ def prompt_options(info: BundleInfo) -> dict[str, Option]:
             "boxes": Option(data, "boxes: [{label, min: [i, j, k], max: [i, j, k]}]"),
             "scribbles": Option(data, "scribbles: [{label, points: [[i, j, k], ...]}]"),
             "lassos": Option(data, "lassos: [{label, axis, points: [[i, j, k], ...]}] (a closed contour on one slice)"),
+            "prior": Option(data, "refine the current mask: true or [labels]; the mask is the uploaded label file"),
             "prompt_roi": Option(as_bool, "predict only on a region around the prompts (background elsewhere)"),
             "result_region": Option(as_bool, "predict around the prompts and answer only that region: the file has "
                                              "the region's geometry, result params 'result_region' its voxel box")}

@@ -1,11 +1,13 @@
 """Guidance transforms of the interactive bundle: prompts to network input channels, and simulated prompts.
 
-The network input is ``[image, box_1 .. box_K, clicks_1 .. clicks_K, clicks_background]`` for the K labels
-of the bundle (``label_names`` order). Click channels are MONAI DeepEdit's (Gaussian maps made by
-:class:`monai.apps.deepedit.transforms.AddGuidanceSignalDeepEditd` with ``number_intensity_ch = 1 + K``, so the
-box channels survive DeepEdit's click simulation); scribbles and filled lassos add points to their label's
-click channel; a box sets its label's box channel to 1 inside the box. With no prompt every guidance channel
-is zero: the model's automatic mode.
+The network input is ``[image, box_1 .. box_K, prior_1 .. prior_K, clicks_1 .. clicks_K, clicks_background]``
+for the K labels of the bundle (``label_names`` order). Click channels are MONAI DeepEdit's (Gaussian maps made
+by :class:`monai.apps.deepedit.transforms.AddGuidanceSignalDeepEditd` with ``number_intensity_ch = 1 + 2K``, so
+the box and prior channels survive DeepEdit's click simulation); scribbles and filled lassos add points to their
+label's click channel; a box sets its label's box channel to 1 inside the box; a prior channel holds the current
+mask of its label when the request refines one (DeepEdit's "previous segmentation" idea: the automatic suggestion
+or the annotator's edit, uploaded with ``prior``). With no prompt every guidance channel is zero: the model's
+automatic mode.
 
 - :class:`PromptGuidanced` (inference): validates the request's prompts (:func:`~labelzoo.interactive.prompts.
   parse_prompts`), maps them from the image file's voxel grid to the preprocessed grid with the image's
@@ -27,7 +29,7 @@ from monai.data import MetaTensor
 from monai.transforms import InvertibleTransform, MapTransform, Randomizable
 
 from labelzoo.errors import LabelZooError
-from labelzoo.interactive.prompts import parse_prompts
+from labelzoo.interactive.prompts import load_prior, parse_prompts, prior_labels
 
 
 def _foreground_names(label_names: Mapping[str, int]) -> list[str]:
@@ -98,11 +100,32 @@ class PromptGuidanced(MapTransform):
                     a = np.clip(corners.min(0), 0, limit)
                     b = np.clip(corners.max(0), 0, limit)
                     boxes[c, a[0]:b[0] + 1, a[1]:b[1] + 1, a[2]:b[2] + 1] = 1.0
+            priors = self._priors(d, original, src, dst, spatial)
             d[self.guidance] = guidance
-            d["prompt_count"] = prompts.count()
+            d["prompt_count"] = prompts.count() + int(priors.any())
             arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
-            _set_image(d, key, np.concatenate([arr[:1].astype(np.float32), boxes], 0))
+            _set_image(d, key, np.concatenate([arr[:1].astype(np.float32), boxes, priors], 0))
         return d
+
+    def _priors(self, d: Mapping[Hashable, Any], original: Sequence[int], src: np.ndarray, dst: np.ndarray,
+                spatial: Sequence[int]) -> np.ndarray:
+        """The K prior channels: the uploaded current mask (``prior``) on the preprocessed grid, one per label."""
+        from monai.transforms import SpatialResample
+
+        names = _foreground_names(self.label_names)
+        out = np.zeros((len(names), *spatial), dtype=np.float32)
+        chosen = prior_labels(d, names)
+        if not chosen:
+            return out
+        prior = load_prior(str(d["label_file"]), names, chosen, original)
+        resample = SpatialResample(mode="nearest", padding_mode="zeros", dtype=torch.float32)
+        with resample.trace_transform(False):
+            source = MetaTensor(torch.as_tensor(prior[None], dtype=torch.float32), affine=torch.as_tensor(src))
+            mapped = resample(source, dst_affine=torch.as_tensor(dst), spatial_size=list(spatial))
+        mapped = np.rint(np.asarray(torch.as_tensor(mapped)[0])).astype(int)
+        for c in range(len(names)):
+            out[c] = mapped == c + 1
+        return out
 
 
 def _bbox(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -116,8 +139,8 @@ class SimulatePromptsd(Randomizable, MapTransform):
     """Simulated annotator prompts from the ground truth (training): clicks, boxes, scribbles and lassos.
 
     Expects ``label`` normalised by ``NormalizeLabelsInDatasetd`` (values are ``label_names`` indices) and a
-    one-channel image; appends the K box channels to the image and writes the guidance dict (label name ->
-    JSON list of ``[i, j, k]``, DeepEdit's format) for ``AddGuidanceSignalDeepEditd``.
+    one-channel image; appends the K box channels and the K prior channels to the image and writes the guidance
+    dict (label name -> JSON list of ``[i, j, k]``, DeepEdit's format) for ``AddGuidanceSignalDeepEditd``.
 
     Args:
         keys: the label key.
@@ -128,17 +151,46 @@ class SimulatePromptsd(Randomizable, MapTransform):
         box_prob, scribble_prob, lasso_prob: probability of a box / scribble / lasso per present label.
         box_2d_prob: probability that a box is drawn on one slice (2D) rather than in 3D.
         jitter: box corner jitter, voxels.
+        prior_prob: probability of a prior mask per present label (a current mask to refine): the ground truth
+            spoiled as an automatic suggestion or a quick edit would be (eroded or dilated, a part cut off, a
+            false blob added), written to the label's prior channel.
     """
 
     def __init__(self, keys: KeysCollection, label_names: Mapping[str, int], image: str = "image",
                  guidance: str = "guidance", max_clicks: int = 2, box_prob: float = 0.3, scribble_prob: float = 0.2,
-                 lasso_prob: float = 0.1, box_2d_prob: float = 0.5, jitter: int = 2,
+                 lasso_prob: float = 0.1, box_2d_prob: float = 0.5, jitter: int = 2, prior_prob: float = 0.0,
                  allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.label_names = dict(label_names)
         self.image, self.guidance = image, guidance
         self.max_clicks, self.box_prob, self.scribble_prob = int(max_clicks), float(box_prob), float(scribble_prob)
         self.lasso_prob, self.box_2d_prob, self.jitter = float(lasso_prob), float(box_2d_prob), int(jitter)
+        self.prior_prob = float(prior_prob)
+
+    def _prior(self, mask: np.ndarray) -> np.ndarray:
+        """A plausible current mask of the structure: the ground truth spoiled by one or two random edits."""
+        from scipy import ndimage
+
+        prior = mask.copy()
+        for _ in range(int(self.R.randint(1, 3))):
+            kind = int(self.R.randint(0, 4))
+            if kind == 0:  # under-segmented
+                prior = ndimage.binary_erosion(prior, iterations=int(self.R.randint(1, 4)))
+            elif kind == 1:  # over-segmented
+                prior = ndimage.binary_dilation(prior, iterations=int(self.R.randint(1, 4)))
+            elif kind == 2 and prior.any():  # a part missed: cut at a random plane through the structure
+                axis = int(self.R.randint(0, 3))
+                idx = np.nonzero(prior.any(axis=tuple(a for a in range(3) if a != axis)))[0]
+                cut = int(self.R.randint(idx.min(), idx.max() + 1))
+                sl = [slice(None)] * 3
+                sl[axis] = slice(cut, None) if self.R.rand() < 0.5 else slice(None, cut)
+                prior[tuple(sl)] = False
+            else:  # a false blob next to it
+                centre = np.asarray([self.R.randint(0, s) for s in prior.shape])
+                radius = int(self.R.randint(2, 6))
+                grid = np.ogrid[tuple(slice(0, s) for s in prior.shape)]
+                prior |= sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True)) <= radius ** 2
+        return prior.astype(np.float32)
 
     def randomize(self, data: Any = None) -> None:  # randomness is drawn per label in __call__
         pass
@@ -199,6 +251,7 @@ class SimulatePromptsd(Randomizable, MapTransform):
             spatial = label.shape
             names = _foreground_names(self.label_names)
             boxes = np.zeros((len(names), *spatial), dtype=np.float32)
+            priors = np.zeros((len(names), *spatial), dtype=np.float32)
             guidance: dict[str, str] = {}
             # NormalizeLabelsInDatasetd writes the normalised values; without it the configured ones apply
             values = {n: int(v) for n, v in dict(d.get("label_names") or self.label_names).items()}
@@ -210,12 +263,14 @@ class SimulatePromptsd(Randomizable, MapTransform):
                         boxes[names.index(name)] = self._box(mask, spatial)
                     if self.R.rand() < self.lasso_prob:
                         points += self._lasso(mask)
+                    if self.R.rand() < self.prior_prob:
+                        priors[names.index(name)] = self._prior(mask)
                 if mask.any() and self.R.rand() < self.scribble_prob:
                     points += self._scribble(mask)
                 guidance[name] = json.dumps([[int(v) for v in p] for p in points])
             image = d[self.image]
             arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
-            _set_image(d, self.image, np.concatenate([arr[:1].astype(np.float32), boxes], 0))
+            _set_image(d, self.image, np.concatenate([arr[:1].astype(np.float32), boxes, priors], 0))
             d[self.guidance] = guidance
         return d
 
