@@ -64,13 +64,15 @@ class PromptGuidanced(MapTransform):
         label_names: name -> value of the bundle's labels (``background`` included); its order is the order
             of the guidance channels.
         guidance: key of the guidance dict written for ``AddGuidanceSignalDeepEditd``.
+        image_channels: the image's own channels (kept in front of the guidance channels).
     """
 
     def __init__(self, keys: KeysCollection, label_names: Mapping[str, int], guidance: str = "guidance",
-                 allow_missing_keys: bool = False) -> None:
+                 image_channels: int = 1, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.label_names = dict(label_names)
         self.guidance = guidance
+        self.image_channels = int(image_channels)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -104,7 +106,7 @@ class PromptGuidanced(MapTransform):
             d[self.guidance] = guidance
             d["prompt_count"] = prompts.count() + int(priors.any())
             arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
-            _set_image(d, key, np.concatenate([arr[:1].astype(np.float32), boxes, priors], 0))
+            _set_image(d, key, np.concatenate([arr[:self.image_channels].astype(np.float32), boxes, priors], 0))
         return d
 
     def _priors(self, d: Mapping[Hashable, Any], original: Sequence[int], src: np.ndarray, dst: np.ndarray,
@@ -154,18 +156,19 @@ class SimulatePromptsd(Randomizable, MapTransform):
         prior_prob: probability of a prior mask per present label (a current mask to refine): the ground truth
             spoiled as an automatic suggestion or a quick edit would be (eroded or dilated, a part cut off, a
             false blob added), written to the label's prior channel.
+        image_channels: the image's own channels (kept in front of the guidance channels).
     """
 
     def __init__(self, keys: KeysCollection, label_names: Mapping[str, int], image: str = "image",
                  guidance: str = "guidance", max_clicks: int = 2, box_prob: float = 0.3, scribble_prob: float = 0.2,
                  lasso_prob: float = 0.1, box_2d_prob: float = 0.5, jitter: int = 2, prior_prob: float = 0.0,
-                 allow_missing_keys: bool = False) -> None:
+                 image_channels: int = 1, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.label_names = dict(label_names)
         self.image, self.guidance = image, guidance
         self.max_clicks, self.box_prob, self.scribble_prob = int(max_clicks), float(box_prob), float(scribble_prob)
         self.lasso_prob, self.box_2d_prob, self.jitter = float(lasso_prob), float(box_2d_prob), int(jitter)
-        self.prior_prob = float(prior_prob)
+        self.prior_prob, self.image_channels = float(prior_prob), int(image_channels)
 
     def _prior(self, mask: np.ndarray) -> np.ndarray:
         """A plausible current mask of the structure: the ground truth spoiled by one or two random edits."""
@@ -270,7 +273,7 @@ class SimulatePromptsd(Randomizable, MapTransform):
                 guidance[name] = json.dumps([[int(v) for v in p] for p in points])
             image = d[self.image]
             arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
-            _set_image(d, self.image, np.concatenate([arr[:1].astype(np.float32), boxes, priors], 0))
+            _set_image(d, self.image, np.concatenate([arr[:self.image_channels].astype(np.float32), boxes, priors], 0))
             d[self.guidance] = guidance
         return d
 
@@ -341,19 +344,22 @@ class CropToPromptsd(MapTransform, InvertibleTransform):
         flag: the request key that enables it.
         region_flag: the request key asking for the region alone as the answer (:class:`InvertToRegiond`); it
             enables the crop too.
+        image_channels: the image's own channels (the box channels follow them).
     """
 
     def __init__(self, keys: KeysCollection, guidance: str = "guidance", num_boxes: int = 0,
                  margin: Sequence[int] = (32, 32, 16), flag: str = "prompt_roi", region_flag: str = "result_region",
-                 allow_missing_keys: bool = False) -> None:
+                 image_channels: int = 1, allow_missing_keys: bool = False) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
         self.guidance, self.num_boxes, self.flag, self.region_flag = guidance, int(num_boxes), flag, region_flag
+        self.image_channels = int(image_channels)
         self.margin = np.asarray([int(m) for m in margin])
 
     def _bounds(self, d: Mapping[Hashable, Any], image: Any) -> tuple[np.ndarray, np.ndarray] | None:
         points = [np.asarray(p)[-3:] for v in (d.get(self.guidance) or {}).values() for p in _as_points(v)]
-        boxes = np.asarray(image[1:1 + self.num_boxes].detach().cpu() if isinstance(image, torch.Tensor)
-                           else image[1:1 + self.num_boxes])
+        first = self.image_channels
+        boxes = np.asarray(image[first:first + self.num_boxes].detach().cpu() if isinstance(image, torch.Tensor)
+                           else image[first:first + self.num_boxes])
         if boxes.size and boxes.any():
             idx = np.argwhere(boxes.any(0))
             points += [idx.min(0), idx.max(0)]
