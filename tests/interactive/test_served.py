@@ -86,6 +86,35 @@ def test_served_as_deepedit_and_answers_prompts(server_factory, tmp_path: Path) 
     assert ((merged == 6) == (on_grid == VALUES["liver"])).all()
     assert book.undo("Liver").kind == "box" and "boxes" not in book.params("Liver")
 
+    # the module's interactive path: scribble + lasso drawn, refine the current mask, the request off the
+    # caller's thread, only the prompt region back, merged at its place by its geometry
+    from LabelZooLib import BackgroundCall, lasso_contour, prior_labelmap, stroke_voxels
+
+    book.add("Liver", "scribble", stroke_voxels([[18, 18, 10], [24, 22, 10]]))
+    lasso, axis = lasso_contour([[15, 15, 12.2], [15, 25, 11.8], [25, 25, 12], [25, 15, 12]])
+    book.add("Liver", "lasso", lasso, axis=axis)
+    book.set_refine("Liver", True)
+    segment = np.zeros(image.shape, bool)
+    segment[12:28, 12:28, 8:14] = True  # the annotator's current liver
+    prior_path = tmp_path / "prior.nii.gz"
+    nib.save(nib.Nifti1Image(prior_labelmap(segment, VALUES["liver"]), image.affine), str(prior_path))
+    params = {**book.params("Liver"), "result_region": True}
+    assert params["prior"] == ["liver"] and params["scribbles"] and params["lassos"][0]["axis"] == 2
+    call = BackgroundCall(lib.infer, NAME, image_id, params=params, label_path=prior_path,
+                          dest_dir=tmp_path / "lib2", what="redrawing liver").start()
+    assert call.wait(120)
+    answer = call.result()
+    region = answer.params["result_region"]
+    answer_img = nib.load(answer.label_path)
+    assert answer_img.shape == tuple(np.asarray(region["max"]) - region["min"] + 1)
+    current = np.where(segment, 6, 0).astype(np.uint8)
+    current[0, 0, 0] = 9
+    merged = merge_region(current, np.asarray(answer_img.dataobj), answer_img.affine, image.affine, VALUES["liver"], 6)
+    inside = tuple(slice(a, b + 1) for a, b in zip(region["min"], region["max"], strict=True))
+    outside = np.ones(image.shape, bool)
+    outside[inside] = False
+    assert (merged[outside] == current[outside]).all() and merged[0, 0, 0] == 9
+
     # prediction on a region around the prompts: same geometry, background far from them
     label_file, _ = client.infer(NAME, image_id, {"spleen": [[10, 12, 8]], "prompt_roi": True})
     assert nib.load(label_file).shape == image.shape

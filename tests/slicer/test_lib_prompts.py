@@ -70,3 +70,34 @@ def test_region_answer_is_merged_at_its_place_by_geometry():
     full = np.zeros_like(current)
     full[2, 2, 2] = 2
     assert (merge_region(current, full, volume, volume, 2, 1) == merge_segment(current, full, 2, 1)).all()
+
+
+def test_scribble_and_lasso_from_drawn_points():
+    from LabelZooLib import lasso_contour, stroke_voxels
+
+    stroke = stroke_voxels([[0.2, 0, 3], [4, 2.1, 3], [4, 2, 3]])
+    assert stroke[0] == [0, 0, 3] and stroke[-1] == [4, 2, 3] and len(stroke) == len({tuple(p) for p in stroke})
+    steps = [max(abs(a - b) for a, b in zip(p, q, strict=True)) for p, q in zip(stroke, stroke[1:], strict=False)]
+    assert set(steps) == {1}  # connected, one voxel per step
+    points, axis = lasso_contour([[2, 10.4, 1], [6, 10.6, 5], [9, 9.8, 2], [3, 10.1, 8]])
+    assert axis == 1 and {p[1] for p in points} == {10}
+    with pytest.raises(LabelZooLibError, match="one slice"):
+        lasso_contour([[0, 0, 0], [5, 5, 5], [9, 0, 9]])
+    with pytest.raises(LabelZooLibError, match="3 contour points"):
+        lasso_contour([[0, 0, 0], [1, 1, 0]])
+
+
+def test_refine_sends_the_current_mask_as_prior():
+    from LabelZooLib import prior_labelmap
+
+    book = PromptBook()
+    book.add("Liver", "foreground", [[3, 4, 5]])
+    assert "prior" not in book.params("Liver")
+    book.set_refine("Liver", True)
+    assert book.params("Liver")["prior"] == ["liver"] and "prior" not in book.params("Spleen")
+    mask = np.zeros((3, 3, 2), bool)
+    mask[1, 1, 1] = True
+    up = prior_labelmap(mask, 3)
+    assert up.dtype == np.uint8 and up.sum() == 3 and up[1, 1, 1] == 3
+    with pytest.raises(LabelZooLibError):
+        prior_labelmap(mask, 0)

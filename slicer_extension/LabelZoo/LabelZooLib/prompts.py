@@ -39,11 +39,64 @@ class Prompt:
     background: bool = False  # a background scribble / lasso
 
 
+def stroke_voxels(points: Sequence[Sequence[float]]) -> list[list[int]]:
+    """The voxels of a painted stroke: the polyline through ``points`` (IJK, may be fractional) rasterised with
+    one voxel per step, in drawing order, without repeats.
+
+    Example:
+        >>> stroke_voxels([[0, 0, 0], [3, 1, 0]])
+        [[0, 0, 0], [1, 0, 0], [2, 1, 0], [3, 1, 0]]
+    """
+    pts = np.asarray(points, dtype=float).reshape(-1, 3)
+    if len(pts) == 0:
+        raise LabelZooLibError("a scribble needs at least one point")
+    out: list[list[int]] = []
+    seen: set[tuple[int, ...]] = set()
+    for a, b in zip(pts[:-1], pts[1:], strict=True) if len(pts) > 1 else [(pts[0], pts[0])]:
+        steps = int(np.ceil(np.abs(b - a).max())) + 1
+        for p in np.rint(np.linspace(a, b, max(steps, 1))).astype(int):
+            key = tuple(int(c) for c in p)
+            if key not in seen:
+                seen.add(key)
+                out.append(list(key))
+    return out
+
+
+def lasso_contour(points: Sequence[Sequence[float]]) -> tuple[list[list[int]], int]:
+    """A closed contour drawn on one slice: its voxel points and the slice axis (the axis it does not vary along;
+    that coordinate is snapped to the contour's median slice).
+
+    Raises:
+        LabelZooLibError: fewer than 3 points, or the contour is not on one slice (spread over more than one voxel
+            on every axis).
+
+    Example:
+        >>> lasso_contour([[1, 1, 4.2], [1, 5, 3.9], [5, 5, 4.0]])
+        ([[1, 1, 4], [1, 5, 4], [5, 5, 4]], 2)
+    """
+    pts = np.asarray(points, dtype=float).reshape(-1, 3)
+    if len(pts) < 3:
+        raise LabelZooLibError("a lasso needs at least 3 contour points")
+    spread = pts.max(0) - pts.min(0)
+    axis = int(np.argmin(spread))
+    if spread[axis] > 1.0:
+        raise LabelZooLibError("a lasso must be drawn on one slice (its points span several slices on every axis)")
+    out = np.rint(pts).astype(int)
+    out[:, axis] = int(np.rint(np.median(pts[:, axis])))
+    return out.tolist(), axis
+
+
 @dataclass
 class PromptBook:
-    """The prompts placed on each segment, in order (what a request for that segment sends)."""
+    """The prompts placed on each segment, in order (what a request for that segment sends), and whether a
+    request refines the segment's current mask (``refine``: the mask is uploaded as the prior)."""
 
     prompts: dict[str, list[Prompt]] = field(default_factory=dict)
+    refine: dict[str, bool] = field(default_factory=dict)
+
+    def set_refine(self, segment: str, on: bool) -> None:
+        """Refine ``segment``'s current mask (sent as ``prior`` with the upload of :func:`prior_labelmap`) or not."""
+        self.refine[segment] = bool(on)
 
     def add(self, segment: str, kind: str, points: Sequence[Sequence[float]], axis: int = 2,
             background: bool = False) -> Prompt:
@@ -93,6 +146,8 @@ class PromptBook:
         """
         label = (label or segment).strip().lower()
         out: dict[str, Any] = {label: [], "background": []}
+        if self.refine.get(segment):
+            out["prior"] = [label]
         for p in self.prompts.get(segment, []):
             if p.kind in ("foreground", "background"):
                 out[label if p.kind == "foreground" else "background"].append(p.points[0])
@@ -210,3 +265,15 @@ def merge_region(current: np.ndarray, answer: np.ndarray, answer_ijk_to_ras: np.
     block[covered & (block == segment_value)] = 0
     block[covered & (values == answer_value)] = segment_value
     return merged
+
+
+def prior_labelmap(mask: np.ndarray, answer_value: int) -> np.ndarray:
+    """The current mask of a segment as the label map a ``prior`` request uploads: ``answer_value`` (the model's
+    value of the label, as its answers hold it) inside, 0 elsewhere, on the image's grid.
+
+    Raises:
+        LabelZooLibError: for a value outside 1..255.
+    """
+    if not 0 < int(answer_value) < 256:
+        raise LabelZooLibError(f"label value {answer_value} is outside 1..255")
+    return np.where(np.asarray(mask) > 0, np.uint8(answer_value), np.uint8(0))
