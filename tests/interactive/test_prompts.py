@@ -170,9 +170,14 @@ def test_crop_to_prompts_and_back():
     assert crop(dict(d))["image"].shape == (2, *SHAPE)  # not asked for: whole volume
     out = crop({**d, "prompt_roi": True})
     assert out["image"].shape == (2, 7, 6, 6)  # [8, 15) x [8, 14) x [3, 9): the points +- 2
+    assert out["guidance"] == {"spleen": [[2, 2, 2]], "liver": [[4, 3, 3]]}  # shifted to the crop
     back = crop.inverse(out)["image"]
     assert back.shape == (2, *SHAPE) and float(back[0].sum()) == 7 * 6 * 6
     assert float(back[0, 8:15, 8:14, 3:9].sum()) == 7 * 6 * 6
+    out = crop({**d, "prompt_roi": True})  # the click maps made after the crop peak at the shifted points
+    maps = AddGuidanceSignalDeepEditd("image", number_intensity_ch=2)(
+        {**out, "guidance": {**out["guidance"], "background": []}})["image"]
+    assert maps.shape == (5, 7, 6, 6) and maps[2].argmax() == np.ravel_multi_index((2, 2, 2), (7, 6, 6))
 
 
 def _prior_file(tmp_path, array, dtype=np.uint8):

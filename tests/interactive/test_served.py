@@ -113,7 +113,8 @@ def test_served_as_deepedit_and_answers_prompts(server_factory, tmp_path: Path) 
     inside = tuple(slice(a, b + 1) for a, b in zip(region["min"], region["max"], strict=True))
     outside = np.ones(image.shape, bool)
     outside[inside] = False
-    assert (merged[outside] == current[outside]).all() and merged[0, 0, 0] == 9
+    assert (merged[outside] == current[outside]).all()
+    assert merged[0, 0, 0] == 9 or not outside[0, 0, 0]  # another segment stays unless the region redraws it
 
     # prediction on a region around the prompts: same geometry, background far from them
     label_file, _ = client.infer(NAME, image_id, {"spleen": [[10, 12, 8]], "prompt_roi": True})

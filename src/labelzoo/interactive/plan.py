@@ -115,9 +115,9 @@ def inference_config(infer: dict[str, Any], n_img: int, label_names: dict[str, i
     transforms += [
         {"_target_": T + "PromptGuidanced", "keys": "image", "label_names": "@label_names", "guidance": "guidance",
          "image_channels": "@image_channels"},
-        _guidance("$@image_channels + 2 * @num_labels"),
         {"_target_": T + "CropToPromptsd", "keys": "image", "guidance": "guidance", "num_boxes": "@num_labels",
          "margin": "@prompt_roi_margin", "image_channels": "@image_channels"},
+        _guidance("$@image_channels + 2 * @num_labels"),  # click maps on the crop alone
     ]
     post = conf["postprocessing"]["transforms"]
     for t in post:

@@ -330,11 +330,13 @@ class NormalizeGuidanced(MapTransform):
 class CropToPromptsd(MapTransform, InvertibleTransform):
     """Predict on a region around the prompts (opt-in per request with ``prompt_roi: true``): latency.
 
-    After the guidance channels are made, the image is cropped to the bounding box of every click and box
-    plus ``margin`` voxels (at least ``min_size``); ``Invertd`` pads the prediction back (background outside
-    the region), so the answer has the image's geometry. Without prompts, or without ``prompt_roi``, it
-    does nothing. Clients that merge one segment at a time (LabelZoo's extension, the benchmark) use it; a
-    client that replaces every label with the answer should not.
+    After :class:`PromptGuidanced`, the image (with its box and prior channels) is cropped to the bounding box of
+    every click and box plus ``margin`` voxels and the guidance points are shifted to the crop, so that
+    ``AddGuidanceSignalDeepEditd`` after it makes the click maps on the crop alone; ``Invertd`` pads the
+    prediction back (background outside the region), so the answer has the image's geometry, or
+    :class:`InvertToRegiond` answers with the region alone (``result_region: true``). Without prompts, or without
+    either flag, it does nothing. Clients that merge one segment at a time (LabelZoo's extension, the benchmark)
+    use it; a client that replaces every label with the answer should not.
 
     Args:
         keys: the image key.
@@ -384,6 +386,9 @@ class CropToPromptsd(MapTransform, InvertibleTransform):
             hi = np.clip(bounds[1] + self.margin + 1, 0, shape)
             slices = (slice(None), *(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True)))
             d[key] = crop_func(image, slices, False, self.get_transform_info())
+            # placed before AddGuidanceSignalDeepEditd, the click maps are then made on the crop alone
+            d[self.guidance] = {name: (np.asarray(pts) - lo).tolist() if len(pts) else []
+                                for name, pts in ((n, _as_points(v)) for n, v in (d.get(self.guidance) or {}).items())}
         return d
 
     def inverse(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
