@@ -551,6 +551,7 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Stop waiting for the request in flight (its answer is dropped) and leave any drawing."""
         if self.pending is not None:
             self.pending[0].cancel()
+            slicer.app.restoreOverrideCursor()
         self.pending = None
         self.promptTimer.stop()
         self.discardShape()
@@ -561,6 +562,9 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def startBackground(self, call, apply):
         """Run ``call`` (a LabelZooLib BackgroundCall) off the UI thread; the timer hands its answer to ``apply``
         on the UI thread. The panel shows the busy state; Cancel (Esc) drops the answer."""
+        if self.pending is not None:  # one request at a time: a newer one supersedes the one in flight
+            self.pending[0].cancel()
+            slicer.app.restoreOverrideCursor()
         self.pending = (call.start(), apply)
         self.ui.promptStatusLabel.setText(call.busy_text())
         slicer.app.setOverrideCursor(qt.Qt.BusyCursor)
