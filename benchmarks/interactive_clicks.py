@@ -12,8 +12,10 @@ sent once (MONAI Label's sessions API) and every click is a ``/infer`` on the se
    session preprocesses the image; the next ones reuse it (the app's per-image preprocessing cache).
 2. **Simulated annotator** on held-out synthetic cases: start from the automatic result (0 clicks), click at
    the centre of the largest error region (foreground click in a missed region, background click in a false
-   one), up to ``--max_clicks``; Dice after 1/3/5/10 clicks, NoC@85/90 and the AUC of Dice-per-click, per
-   structure, with the median latency per click; then one 3D box, 2D box, scribble or lasso alone. The
+   one), up to ``--max_clicks``; each click's answer is the prompt region only, merged into the label map so
+   far, as the Slicer module does (``--whole_answers``: whole-volume answers); Dice after 1/3/5/10 clicks,
+   NoC@85/90 and the AUC of Dice-per-click, per structure, with the median latency per click; then one 3D box,
+   2D box, scribble or lasso alone (whole-volume answers). The
    baseline is the same model without prompts (its automatic mode, column ``auto``).
 
 Weights: ``--weights models/model.pt`` of the bundle trained with ``--train_overrides`` (the same
@@ -109,15 +111,39 @@ def latencies(client, image: Path, repeats: int, rng: np.random.Generator, mode:
     return med
 
 
+def predictor(client, session: str, shape: tuple[int, ...], region: bool):
+    """params -> label map, as the Slicer module sees it: with ``region`` each answer is only the prompt region
+    (``result_region``), written at its place into the label map so far (the first, prompt-free answer is the
+    whole automatic result); without it every answer is the whole volume."""
+    current = np.zeros(shape, dtype=np.uint8)
+
+    def predict(params: dict) -> np.ndarray:
+        extra = {"result_region": True} if region else {}
+        label_file, out = client.infer(NAME, "", {**params, **extra}, session_id=session)
+        out = json.loads(out) if isinstance(out, str) else out
+        answer = np.asarray(nib.load(label_file).dataobj)
+        box = (out or {}).get("result_region")
+        if box is None:
+            current[...] = answer
+        else:
+            current[tuple(slice(a, b + 1) for a, b in zip(box["min"], box["max"], strict=True))] = answer
+        return current.copy()
+
+    return predict
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", type=Path, help="trained models/model.pt (trained here when absent)")
     parser.add_argument("--epochs", type=int, default=14)
+    parser.add_argument("--save_weights", type=Path, help="keep the weights trained here (for --weights later)")
     parser.add_argument("--cases", type=int, default=2, help="held-out cases for the simulated annotator")
     parser.add_argument("--max_clicks", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sizes", default="roi128,sample,ct512")
     parser.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads of the server")
+    parser.add_argument("--whole_answers", action="store_true",
+                        help="simulated clicks get whole-volume answers (default: the prompt region, as in Slicer)")
     parser.add_argument("--latency_only", action="store_true",
                         help="only the latency table, with random weights unless --weights (no training)")
     args = parser.parse_args()
@@ -134,6 +160,8 @@ def main() -> None:
             data = build_sample_studies(tmp / "msd", n_images=8, n_labeled=8, shape=(64, 64, 40),
                                         spacing=(2.25, 2.25, 3.2), layout="msd")
             train(bundle, data, args.epochs, env)
+            if args.save_weights:
+                shutil.copy(bundle / "models" / "model.pt", args.save_weights)
         # held-out cases: seeds the training data did not use
         studies = tmp / "studies"
         studies.mkdir()
@@ -177,7 +205,8 @@ def main() -> None:
                         label_file, _ = client.infer(NAME, "", params, session_id=session)
                         return np.asarray(nib.load(label_file).dataobj)
 
-                    run = simulate_clicks(predict, gt == GT_VALUES[name], name, value, args.max_clicks)
+                    clicks = predictor(client, session, gt.shape, region=not args.whole_answers)
+                    run = simulate_clicks(clicks, gt == GT_VALUES[name], name, value, args.max_clicks)
                     rows.append(run.summary(args.max_clicks))
                     secs += run.seconds[1:]
                     prompt_rows.append(prompt_dice(predict, gt == GT_VALUES[name], name, value))
