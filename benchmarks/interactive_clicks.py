@@ -18,7 +18,7 @@ sent once (MONAI Label's sessions API) and every click is a ``/infer`` on the se
    2D box, scribble or lasso alone (whole-volume answers). The
    baseline is the same model without prompts (its automatic mode, column ``auto``).
 
-Weights: ``--weights models/model.pt`` of the bundle trained with ``--train_overrides`` (the same
+Weights: ``--weights models/model.pt`` of the bundle trained with ``--overrides`` (the same
 overrides the server then uses); without ``--weights`` the bundle is trained here for ``--epochs`` on
 synthetic CT (minutes on CPU at the default small size).
 
@@ -137,6 +137,8 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, help="trained models/model.pt (trained here when absent)")
     parser.add_argument("--epochs", type=int, default=14)
     parser.add_argument("--save_weights", type=Path, help="keep the weights trained here (for --weights later)")
+    parser.add_argument("--overrides", default="{}",
+                        help='JSON config overrides for training and serving, e.g. \'{"guidance_sigma": 5}\'')
     parser.add_argument("--cases", type=int, default=2, help="held-out cases for the simulated annotator")
     parser.add_argument("--max_clicks", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5)
@@ -152,7 +154,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="lz-interactive-") as tmp_name:
         tmp = Path(tmp_name)
         bundles = tmp / "bundles"
-        bundle = bundle_copy(bundles, SMALL)
+        bundle = bundle_copy(bundles, {**SMALL, **json.loads(args.overrides)})
         (bundle / "models").mkdir()
         if args.weights:
             shutil.copy(args.weights, bundle / "models" / "model.pt")
