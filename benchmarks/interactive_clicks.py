@@ -7,20 +7,24 @@ sent once (MONAI Label's sessions API) and every click is a ``/infer`` on the se
 1. **Latency**: median click-to-label round trip (client side) over ``--repeats`` clicks, and its split from
    the server's own latencies (preprocessing, network, postprocessing, writing; HTTP = the rest), for a 128^3
    region of interest, the 96x96x64 sample volume and a 512x512x100 CT-sized volume (``--sizes``), over the
-   whole volume and with ``prompt_roi`` (prediction on a region around the prompts). The first request of a
+   whole volume, with ``prompt_roi`` (prediction on a region around the prompts, answered as a whole volume) and
+   with ``result_region`` (the same prediction, answered as the region only). The first request of a
    session preprocesses the image; the next ones reuse it (the app's per-image preprocessing cache).
 2. **Simulated annotator** on held-out synthetic cases: start from the automatic result (0 clicks), click at
    the centre of the largest error region (foreground click in a missed region, background click in a false
-   one), up to ``--max_clicks``; Dice after 1/3/5/10 clicks, NoC@85/90 and the AUC of Dice-per-click, per
-   structure, with the median latency per click; then one 3D box, 2D box, scribble or lasso alone. The
+   one), up to ``--max_clicks``; each click's answer is the prompt region only, merged into the label map so
+   far, as the Slicer module does (``--whole_answers``: whole-volume answers); Dice after 1/3/5/10 clicks,
+   NoC@85/90 and the AUC of Dice-per-click, per structure, with the median latency per click; then one 3D box,
+   2D box, scribble or lasso alone (whole-volume answers). The
    baseline is the same model without prompts (its automatic mode, column ``auto``).
 
-Weights: ``--weights models/model.pt`` of the bundle trained with ``--train_overrides`` (the same
+Weights: ``--weights models/model.pt`` of the bundle trained with ``--overrides`` (the same
 overrides the server then uses); without ``--weights`` the bundle is trained here for ``--epochs`` on
 synthetic CT (minutes on CPU at the default small size).
 
 Example (what the README reports, small size on a shared 2-core machine):
     python benchmarks/interactive_clicks.py --epochs 14 --cases 2 --max_clicks 10 --repeats 5
+    python benchmarks/interactive_clicks.py --latency_only --sizes roi128,ct512   # latency alone, random weights
 """
 
 from __future__ import annotations
@@ -84,14 +88,17 @@ def write_volume(path: Path, shape: tuple[int, int, int], seed: int) -> None:
     nib.save(nib.Nifti1Image(image, affine), str(path))
 
 
-def latencies(client, image: Path, repeats: int, rng: np.random.Generator, roi: bool) -> dict[str, float]:
+MODES = {"": {}, "roi": {"prompt_roi": True}, "region": {"result_region": True}}
+
+
+def latencies(client, image: Path, repeats: int, rng: np.random.Generator, mode: str) -> dict[str, float]:
     session = client.create_session(str(image))["session_id"]
     shape = nib.load(str(image)).shape
     rows = []
     for r in range(repeats + 1):
         point = [int(rng.integers(s // 4, 3 * s // 4)) for s in shape]
         t0 = time.perf_counter()
-        _, out = client.infer(NAME, "", {"liver": [point], "prompt_roi": roi}, session_id=session)
+        _, out = client.infer(NAME, "", {"liver": [point], **MODES[mode]}, session_id=session)
         total = time.perf_counter() - t0
         lat = (json.loads(out) if isinstance(out, str) else out).get("latencies", {})
         if r:  # the first request loads the network
@@ -104,29 +111,59 @@ def latencies(client, image: Path, repeats: int, rng: np.random.Generator, roi: 
     return med
 
 
+def predictor(client, session: str, shape: tuple[int, ...], region: bool):
+    """params -> label map, as the Slicer module sees it: with ``region`` each answer is only the prompt region
+    (``result_region``), written at its place into the label map so far (the first, prompt-free answer is the
+    whole automatic result); without it every answer is the whole volume."""
+    current = np.zeros(shape, dtype=np.uint8)
+
+    def predict(params: dict) -> np.ndarray:
+        extra = {"result_region": True} if region else {}
+        label_file, out = client.infer(NAME, "", {**params, **extra}, session_id=session)
+        out = json.loads(out) if isinstance(out, str) else out
+        answer = np.asarray(nib.load(label_file).dataobj)
+        box = (out or {}).get("result_region")
+        if box is None:
+            current[...] = answer
+        else:
+            current[tuple(slice(a, b + 1) for a, b in zip(box["min"], box["max"], strict=True))] = answer
+        return current.copy()
+
+    return predict
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", type=Path, help="trained models/model.pt (trained here when absent)")
     parser.add_argument("--epochs", type=int, default=14)
+    parser.add_argument("--save_weights", type=Path, help="keep the weights trained here (for --weights later)")
+    parser.add_argument("--overrides", default="{}",
+                        help='JSON config overrides for training and serving, e.g. \'{"guidance_sigma": 5}\'')
     parser.add_argument("--cases", type=int, default=2, help="held-out cases for the simulated annotator")
     parser.add_argument("--max_clicks", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sizes", default="roi128,sample,ct512")
     parser.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads of the server")
+    parser.add_argument("--whole_answers", action="store_true",
+                        help="simulated clicks get whole-volume answers (default: the prompt region, as in Slicer)")
+    parser.add_argument("--latency_only", action="store_true",
+                        help="only the latency table, with random weights unless --weights (no training)")
     args = parser.parse_args()
 
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     with tempfile.TemporaryDirectory(prefix="lz-interactive-") as tmp_name:
         tmp = Path(tmp_name)
         bundles = tmp / "bundles"
-        bundle = bundle_copy(bundles, SMALL)
+        bundle = bundle_copy(bundles, {**SMALL, **json.loads(args.overrides)})
         (bundle / "models").mkdir()
         if args.weights:
             shutil.copy(args.weights, bundle / "models" / "model.pt")
-        else:
+        elif not args.latency_only:
             data = build_sample_studies(tmp / "msd", n_images=8, n_labeled=8, shape=(64, 64, 40),
                                         spacing=(2.25, 2.25, 3.2), layout="msd")
             train(bundle, data, args.epochs, env)
+            if args.save_weights:
+                shutil.copy(bundle / "models" / "model.pt", args.save_weights)
         # held-out cases: seeds the training data did not use
         studies = tmp / "studies"
         studies.mkdir()
@@ -143,17 +180,19 @@ def main() -> None:
             client = server.client()
             rng = np.random.default_rng(0)
             print(f"\n== click-to-label round trip (median of {args.repeats}, seconds; server threads {args.threads})")
-            print(f"{'volume (roi: prompt_roi)':<26}{'round trip':>11}{'http+other':>11}{'pre':>8}{'network':>9}"
+            print(f"{'volume (mode)':<26}{'round trip':>11}{'http+other':>11}{'pre':>8}{'network':>9}"
                   f"{'post':>8}{'write':>8}{'worst':>8}")
             for key in args.sizes.split(","):
                 shape = SIZES[key]
                 path = volumes / f"{key}.nii.gz"
                 write_volume(path, shape, 7)
-                for roi in (False, True):
-                    m = latencies(client, path, args.repeats, rng, roi)
-                    name = f"{key} {'x'.join(map(str, shape))}" + (" roi" if roi else "")
+                for mode in MODES:
+                    m = latencies(client, path, args.repeats, rng, mode)
+                    name = f"{key} {'x'.join(map(str, shape))} {mode}".rstrip()
                     print(f"{name:<26}{m['round trip']:>11.2f}{m['http+other']:>11.2f}{m['pre']:>8.2f}"
                           f"{m['network']:>9.2f}{m['post']:>8.2f}{m['write']:>8.2f}{m['worst']:>8.2f}", flush=True)
+            if args.latency_only:
+                return
 
             print(f"\n== simulated annotator ({args.cases} held-out cases, up to {args.max_clicks} clicks)")
             cols = ["auto", "dice@1", "dice@3", "dice@5", "dice@10", "noc85", "noc90", "auc"]
@@ -168,7 +207,8 @@ def main() -> None:
                         label_file, _ = client.infer(NAME, "", params, session_id=session)
                         return np.asarray(nib.load(label_file).dataobj)
 
-                    run = simulate_clicks(predict, gt == GT_VALUES[name], name, value, args.max_clicks)
+                    clicks = predictor(client, session, gt.shape, region=not args.whole_answers)
+                    run = simulate_clicks(clicks, gt == GT_VALUES[name], name, value, args.max_clicks)
                     rows.append(run.summary(args.max_clicks))
                     secs += run.seconds[1:]
                     prompt_rows.append(prompt_dice(predict, gt == GT_VALUES[name], name, value))

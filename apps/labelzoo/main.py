@@ -318,7 +318,7 @@ class LabelZooApp(MONAILabelApp):
                 path, name = datastore.get_image_uri(image), f"image {image!r}"
                 if not path or not os.path.exists(path):
                     raise not_found(f"image {image!r} is not in the datastore")
-                if self.save_original:
+                if self.save_original and not request.get("result_region"):  # a region answer is not saved
                     request = copy.deepcopy(request)
                     request.setdefault("save_label", True)
                     request.setdefault("label_tag", DefaultLabelTag.ORIGINAL.value)

@@ -12,7 +12,6 @@ import logging
 import os
 import shutil
 import tempfile
-import threading
 import traceback
 
 import numpy as np
@@ -20,6 +19,7 @@ import qt
 import slicer
 import vtk
 from LabelZooLib import (
+    BackgroundCall,
     LabelTable,
     LabelZooClient,
     LabelZooLibError,
@@ -27,13 +27,17 @@ from LabelZooLib import (
     Session,
     Settings,
     labelmap_to_segments,
+    lasso_contour,
     merge_labelmap,
+    merge_region,
     model_options,
     option_values,
+    prior_labelmap,
     remap_labelmap,
     resample_to,
     sample_choice,
     segments_to_labelmap,
+    stroke_voxels,
 )
 from LabelZooLib.labels import MERGE_MODES
 from LabelZooLib.team import image_team
@@ -110,8 +114,9 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.promptNode = None
         self.promptKind = None
         self.boxCorner = None
-        self.pending = None  # (thread, answer dict, segment name, request number) of the request in flight
-        self.requestNumber = 0
+        self.shapeNode = None  # the scribble (curve) or lasso (closed curve) being drawn
+        self.placed = {}  # segment -> [markup node or (point node, None)] per prompt, for undo
+        self.pending = None  # (BackgroundCall, what to do with its answer) of the request in flight
         self.promptTimer = qt.QTimer()
         self.shortcuts = []
 
@@ -165,11 +170,20 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.foregroundPointButton.clicked.connect(lambda: self.startPrompt("foreground"))
         self.ui.backgroundPointButton.clicked.connect(lambda: self.startPrompt("background"))
         self.ui.boxButton.clicked.connect(lambda: self.startPrompt("box"))
+        self.ui.scribbleButton.clicked.connect(lambda: self.startShape("scribble"))
+        self.ui.backgroundScribbleButton.clicked.connect(lambda: self.startShape("scribble", background=True))
+        self.ui.lassoButton.clicked.connect(lambda: self.startShape("lasso"))
+        self.ui.finishPromptButton.clicked.connect(self.onFinishShape)
+        self.ui.refineCheckBox.toggled.connect(self.onRefineToggled)
         self.ui.undoPromptButton.clicked.connect(self.onUndoPrompt)
         self.ui.cancelPromptButton.clicked.connect(self.onCancelPrompt)
         self.promptTimer.timeout.connect(self.onPromptTimer)
         for key, slot in (("F", lambda: self.startPrompt("foreground")), ("B", lambda: self.startPrompt("background")),
-                          ("X", lambda: self.startPrompt("box")), ("Ctrl+Z", self.onUndoPrompt)):
+                          ("X", lambda: self.startPrompt("box")), ("S", lambda: self.startShape("scribble")),
+                          ("Shift+S", lambda: self.startShape("scribble", background=True)),
+                          ("L", lambda: self.startShape("lasso")), ("Return", self.onFinishShape),
+                          ("R", lambda: self.ui.refineCheckBox.setChecked(not self.ui.refineCheckBox.checked)),
+                          ("Escape", self.onCancelPrompt), ("Ctrl+Z", self.onUndoPrompt)):
             shortcut = qt.QShortcut(qt.QKeySequence(key), self.parent)
             shortcut.activated.connect(slot)
             self.shortcuts.append(shortcut)
@@ -227,8 +241,11 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.stopTrainButton.enabled = allowed("stop_train")
         interactive = self.interactiveModel() is not None and self.session.image_id is not None
         for button in (self.ui.foregroundPointButton, self.ui.backgroundPointButton, self.ui.boxButton,
-                       self.ui.undoPromptButton):
+                       self.ui.scribbleButton, self.ui.backgroundScribbleButton, self.ui.lassoButton,
+                       self.ui.undoPromptButton, self.ui.refineCheckBox):
             button.enabled = interactive and self.pending is None
+        self.ui.finishPromptButton.enabled = self.shapeNode is not None and self.pending is None
+        self.ui.segmentButton.enabled = allowed("infer") and self.pending is None
         self.ui.cancelPromptButton.enabled = self.pending is not None
 
     def showSessionInfo(self):
@@ -380,8 +397,15 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     @reported
     def onSegment(self):
+        """Automatic segmentation, requested off the UI thread; :meth:`applySegmentation` merges the answer."""
         image_id, model = self.session.begin_infer()
-        result = self.client.infer(model, image_id, params=self.typedOptions(), dest_dir=self.tmpdir)
+        call = BackgroundCall(self.client.infer, model, image_id, params=self.typedOptions(), dest_dir=self.tmpdir,
+                              what=f"{model} segmenting {image_id}")
+        self.startBackground(call, lambda result: self.applySegmentation(result, image_id, model))
+
+    def applySegmentation(self, result, image_id, model):
+        if self.session.image_id != image_id:
+            return  # another image was opened meanwhile: this answer is stale
         if result.label_path is None:
             raise LabelZooLibError(f"model {model!r} returned no label map for {image_id}: {result.params}")
         model_labels = self.session.info["models"][model].get("labels") or result.params.get("label_names")
@@ -423,13 +447,15 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         slicer.modules.markups.logic().StartPlaceMode(False)
         self.ui.promptStatusLabel.setText(f"place a {kind} point" + (" (first corner)" if kind == "box" else ""))
 
+    def toIJK(self, ras):
+        rasToIjk = vtk.vtkMatrix4x4()
+        self.volumeNode.GetRASToIJKMatrix(rasToIjk)
+        return rasToIjk.MultiplyPoint([*ras, 1.0])[:3]
+
     def pointIJK(self, index):
         ras = [0.0, 0.0, 0.0]
         self.promptNode.GetNthControlPointPositionWorld(index, ras)
-        rasToIjk = vtk.vtkMatrix4x4()
-        self.volumeNode.GetRASToIJKMatrix(rasToIjk)
-        ijk = rasToIjk.MultiplyPoint([*ras, 1.0])[:3]
-        return [int(round(c)) for c in ijk]
+        return [int(round(c)) for c in self.toIJK(ras)]
 
     @reported
     def onPromptPlaced(self, caller=None, event=None):
@@ -444,68 +470,157 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         segment = self.selectedSegmentName()
         points = [self.boxCorner, point] if self.promptKind == "box" else [point]
         self.prompts.add(segment, self.promptKind, points)
+        self.placed.setdefault(segment, []).append((self.promptNode, 2 if self.promptKind == "box" else 1))
         self.promptKind, self.boxCorner = None, None
         self.sendPrompts(segment)
 
     @reported
+    def startShape(self, kind, background=False):
+        """Draw a scribble (open curve) or a lasso (closed curve on one slice); Finish (Enter) sends it."""
+        if self.interactiveModel() is None or self.pending is not None:
+            return
+        self.selectedSegmentName()
+        self.discardShape()
+        cls = "vtkMRMLMarkupsClosedCurveNode" if kind == "lasso" else "vtkMRMLMarkupsCurveNode"
+        self.shapeNode = slicer.mrmlScene.AddNewNodeByClass(cls, f"LabelZoo {kind}")
+        self.shapeNode.SetAttribute("LabelZoo.kind", kind)
+        self.shapeNode.SetAttribute("LabelZoo.background", "1" if background else "0")
+        slicer.modules.markups.logic().SetActiveList(self.shapeNode)
+        slicer.modules.markups.logic().StartPlaceMode(True)  # persistent: click along the stroke / contour
+        what = "background stroke" if background else ("contour on one slice" if kind == "lasso" else "stroke")
+        self.ui.promptStatusLabel.setText(f"click along the {what}, then Finish (Enter)")
+        self.updateButtons()
+
+    def discardShape(self):
+        if self.shapeNode is not None and slicer.mrmlScene.GetNodeByID(self.shapeNode.GetID()) is not None:
+            slicer.mrmlScene.RemoveNode(self.shapeNode)
+        self.shapeNode = None
+
+    @reported
+    def onFinishShape(self):
+        node, self.shapeNode = self.shapeNode, None
+        if node is None:
+            return
+        interaction = slicer.app.applicationLogic().GetInteractionNode()
+        interaction.SetCurrentInteractionMode(interaction.ViewTransform)
+        kind = node.GetAttribute("LabelZoo.kind")
+        background = node.GetAttribute("LabelZoo.background") == "1"
+        segment = self.selectedSegmentName()
+        try:
+            if kind == "lasso":
+                ras = []
+                for i in range(node.GetNumberOfControlPoints()):
+                    point = [0.0, 0.0, 0.0]
+                    node.GetNthControlPointPositionWorld(i, point)
+                    ras.append(point)
+                points, axis = lasso_contour([self.toIJK(p) for p in ras])
+                self.prompts.add(segment, "lasso", points, axis=axis, background=background)
+            else:
+                curve = node.GetCurvePointsWorld()  # the interpolated curve, not only the clicked points
+                ras = [curve.GetPoint(i) for i in range(curve.GetNumberOfPoints())] if curve else []
+                self.prompts.add(segment, "scribble", stroke_voxels([self.toIJK(p) for p in ras]),
+                                 background=background)
+        except LabelZooLibError:
+            slicer.mrmlScene.RemoveNode(node)
+            raise
+        self.placed.setdefault(segment, []).append((node, None))
+        self.sendPrompts(segment)
+
+    @reported
+    def onRefineToggled(self, checked):
+        segment = self.selectedSegmentName()
+        self.prompts.set_refine(segment, checked)
+        self.ui.promptStatusLabel.setText(f"{segment}: the next prompt " + (
+            "refines the current mask" if checked else "starts from the image alone"))
+
+    @reported
     def onUndoPrompt(self):
         segment = self.selectedSegmentName()
-        if self.prompts.undo(segment) is not None and self.promptNode is not None:
-            self.promptNode.RemoveNthControlPoint(self.promptNode.GetNumberOfControlPoints() - 1)
+        if self.prompts.undo(segment) is None:
+            return
+        node, points = (self.placed.get(segment) or [(None, None)]).pop()
+        if node is not None and slicer.mrmlScene.GetNodeByID(node.GetID()) is not None:
+            if points is None:  # a scribble / lasso has its own node
+                slicer.mrmlScene.RemoveNode(node)
+            else:
+                for _ in range(points):
+                    node.RemoveNthControlPoint(node.GetNumberOfControlPoints() - 1)
         self.sendPrompts(segment)
 
     def onCancelPrompt(self):
-        self.pending = None  # the thread finishes on its own; its answer is ignored
+        """Stop waiting for the request in flight (its answer is dropped) and leave any drawing."""
+        if self.pending is not None:
+            self.pending[0].cancel()
+            slicer.app.restoreOverrideCursor()
+        self.pending = None
         self.promptTimer.stop()
+        self.discardShape()
+        self.promptKind, self.boxCorner = None, None
         self.ui.promptStatusLabel.setText("cancelled")
         self.updateButtons()
 
-    def sendPrompts(self, segment):
-        """Start the request for ``segment``'s prompts in a worker thread; the timer applies its answer."""
-        model = self.interactiveModel()
-        params = {**self.typedOptions(), **self.prompts.params(segment)}
-        answer, client, image_id, dest = {}, self.client, self.session.image_id, self.tmpdir
-
-        def work():
-            try:
-                answer["result"] = client.infer(model, image_id, params=params, dest_dir=dest)
-            except Exception as e:  # reported on the UI thread
-                answer["error"] = e
-
-        self.requestNumber += 1
-        thread = threading.Thread(target=work, name="labelzoo-prompt", daemon=True)
-        self.pending = (thread, answer, segment, self.requestNumber, model)
-        thread.start()
-        self.ui.promptStatusLabel.setText(f"{model} is redrawing {segment} ...")
+    def startBackground(self, call, apply):
+        """Run ``call`` (a LabelZooLib BackgroundCall) off the UI thread; the timer hands its answer to ``apply``
+        on the UI thread. The panel shows the busy state; Cancel (Esc) drops the answer."""
+        if self.pending is not None:  # one request at a time: a newer one supersedes the one in flight
+            self.pending[0].cancel()
+            slicer.app.restoreOverrideCursor()
+        self.pending = (call.start(), apply)
+        self.ui.promptStatusLabel.setText(call.busy_text())
+        slicer.app.setOverrideCursor(qt.Qt.BusyCursor)
         self.promptTimer.start(PROMPT_POLL_MS)
         self.updateButtons()
 
-    def onPromptTimer(self):
-        """Polls the request in flight (the UI stays responsive); applies its answer once it is there."""
-        if self.pending is None or self.pending[0].is_alive():
-            return
-        self.applyPromptAnswer()
-
-    @reported
-    def applyPromptAnswer(self):
-        _, answer, segment, _, model = self.pending
-        self.pending = None
-        self.promptTimer.stop()
-        if "error" in answer:
-            raise answer["error"]
-        result = answer["result"]
-        if result.label_path is None:
-            raise LabelZooLibError(f"model {model!r} returned no label map: {result.params}")
+    def sendPrompts(self, segment):
+        """Request ``segment``'s prompts off the UI thread; only the prompt region comes back (placed by its
+        geometry, no whole-volume post-processing). With "Refine current mask" the segment is uploaded as prior."""
+        model = self.interactiveModel()
         value = (self.session.info["models"][model].get("labels") or {}).get(segment.strip().lower())
         if value is None:
             raise LabelZooLibError(f"model {model!r} has no label {segment!r}: name the segment as a model label")
+        params = {**self.typedOptions(), **self.prompts.params(segment), "result_region": True}
+        prior = None
+        if "prior" in params:  # the segment as it is now, valued as the model answers it
+            prior = self.logic.exportSegmentPrior(self.segmentationNode, self.volumeNode, segment, int(value),
+                                                  os.path.join(self.tmpdir, "prior.nii.gz"))
+        call = BackgroundCall(self.client.infer, model, self.session.image_id, params=params, label_path=prior,
+                              dest_dir=self.tmpdir, what=f"{model} redrawing {segment}")
+        image_id = self.session.image_id
+        self.startBackground(call, lambda result: self.applyPromptAnswer(result, segment, model, int(value), image_id))
+
+    def onPromptTimer(self):
+        """Polls the request in flight (the UI stays responsive); applies its answer once it is there."""
+        if self.pending is None:
+            self.promptTimer.stop()
+            return
+        call, apply = self.pending
+        if not call.done:
+            self.ui.promptStatusLabel.setText(call.busy_text())
+            return
+        self.pending = None
+        self.promptTimer.stop()
+        slicer.app.restoreOverrideCursor()
+        self.updateButtons()
+        self.finishBackground(call, apply)
+
+    @reported
+    def finishBackground(self, call, apply):
+        apply(call.result())  # re-raises the request's error here, on the UI thread
+
+    def applyPromptAnswer(self, result, segment, model, value, image_id):
+        if self.session.image_id != image_id:
+            return  # another image was opened meanwhile: this answer is stale
+        if result.label_path is None:
+            raise LabelZooLibError(f"model {model!r} returned no label map: {result.params}")
         self._updatingSegmentation = True
         try:
-            self.logic.applySegment(result.label_path, int(value), segment, self.segmentationNode, self.volumeNode)
+            self.logic.applySegment(result.label_path, value, segment, self.segmentationNode, self.volumeNode)
         finally:
             self._updatingSegmentation = False
         self.session.edited(has_label=True)
-        self.ui.promptStatusLabel.setText(f"{segment}: {self.prompts.count(segment)} prompt(s) applied")
+        region = result.params.get("result_region")
+        where = f" (region {region['min']}-{region['max']})" if region else ""
+        self.ui.promptStatusLabel.setText(f"{segment}: {self.prompts.count(segment)} prompt(s) applied{where}")
 
     @reported
     def onSubmit(self):
@@ -691,32 +806,56 @@ class LabelZooLogic(ScriptedLoadableModuleLogic):
             slicer.mrmlScene.RemoveNode(labelNode)
         return path
 
-    def applyLabelmap(self, path, current, mapping, mode, segmentationNode, volumeNode, table):
-        """Merge the server's label map (model values mapped to the session's) into the segments."""
-        labelNode = slicer.util.loadLabelVolume(str(path), {"show": False})
+    def exportSegmentPrior(self, segmentationNode, volumeNode, segmentName, value, path):
+        """Write one segment as the label map a ``prior`` request uploads (``value`` inside), on the volume's grid."""
+        segmentId = segmentationNode.GetSegmentation().GetSegmentIdBySegmentName(segmentName)
+        if not segmentId:
+            raise LabelZooLibError(f"no segment {segmentName!r} to refine")
+        mask = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, volumeNode)
+        labelNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "LabelZooPrior")
         try:
-            incoming = remap_labelmap(slicer.util.arrayFromVolume(labelNode), mapping)
+            labelNode.CopyOrientation(volumeNode)
+            slicer.util.updateVolumeFromArray(labelNode, prior_labelmap(mask, value))
+            if not slicer.util.saveNode(labelNode, str(path)):
+                raise LabelZooLibError(f"could not write the current mask to {path}")
         finally:
             slicer.mrmlScene.RemoveNode(labelNode)
-        merged = merge_labelmap(current, incoming, mode=mode)
-        self.writeSegments(merged, segmentationNode, volumeNode, table)
+        return path
 
-    def applySegment(self, path, value, segmentName, segmentationNode, volumeNode):
-        """Redraw one segment from the server's label map, brought onto the volume's grid by its geometry."""
+    def applyLabelmap(self, path, current, mapping, mode, segmentationNode, volumeNode, table):
+        """Merge the server's label map (model values mapped to the session's) into the segments, brought onto
+        the volume's grid by both IJK-to-RAS matrices (never by array shape alone)."""
         labelNode = slicer.util.loadLabelVolume(str(path), {"show": False})
         try:
             answer = slicer.util.arrayFromVolume(labelNode).transpose(2, 1, 0)  # KJI -> IJK
             src, dst = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
             labelNode.GetIJKToRASMatrix(src)
             volumeNode.GetIJKToRASMatrix(dst)
-            shape = volumeNode.GetImageData().GetDimensions()
             on_grid = resample_to(answer, slicer.util.arrayFromVTKMatrix(src), slicer.util.arrayFromVTKMatrix(dst),
-                                  shape)
+                                  volumeNode.GetImageData().GetDimensions())
+            incoming = remap_labelmap(on_grid.transpose(2, 1, 0), mapping)  # IJK -> KJI
+        finally:
+            slicer.mrmlScene.RemoveNode(labelNode)
+        merged = merge_labelmap(current, incoming, mode=mode)
+        self.writeSegments(merged, segmentationNode, volumeNode, table)
+
+    def applySegment(self, path, value, segmentName, segmentationNode, volumeNode):
+        """Redraw one segment from the server's answer (the whole volume, or only the prompt region), placed on
+        the volume's grid by the answer's own IJK-to-RAS matrix; voxels the answer does not cover stay."""
+        labelNode = slicer.util.loadLabelVolume(str(path), {"show": False})
+        try:
+            answer = slicer.util.arrayFromVolume(labelNode).transpose(2, 1, 0)  # KJI -> IJK
+            src, dst = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
+            labelNode.GetIJKToRASMatrix(src)
+            volumeNode.GetIJKToRASMatrix(dst)
         finally:
             slicer.mrmlScene.RemoveNode(labelNode)
         segmentation = segmentationNode.GetSegmentation()
         segmentId = segmentation.GetSegmentIdBySegmentName(segmentName)
-        mask = (on_grid == value).astype(np.uint8).transpose(2, 1, 0)  # IJK -> KJI
+        current = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, volumeNode)
+        merged = merge_region(current.transpose(2, 1, 0), answer, slicer.util.arrayFromVTKMatrix(src),
+                              slicer.util.arrayFromVTKMatrix(dst), answer_value=value, segment_value=1)
+        mask = (merged == 1).astype(np.uint8).transpose(2, 1, 0)  # IJK -> KJI
         slicer.util.updateSegmentBinaryLabelmapFromArray(mask, segmentationNode, segmentId, volumeNode)
 
     def writeSegments(self, labelmap, segmentationNode, volumeNode, table):

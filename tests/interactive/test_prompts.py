@@ -80,12 +80,12 @@ def test_prompt_guidance_channels():
     d = PromptGuidanced("image", NAMES)({"image": _image(), "liver": [[3, 4, 5]], "background": [[0, 0, 0]],
                                          "boxes": [{"label": "spleen", "min": [1, 1, 1], "max": [2, 3, 4]}]})
     assert d["guidance"] == {"spleen": [], "liver": [[3, 4, 5]], "background": [[0, 0, 0]]}
-    assert d["image"].shape == (3, *SHAPE)  # image + 2 box channels
-    assert d["image"][1].sum() == 2 * 3 * 4 and d["image"][2].sum() == 0
-    d = AddGuidanceSignalDeepEditd("image", number_intensity_ch=3)(d)
-    assert d["image"].shape == (6, *SHAPE)
-    assert d["image"][4].argmax() == np.ravel_multi_index((3, 4, 5), SHAPE)  # liver click channel peaks there
-    assert float(d["image"][3].max()) == 0.0  # no spleen click
+    assert d["image"].shape == (5, *SHAPE)  # image + 2 box channels + 2 prior channels
+    assert d["image"][1].sum() == 2 * 3 * 4 and d["image"][2].sum() == 0 and d["image"][3:].sum() == 0
+    d = AddGuidanceSignalDeepEditd("image", number_intensity_ch=5)(d)
+    assert d["image"].shape == (8, *SHAPE)
+    assert d["image"][6].argmax() == np.ravel_multi_index((3, 4, 5), SHAPE)  # liver click channel peaks there
+    assert float(d["image"][5].max()) == 0.0  # no spleen click
 
 
 def test_prompt_guidance_maps_to_the_resampled_grid():
@@ -110,7 +110,7 @@ def test_simulated_prompts_from_ground_truth():
                            scribble_prob=1.0, lasso_prob=1.0, jitter=0)
     sim.set_random_state(0)
     d = sim({"image": torch.rand(1, *SHAPE), "label": torch.as_tensor(label)})
-    assert d["image"].shape == (3, *SHAPE)
+    assert d["image"].shape == (5, *SHAPE) and not d["image"][3:].any()  # prior_prob 0: empty prior channels
     for c, value in ((1, 1), (2, 2)):
         box = np.asarray(d["image"][c]) > 0
         assert box.any() and (label[0][box] == value).mean() > 0.3  # the box surrounds its structure
@@ -170,6 +170,68 @@ def test_crop_to_prompts_and_back():
     assert crop(dict(d))["image"].shape == (2, *SHAPE)  # not asked for: whole volume
     out = crop({**d, "prompt_roi": True})
     assert out["image"].shape == (2, 7, 6, 6)  # [8, 15) x [8, 14) x [3, 9): the points +- 2
+    assert out["guidance"] == {"spleen": [[2, 2, 2]], "liver": [[4, 3, 3]]}  # shifted to the crop
     back = crop.inverse(out)["image"]
     assert back.shape == (2, *SHAPE) and float(back[0].sum()) == 7 * 6 * 6
     assert float(back[0, 8:15, 8:14, 3:9].sum()) == 7 * 6 * 6
+    out = crop({**d, "prompt_roi": True})  # the click maps made after the crop peak at the shifted points
+    maps = AddGuidanceSignalDeepEditd("image", number_intensity_ch=2)(
+        {**out, "guidance": {**out["guidance"], "background": []}})["image"]
+    assert maps.shape == (5, 7, 6, 6) and maps[2].argmax() == np.ravel_multi_index((2, 2, 2), (7, 6, 6))
+
+
+def _prior_file(tmp_path, array, dtype=np.uint8):
+    import nibabel as nib
+
+    path = tmp_path / "current.nii.gz"
+    nib.save(nib.Nifti1Image(np.asarray(array, dtype=dtype), np.eye(4)), str(path))
+    return str(path)
+
+
+def test_prior_mask_fills_its_prior_channel_on_the_resampled_grid(tmp_path):
+    current = np.zeros(SHAPE, dtype=np.uint8)
+    current[4:12, 4:8, 2:6] = 2  # liver (the model's value 2 of [spleen, liver]) to refine
+    current[0:2, 0:2, 0:2] = 1  # spleen: not chosen
+    half = np.diag([2.0, 2.0, 2.0, 1.0])
+    img = MetaTensor(torch.rand(1, 10, 8, 6), affine=torch.as_tensor(half))
+    img.meta["original_affine"] = np.eye(4)
+    img.meta["spatial_shape"] = np.asarray(SHAPE)
+    prior = _prior_file(tmp_path, current)
+    d = PromptGuidanced("image", NAMES)({"image": img, "prior": ["liver"], "label_file": prior})
+    assert d["image"].shape == (5, 10, 8, 6) and d["prompt_count"] == 1
+    liver = np.asarray(d["image"][4])
+    assert liver[2:6, 2:4, 1:3].all() and liver.sum() == 4 * 2 * 2 and not d["image"][3].any()
+
+
+@pytest.mark.parametrize("params, array, needle", [
+    ({"prior": True}, None, "upload the current mask"),
+    ({"prior": ["heart"]}, np.zeros(SHAPE, np.int16), "'prior'"),
+    ({"prior": True}, np.zeros((4, 4, 4), np.int16), "shape"),
+    ({"prior": True}, np.full(SHAPE, 7), "values [7]"),
+    ({"prior": True}, np.zeros(SHAPE, np.float32), "integers"),
+])
+def test_bad_prior_is_refused_naming_it(tmp_path, params, array, needle):
+    from labelzoo.interactive.prompts import load_prior, prior_labels
+
+    if array is not None:
+        dtype = np.float32 if array.dtype.kind == "f" and array.dtype == np.float32 else np.int16
+        params = {**params, "label_file": _prior_file(tmp_path, array, dtype)}
+    with pytest.raises(LabelZooError) as e:
+        chosen = prior_labels(params, LABELS)
+        load_prior(params["label_file"], LABELS, chosen, SHAPE)
+    assert needle in str(e.value)
+
+
+def test_simulated_prior_masks_are_spoiled_ground_truth():
+    label = np.zeros((1, *SHAPE), dtype=np.float32)
+    label[0, 4:16, 3:13, 2:10] = 1
+    sim = SimulatePromptsd("label", {"spleen": 1, "background": 0}, max_clicks=0, box_prob=0.0, scribble_prob=0.0,
+                           lasso_prob=0.0, prior_prob=1.0)
+    overlaps = []
+    for seed in range(6):
+        sim.set_random_state(seed)
+        prior = np.asarray(sim({"image": torch.rand(1, *SHAPE), "label": torch.as_tensor(label)})["image"][2]) > 0
+        truth = label[0] > 0
+        overlaps.append(2 * (prior & truth).sum() / (prior.sum() + truth.sum()))
+        assert not np.array_equal(prior, truth)  # a spoiled mask, not the answer
+    assert 0.3 < np.mean(overlaps) < 1.0

@@ -70,7 +70,7 @@ def test_served_as_deepedit_and_answers_prompts(server_factory, tmp_path: Path) 
         assert set(np.unique(_label(label_file)).tolist()) <= {0, 1, 2, 3}
 
     # LabelZoo's Slicer logic: prompts per segment, request, answer merged by its geometry, undo
-    from LabelZooLib import LabelZooClient, PromptBook, merge_segment, resample_to
+    from LabelZooLib import LabelZooClient, PromptBook, merge_region, merge_segment, resample_to
 
     lib = LabelZooClient(server.url)
     book = PromptBook()
@@ -86,15 +86,81 @@ def test_served_as_deepedit_and_answers_prompts(server_factory, tmp_path: Path) 
     assert ((merged == 6) == (on_grid == VALUES["liver"])).all()
     assert book.undo("Liver").kind == "box" and "boxes" not in book.params("Liver")
 
+    # the module's interactive path: scribble + lasso drawn, refine the current mask, the request off the
+    # caller's thread, only the prompt region back, merged at its place by its geometry
+    from LabelZooLib import BackgroundCall, lasso_contour, prior_labelmap, stroke_voxels
+
+    book.add("Liver", "scribble", stroke_voxels([[18, 18, 10], [24, 22, 10]]))
+    lasso, axis = lasso_contour([[15, 15, 12.2], [15, 25, 11.8], [25, 25, 12], [25, 15, 12]])
+    book.add("Liver", "lasso", lasso, axis=axis)
+    book.set_refine("Liver", True)
+    segment = np.zeros(image.shape, bool)
+    segment[12:28, 12:28, 8:14] = True  # the annotator's current liver
+    prior_path = tmp_path / "prior.nii.gz"
+    nib.save(nib.Nifti1Image(prior_labelmap(segment, VALUES["liver"]), image.affine), str(prior_path))
+    params = {**book.params("Liver"), "result_region": True}
+    assert params["prior"] == ["liver"] and params["scribbles"] and params["lassos"][0]["axis"] == 2
+    call = BackgroundCall(lib.infer, NAME, image_id, params=params, label_path=prior_path,
+                          dest_dir=tmp_path / "lib2", what="redrawing liver").start()
+    assert call.wait(120)
+    answer = call.result()
+    region = answer.params["result_region"]
+    answer_img = nib.load(answer.label_path)
+    assert answer_img.shape == tuple(np.asarray(region["max"]) - region["min"] + 1)
+    current = np.where(segment, 6, 0).astype(np.uint8)
+    current[0, 0, 0] = 9
+    merged = merge_region(current, np.asarray(answer_img.dataobj), answer_img.affine, image.affine, VALUES["liver"], 6)
+    inside = tuple(slice(a, b + 1) for a, b in zip(region["min"], region["max"], strict=True))
+    outside = np.ones(image.shape, bool)
+    outside[inside] = False
+    assert (merged[outside] == current[outside]).all()
+    assert merged[0, 0, 0] == 9 or not outside[0, 0, 0]  # another segment stays unless the region redraws it
+
     # prediction on a region around the prompts: same geometry, background far from them
     label_file, _ = client.infer(NAME, image_id, {"spleen": [[10, 12, 8]], "prompt_roi": True})
     assert nib.load(label_file).shape == image.shape
     assert not _label(label_file)[45:, 45:, :].any()
 
+    full = _label(label_file)
+
+    # "return only what changed": the prompt region alone, with its own geometry, merged by it
     session = client.create_session(str(studies / f"{image_id}.nii.gz"))["session_id"]
+    label_file, params = client.infer(NAME, "", {"spleen": [[10, 12, 8]], "result_region": True},
+                                      session_id=session)
+    params = json.loads(params) if isinstance(params, str) else params
+    region = params["result_region"]
+    lo, hi = np.asarray(region["min"]), np.asarray(region["max"])
+    answer = nib.load(label_file)
+    assert region["shape"] == list(image.shape) and answer.shape == tuple(hi - lo + 1) and answer.shape < image.shape
+    shift = np.eye(4)
+    shift[:3, 3] = lo
+    np.testing.assert_allclose(answer.affine, image.affine @ shift, atol=1e-4)
+    box = tuple(slice(a, b + 1) for a, b in zip(lo, hi, strict=True))
+    assert (np.asarray(answer.dataobj).astype(int) == full[box]).mean() > 0.95  # the whole-volume answer, cropped
+    current = np.full(image.shape, 9, dtype=np.uint8)  # another segment everywhere
+    merged = merge_region(current, np.asarray(answer.dataobj), answer.affine, image.affine, VALUES["spleen"], 1)
+    outside = np.ones(image.shape, bool)
+    outside[box] = False
+    assert (merged[outside] == 9).all()
+    assert ((merged[box] == 1) == (np.asarray(answer.dataobj) == VALUES["spleen"])).all()
     label_file, _ = client.infer(NAME, "", {"spleen": [[10, 12, 8]]}, session_id=session)
     assert nib.load(label_file).shape == image.shape
     client.remove_session(session)
+
+    # refine a current mask: the annotator's liver (model value 3) uploaded as the label file, used as prior
+    current = np.zeros(image.shape, dtype=np.uint8)
+    current[10:30, 10:30, 5:20] = VALUES["liver"]
+    prior_file = tmp_path / "current.nii.gz"
+    nib.save(nib.Nifti1Image(current, image.affine), str(prior_file))
+    label_file, _ = client.infer(NAME, image_id, {"prior": ["liver"], "liver": [[20, 20, 10]]},
+                                 label_in=str(prior_file))
+    assert nib.load(label_file).shape == image.shape
+    wrong = tmp_path / "wrong.nii.gz"
+    nib.save(nib.Nifti1Image(current[:-1], image.affine), str(wrong))
+    for params, upload, needle in (({"prior": True}, wrong, "shape"), ({"prior": True}, None, "upload")):
+        with pytest.raises(MONAILabelClientException) as e:
+            client.infer(NAME, image_id, params, label_in=str(upload) if upload else None)
+        assert "Status: 422" in str(e.value.msg) and needle in str(e.value.msg)
 
     bad = [({"spleen": [[10, 12, 99]]}, "outside the image"), ({"spleen": [[1, 2]]}, "spleen[0]"),
            ({"background": "$import os"}, "background"), ({"foreground": [[1, 1, 1]], "label": "heart"}, "label"),

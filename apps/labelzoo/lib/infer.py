@@ -179,7 +179,12 @@ class LabelZooInferTask(BundleInferTask):
 
     def post_transforms(self, data=None):
         with self._parse_lock:
-            return super().post_transforms(data)
+            post = super().post_transforms(data)
+        if self.bundle_info.guidance_channels:  # interactive: an answer may be the prompt region only
+            from lib.interactive import region_restored
+
+            post = region_restored(post)
+        return post
 
     def _get_network(self, device, data):
         with self._parse_lock:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from labelzoo.discovery import BundleInfo
-from labelzoo.interactive.prompts import Prompts, parse_prompts
+from labelzoo.interactive.prompts import Prompts, load_prior, parse_prompts, prior_labels
 from labelzoo.options import INFER_OPTIONS, Option, as_bool, data, points
 from labelzoo.validation import squeeze_trailing
 from lib.errors import as_http, unprocessable
@@ -30,8 +30,13 @@ def check_prompts(request: Mapping[str, Any], info: BundleInfo, shape: Sequence[
         HTTPException: 422 naming the parameter when a prompt is malformed or outside the image.
     """
     spatial = tuple(squeeze_trailing(shape, info.spatial_dims))[: info.spatial_dims]
+    labels = [n for n in info.labels if n != "background"]
     with as_http(unprocessable):
-        return parse_prompts(request, [n for n in info.labels if n != "background"], spatial)
+        prompts = parse_prompts(request, labels, spatial)
+        chosen = prior_labels(request, labels)
+        if chosen:  # the uploaded current mask: its shape and values, before any work
+            load_prior(str(request["label_file"]), labels, chosen, spatial)
+        return prompts
 
 
 def prompt_options(info: BundleInfo) -> dict[str, Option]:
@@ -45,7 +50,10 @@ def prompt_options(info: BundleInfo) -> dict[str, Option]:
             "boxes": Option(data, "boxes: [{label, min: [i, j, k], max: [i, j, k]}]"),
             "scribbles": Option(data, "scribbles: [{label, points: [[i, j, k], ...]}]"),
             "lassos": Option(data, "lassos: [{label, axis, points: [[i, j, k], ...]}] (a closed contour on one slice)"),
-            "prompt_roi": Option(as_bool, "predict only on a region around the prompts (background elsewhere)")}
+            "prior": Option(data, "refine the current mask: true or [labels]; the mask is the uploaded label file"),
+            "prompt_roi": Option(as_bool, "predict only on a region around the prompts (background elsewhere)"),
+            "result_region": Option(as_bool, "predict around the prompts and answer only that region: the file has "
+                                             "the region's geometry, result params 'result_region' its voxel box")}
 
 
 class PreprocessCache:
@@ -109,3 +117,39 @@ class PreprocessCache:
             while len(self._items) > self.max_items:
                 self._items.popitem(last=False)
         return result
+
+
+def region_restored(post: list[Any]) -> list[Any]:
+    """Interactive bundles: MONAI Label's final ``Restored`` made region-aware (see :class:`RegionRestored`)."""
+    from monailabel.transform.post import Restored
+
+    return [RegionRestored(t) if type(t) is Restored else t for t in post]
+
+
+class RegionRestored:
+    """MONAI Label's ``Restored``, except for an answer cropped to the prompt region ("return only what changed").
+
+    :class:`~labelzoo.interactive.transforms.InvertToRegiond` leaves the prediction on a box of the image's voxel
+    grid; ``Restored`` would resize it to the whole image. Here the box's own affine is written with it (so the
+    file says where it lies) and the result params carry ``result_region``: ``{"min": [i, j, k], "max": [i, j, k],
+    "shape": [...]}`` (inclusive voxel indices of the image). Any other answer goes through ``Restored``.
+    """
+
+    def __init__(self, restored: Any):
+        self.restored = restored
+
+    def __call__(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        from labelzoo.interactive.transforms import REGION_KEY
+
+        d = dict(data)
+        region = d.pop(REGION_KEY, None)
+        if region is None:
+            return self.restored(d)
+        for key in self.restored.keys:
+            result = d[key]
+            affine = getattr(result, "affine", None)
+            d[key] = result[0] if result.ndim > 3 and result.shape[0] == 1 else result
+            meta = d.setdefault(f"{key}_{self.restored.meta_key_postfix}", {})
+            meta["affine"] = affine
+        d["result"] = {**(d.get("result") or {}), "result_region": region}
+        return d

@@ -397,7 +397,7 @@ def gateway_router(app: Any) -> APIRouter:
             if label is not None:
                 path = await run_in_threadpool(uploads.save, label, "uploaded label")
                 saved.append(path)
-                request["label"] = str(path)
+                request["label"] = request["label_file"] = str(path)  # "label" may be an option (a label name)
             request.update(options)
             result = await pool.run(model, lambda: app.infer(request, trusted=True))
             if result is None:

@@ -4,6 +4,7 @@ Nothing here imports ``slicer``, ``qt``, ``ctk`` or ``vtk``: the module ``LabelZ
 between widgets / MRML nodes and these classes, and the tests run them without Slicer.
 
 - :mod:`.client`: the HTTP client for the LabelZoo (MONAI Label) REST API.
+- :mod:`.jobs`: network calls off the UI thread (:class:`BackgroundCall`), polled by the module, with cancel.
 - :mod:`.labels`: label table, segment <-> label-value mapping with stable colours, label-map merging.
 - :mod:`.prompts`: interactive prompts per segment (points, boxes, scribbles, lassos), undo, request params,
   merging the answer by its geometry.
@@ -13,6 +14,7 @@ between widgets / MRML nodes and these classes, and the tests run them without S
 
 from .client import ROUTES, InferResult, LabelZooClient, normalize_server_url
 from .errors import LabelZooLibError, ServerError, SessionError
+from .jobs import BackgroundCall
 from .labels import (
     Label,
     LabelTable,
@@ -22,12 +24,23 @@ from .labels import (
     segments_to_labelmap,
     stable_color,
 )
-from .prompts import Prompt, PromptBook, merge_segment, resample_to
+from .prompts import (
+    Prompt,
+    PromptBook,
+    lasso_contour,
+    merge_region,
+    merge_segment,
+    prior_labelmap,
+    resample_region,
+    resample_to,
+    stroke_voxels,
+)
 from .session import SampleChoice, Session, State, TrainingStatus, sample_choice, training_status
 from .settings import Option, Settings, model_options, option_values
 from .team import ImageTeam, image_team
 
 __all__ = [
+    "BackgroundCall",
     "ImageTeam",
     "image_team",
     "ROUTES",
@@ -47,15 +60,20 @@ __all__ = [
     "State",
     "TrainingStatus",
     "labelmap_to_segments",
+    "lasso_contour",
     "merge_labelmap",
+    "merge_region",
     "merge_segment",
     "model_options",
     "normalize_server_url",
     "option_values",
+    "prior_labelmap",
     "remap_labelmap",
+    "resample_region",
     "resample_to",
     "sample_choice",
     "segments_to_labelmap",
     "stable_color",
+    "stroke_voxels",
     "training_status",
 ]

@@ -9,6 +9,9 @@ the image file)::
                                                                                  # slice (min[a] == max[a])
     "scribbles": [{"label": "spleen" | "background", "points": [[i, j, k], ...]}]   # a painted stroke
     "lassos":    [{"label": "spleen", "axis": 2, "points": [[i, j, k], ...]}]   # closed contour on one slice
+    "prior":     true | ["liver", ...]   # refine the current mask: the uploaded label file (the request's
+                                         # ``label``) is the current segmentation, in the image's voxel grid,
+                                         # valued as the model answers (/info/ labels 1..K); true: every label
 
 :func:`parse_prompts` checks every value (types, int triples inside the image, known labels, sizes) and
 returns a :class:`Prompts`; anything else raises :class:`~labelzoo.errors.LabelZooError` naming the parameter.
@@ -26,7 +29,7 @@ import numpy as np
 from labelzoo.errors import LabelZooError
 
 #: Request parameter names LabelZoo reads besides the per-label click lists.
-PROMPT_PARAMS = ("foreground", "background", "label", "boxes", "scribbles", "lassos")
+PROMPT_PARAMS = ("foreground", "background", "label", "boxes", "scribbles", "lassos", "prior")
 #: Limits that bound memory before any is spent.
 MAX_POINTS = 200          # clicks per label
 MAX_SHAPES = 32           # boxes, scribbles or lassos per request
@@ -167,3 +170,57 @@ def parse_prompts(params: Mapping[str, Any], labels: Sequence[str], shape: Seque
         filled = fill_lasso(pts, axis, shape or [max(p[a] for p in pts) + 1 for a in range(3)])
         out.points[label] += filled[:: max(1, len(filled) // MAX_SHAPE_POINTS)]
     return out
+
+
+def prior_labels(params: Mapping[str, Any], labels: Sequence[str]) -> list[str]:
+    """The labels whose current mask the request sends as prior guidance (``prior``; empty when none).
+
+    Raises:
+        LabelZooError: ``prior`` is not a boolean or a list of known labels, or no label file came with it.
+    """
+    labels = [str(n) for n in labels if str(n) != "background"]
+    value = params.get("prior")
+    if value is None or value is False:
+        return []
+    if value is True:
+        chosen = list(labels)
+    elif isinstance(value, (list, tuple)) and value and all(isinstance(v, str) and v in labels for v in value):
+        chosen = [n for n in labels if n in value]
+    else:
+        raise LabelZooError(f"parameter 'prior': true or a list of labels among {labels}, got {value!r:.80}")
+    if not isinstance(params.get("label_file"), str):
+        raise LabelZooError("parameter 'prior': upload the current mask as the request's label file")
+    return chosen
+
+
+def load_prior(path: str, labels: Sequence[str], chosen: Sequence[str], shape: Sequence[int]) -> np.ndarray:
+    """The uploaded current mask: an integer label map of the image's voxel grid, valued 0..K (the model's answer).
+
+    Returns:
+        The label map with only the ``chosen`` labels kept (value ``1 + index in labels``), others set to 0.
+
+    Raises:
+        LabelZooError: unreadable, another shape than the image, not integer, or values outside 0..K.
+    """
+    import nibabel as nib
+
+    labels = [str(n) for n in labels if str(n) != "background"]
+    try:
+        img = nib.load(path)
+    except Exception as e:  # noqa: BLE001 (any reader error is the client's file)
+        raise LabelZooError(f"parameter 'prior': the label file is not a readable NIfTI image ({e})") from None
+    got = tuple(int(s) for s in img.shape)
+    while len(got) > len(shape) and got[-1] == 1:
+        got = got[:-1]
+    if got != tuple(int(s) for s in shape):
+        raise LabelZooError(f"parameter 'prior': the label file has shape {list(got)}, the image {list(shape)}")
+    if not np.issubdtype(img.get_data_dtype(), np.integer):
+        raise LabelZooError(f"parameter 'prior': the label file must hold integers, not {img.get_data_dtype()}")
+    arr = np.asarray(img.dataobj).reshape(got)
+    bad = np.setdiff1d(np.unique(arr), np.arange(len(labels) + 1))
+    if bad.size:
+        raise LabelZooError(f"parameter 'prior': label values {bad[:5].tolist()} are not the model's 0..{len(labels)}")
+    keep = np.zeros(len(labels) + 1, dtype=np.uint8)
+    for name in chosen:
+        keep[labels.index(name) + 1] = labels.index(name) + 1
+    return keep[arr.astype(np.int64)]

@@ -1,11 +1,13 @@
 """Guidance transforms of the interactive bundle: prompts to network input channels, and simulated prompts.
 
-The network input is ``[image, box_1 .. box_K, clicks_1 .. clicks_K, clicks_background]`` for the K labels
-of the bundle (``label_names`` order). Click channels are MONAI DeepEdit's (Gaussian maps made by
-:class:`monai.apps.deepedit.transforms.AddGuidanceSignalDeepEditd` with ``number_intensity_ch = 1 + K``, so the
-box channels survive DeepEdit's click simulation); scribbles and filled lassos add points to their label's
-click channel; a box sets its label's box channel to 1 inside the box. With no prompt every guidance channel
-is zero: the model's automatic mode.
+The network input is ``[image, box_1 .. box_K, prior_1 .. prior_K, clicks_1 .. clicks_K, clicks_background]``
+for the K labels of the bundle (``label_names`` order). Click channels are MONAI DeepEdit's (Gaussian maps made
+by :class:`monai.apps.deepedit.transforms.AddGuidanceSignalDeepEditd` with ``number_intensity_ch = 1 + 2K``, so
+the box and prior channels survive DeepEdit's click simulation); scribbles and filled lassos add points to their
+label's click channel; a box sets its label's box channel to 1 inside the box; a prior channel holds the current
+mask of its label when the request refines one (DeepEdit's "previous segmentation" idea: the automatic suggestion
+or the annotator's edit, uploaded with ``prior``). With no prompt every guidance channel is zero: the model's
+automatic mode.
 
 - :class:`PromptGuidanced` (inference): validates the request's prompts (:func:`~labelzoo.interactive.prompts.
   parse_prompts`), maps them from the image file's voxel grid to the preprocessed grid with the image's
@@ -27,7 +29,7 @@ from monai.data import MetaTensor
 from monai.transforms import InvertibleTransform, MapTransform, Randomizable
 
 from labelzoo.errors import LabelZooError
-from labelzoo.interactive.prompts import parse_prompts
+from labelzoo.interactive.prompts import load_prior, parse_prompts, prior_labels
 
 
 def _foreground_names(label_names: Mapping[str, int]) -> list[str]:
@@ -62,13 +64,15 @@ class PromptGuidanced(MapTransform):
         label_names: name -> value of the bundle's labels (``background`` included); its order is the order
             of the guidance channels.
         guidance: key of the guidance dict written for ``AddGuidanceSignalDeepEditd``.
+        image_channels: the image's own channels (kept in front of the guidance channels).
     """
 
     def __init__(self, keys: KeysCollection, label_names: Mapping[str, int], guidance: str = "guidance",
-                 allow_missing_keys: bool = False) -> None:
+                 image_channels: int = 1, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.label_names = dict(label_names)
         self.guidance = guidance
+        self.image_channels = int(image_channels)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -98,11 +102,32 @@ class PromptGuidanced(MapTransform):
                     a = np.clip(corners.min(0), 0, limit)
                     b = np.clip(corners.max(0), 0, limit)
                     boxes[c, a[0]:b[0] + 1, a[1]:b[1] + 1, a[2]:b[2] + 1] = 1.0
+            priors = self._priors(d, original, src, dst, spatial)
             d[self.guidance] = guidance
-            d["prompt_count"] = prompts.count()
+            d["prompt_count"] = prompts.count() + int(priors.any())
             arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
-            _set_image(d, key, np.concatenate([arr[:1].astype(np.float32), boxes], 0))
+            _set_image(d, key, np.concatenate([arr[:self.image_channels].astype(np.float32), boxes, priors], 0))
         return d
+
+    def _priors(self, d: Mapping[Hashable, Any], original: Sequence[int], src: np.ndarray, dst: np.ndarray,
+                spatial: Sequence[int]) -> np.ndarray:
+        """The K prior channels: the uploaded current mask (``prior``) on the preprocessed grid, one per label."""
+        from monai.transforms import SpatialResample
+
+        names = _foreground_names(self.label_names)
+        out = np.zeros((len(names), *spatial), dtype=np.float32)
+        chosen = prior_labels(d, names)
+        if not chosen:
+            return out
+        prior = load_prior(str(d["label_file"]), names, chosen, original)
+        resample = SpatialResample(mode="nearest", padding_mode="zeros", dtype=torch.float32)
+        with resample.trace_transform(False):
+            source = MetaTensor(torch.as_tensor(prior[None], dtype=torch.float32), affine=torch.as_tensor(src))
+            mapped = resample(source, dst_affine=torch.as_tensor(dst), spatial_size=list(spatial))
+        mapped = np.rint(np.asarray(torch.as_tensor(mapped)[0])).astype(int)
+        for c in range(len(names)):
+            out[c] = mapped == c + 1
+        return out
 
 
 def _bbox(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -116,8 +141,8 @@ class SimulatePromptsd(Randomizable, MapTransform):
     """Simulated annotator prompts from the ground truth (training): clicks, boxes, scribbles and lassos.
 
     Expects ``label`` normalised by ``NormalizeLabelsInDatasetd`` (values are ``label_names`` indices) and a
-    one-channel image; appends the K box channels to the image and writes the guidance dict (label name ->
-    JSON list of ``[i, j, k]``, DeepEdit's format) for ``AddGuidanceSignalDeepEditd``.
+    one-channel image; appends the K box channels and the K prior channels to the image and writes the guidance
+    dict (label name -> JSON list of ``[i, j, k]``, DeepEdit's format) for ``AddGuidanceSignalDeepEditd``.
 
     Args:
         keys: the label key.
@@ -128,17 +153,47 @@ class SimulatePromptsd(Randomizable, MapTransform):
         box_prob, scribble_prob, lasso_prob: probability of a box / scribble / lasso per present label.
         box_2d_prob: probability that a box is drawn on one slice (2D) rather than in 3D.
         jitter: box corner jitter, voxels.
+        prior_prob: probability of a prior mask per present label (a current mask to refine): the ground truth
+            spoiled as an automatic suggestion or a quick edit would be (eroded or dilated, a part cut off, a
+            false blob added), written to the label's prior channel.
+        image_channels: the image's own channels (kept in front of the guidance channels).
     """
 
     def __init__(self, keys: KeysCollection, label_names: Mapping[str, int], image: str = "image",
                  guidance: str = "guidance", max_clicks: int = 2, box_prob: float = 0.3, scribble_prob: float = 0.2,
-                 lasso_prob: float = 0.1, box_2d_prob: float = 0.5, jitter: int = 2,
-                 allow_missing_keys: bool = False) -> None:
+                 lasso_prob: float = 0.1, box_2d_prob: float = 0.5, jitter: int = 2, prior_prob: float = 0.0,
+                 image_channels: int = 1, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.label_names = dict(label_names)
         self.image, self.guidance = image, guidance
         self.max_clicks, self.box_prob, self.scribble_prob = int(max_clicks), float(box_prob), float(scribble_prob)
         self.lasso_prob, self.box_2d_prob, self.jitter = float(lasso_prob), float(box_2d_prob), int(jitter)
+        self.prior_prob, self.image_channels = float(prior_prob), int(image_channels)
+
+    def _prior(self, mask: np.ndarray) -> np.ndarray:
+        """A plausible current mask of the structure: the ground truth spoiled by one or two random edits."""
+        from scipy import ndimage
+
+        prior = mask.copy()
+        for _ in range(int(self.R.randint(1, 3))):
+            kind = int(self.R.randint(0, 4))
+            if kind == 0:  # under-segmented
+                prior = ndimage.binary_erosion(prior, iterations=int(self.R.randint(1, 4)))
+            elif kind == 1:  # over-segmented
+                prior = ndimage.binary_dilation(prior, iterations=int(self.R.randint(1, 4)))
+            elif kind == 2 and prior.any():  # a part missed: cut at a random plane through the structure
+                axis = int(self.R.randint(0, 3))
+                idx = np.nonzero(prior.any(axis=tuple(a for a in range(3) if a != axis)))[0]
+                cut = int(self.R.randint(idx.min(), idx.max() + 1))
+                sl = [slice(None)] * 3
+                sl[axis] = slice(cut, None) if self.R.rand() < 0.5 else slice(None, cut)
+                prior[tuple(sl)] = False
+            else:  # a false blob next to it
+                centre = np.asarray([self.R.randint(0, s) for s in prior.shape])
+                radius = int(self.R.randint(2, 6))
+                grid = np.ogrid[tuple(slice(0, s) for s in prior.shape)]
+                prior |= sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True)) <= radius ** 2
+        return prior.astype(np.float32)
 
     def randomize(self, data: Any = None) -> None:  # randomness is drawn per label in __call__
         pass
@@ -199,6 +254,7 @@ class SimulatePromptsd(Randomizable, MapTransform):
             spatial = label.shape
             names = _foreground_names(self.label_names)
             boxes = np.zeros((len(names), *spatial), dtype=np.float32)
+            priors = np.zeros((len(names), *spatial), dtype=np.float32)
             guidance: dict[str, str] = {}
             # NormalizeLabelsInDatasetd writes the normalised values; without it the configured ones apply
             values = {n: int(v) for n, v in dict(d.get("label_names") or self.label_names).items()}
@@ -210,12 +266,14 @@ class SimulatePromptsd(Randomizable, MapTransform):
                         boxes[names.index(name)] = self._box(mask, spatial)
                     if self.R.rand() < self.lasso_prob:
                         points += self._lasso(mask)
+                    if self.R.rand() < self.prior_prob:
+                        priors[names.index(name)] = self._prior(mask)
                 if mask.any() and self.R.rand() < self.scribble_prob:
                     points += self._scribble(mask)
                 guidance[name] = json.dumps([[int(v) for v in p] for p in points])
             image = d[self.image]
             arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
-            _set_image(d, self.image, np.concatenate([arr[:1].astype(np.float32), boxes], 0))
+            _set_image(d, self.image, np.concatenate([arr[:self.image_channels].astype(np.float32), boxes, priors], 0))
             d[self.guidance] = guidance
         return d
 
@@ -272,11 +330,13 @@ class NormalizeGuidanced(MapTransform):
 class CropToPromptsd(MapTransform, InvertibleTransform):
     """Predict on a region around the prompts (opt-in per request with ``prompt_roi: true``): latency.
 
-    After the guidance channels are made, the image is cropped to the bounding box of every click and box
-    plus ``margin`` voxels (at least ``min_size``); ``Invertd`` pads the prediction back (background outside
-    the region), so the answer has the image's geometry. Without prompts, or without ``prompt_roi``, it
-    does nothing. Clients that merge one segment at a time (LabelZoo's extension, the benchmark) use it; a
-    client that replaces every label with the answer should not.
+    After :class:`PromptGuidanced`, the image (with its box and prior channels) is cropped to the bounding box of
+    every click and box plus ``margin`` voxels and the guidance points are shifted to the crop, so that
+    ``AddGuidanceSignalDeepEditd`` after it makes the click maps on the crop alone; ``Invertd`` pads the
+    prediction back (background outside the region), so the answer has the image's geometry, or
+    :class:`InvertToRegiond` answers with the region alone (``result_region: true``). Without prompts, or without
+    either flag, it does nothing. Clients that merge one segment at a time (LabelZoo's extension, the benchmark)
+    use it; a client that replaces every label with the answer should not.
 
     Args:
         keys: the image key.
@@ -284,19 +344,24 @@ class CropToPromptsd(MapTransform, InvertibleTransform):
         num_boxes: number of box channels after the intensity channel.
         margin: voxels added around the prompts on each side, per axis.
         flag: the request key that enables it.
+        region_flag: the request key asking for the region alone as the answer (:class:`InvertToRegiond`); it
+            enables the crop too.
+        image_channels: the image's own channels (the box channels follow them).
     """
 
     def __init__(self, keys: KeysCollection, guidance: str = "guidance", num_boxes: int = 0,
-                 margin: Sequence[int] = (32, 32, 16), flag: str = "prompt_roi",
-                 allow_missing_keys: bool = False) -> None:
+                 margin: Sequence[int] = (32, 32, 16), flag: str = "prompt_roi", region_flag: str = "result_region",
+                 image_channels: int = 1, allow_missing_keys: bool = False) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
-        self.guidance, self.num_boxes, self.flag = guidance, int(num_boxes), flag
+        self.guidance, self.num_boxes, self.flag, self.region_flag = guidance, int(num_boxes), flag, region_flag
+        self.image_channels = int(image_channels)
         self.margin = np.asarray([int(m) for m in margin])
 
     def _bounds(self, d: Mapping[Hashable, Any], image: Any) -> tuple[np.ndarray, np.ndarray] | None:
         points = [np.asarray(p)[-3:] for v in (d.get(self.guidance) or {}).values() for p in _as_points(v)]
-        boxes = np.asarray(image[1:1 + self.num_boxes].detach().cpu() if isinstance(image, torch.Tensor)
-                           else image[1:1 + self.num_boxes])
+        first = self.image_channels
+        boxes = np.asarray(image[first:first + self.num_boxes].detach().cpu() if isinstance(image, torch.Tensor)
+                           else image[first:first + self.num_boxes])
         if boxes.size and boxes.any():
             idx = np.argwhere(boxes.any(0))
             points += [idx.min(0), idx.max(0)]
@@ -309,7 +374,7 @@ class CropToPromptsd(MapTransform, InvertibleTransform):
         from monai.transforms.croppad.functional import crop_func
 
         d = dict(data)
-        if not d.get(self.flag):
+        if not (_truthy(d.get(self.flag)) or _truthy(d.get(self.region_flag))):
             return d
         for key in self.key_iterator(d):
             image = d[key]
@@ -321,6 +386,9 @@ class CropToPromptsd(MapTransform, InvertibleTransform):
             hi = np.clip(bounds[1] + self.margin + 1, 0, shape)
             slices = (slice(None), *(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True)))
             d[key] = crop_func(image, slices, False, self.get_transform_info())
+            # placed before AddGuidanceSignalDeepEditd, the click maps are then made on the crop alone
+            d[self.guidance] = {name: (np.asarray(pts) - lo).tolist() if len(pts) else []
+                                for name, pts in ((n, _as_points(v)) for n, v in (d.get(self.guidance) or {}).items())}
         return d
 
     def inverse(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
@@ -335,4 +403,94 @@ class CropToPromptsd(MapTransform, InvertibleTransform):
             pad = BorderPad(transform["extra_info"]["cropped"])
             with pad.trace_transform(False):
                 d[key] = pad(d[key])
+        return d
+
+
+#: The key :class:`InvertToRegiond` writes the region of a cropped answer under (read by the app's writer).
+REGION_KEY = "result_region_box"
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes", "on")
+    return bool(value)
+
+
+def region_in_original(crop_affine: np.ndarray, crop_shape: Sequence[int], original_affine: np.ndarray,
+                       original_shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The voxel box ``[lo, hi]`` (inclusive) of the original image grid that a crop of the preprocessed grid covers.
+
+    The crop's corner voxel centres are mapped to the original grid through both affines; the box is rounded
+    inwards (every voxel of it lies inside the crop, so resampling needs no padding) and clipped to the image.
+
+    Example:
+        >>> lo, hi = region_in_original(np.diag([2.0, 2, 2, 1]), (4, 4, 4), np.eye(4), (20, 20, 20))
+        >>> lo.tolist(), hi.tolist()
+        ([0, 0, 0], [6, 6, 6])
+    """
+    size = np.asarray(crop_shape, dtype=float) - 1
+    corners = np.array([[a, b, c] for a in (0, size[0]) for b in (0, size[1]) for c in (0, size[2])])
+    mapped = (np.linalg.inv(original_affine) @ crop_affine @ np.c_[corners, np.ones(8)].T).T[:, :3]
+    lo = np.clip(np.ceil(mapped.min(0) - 1e-3), 0, np.asarray(original_shape) - 1).astype(int)
+    hi = np.clip(np.floor(mapped.max(0) + 1e-3), 0, np.asarray(original_shape) - 1).astype(int)
+    return lo, np.maximum(hi, lo)
+
+
+class InvertToRegiond(MapTransform):
+    """``Invertd``, or, when the request asks for it, the answer on the prompt region only ("return what changed").
+
+    With ``result_region: true`` in the request (and the image cropped to the prompts by :class:`CropToPromptsd`),
+    the prediction of the crop is resampled straight onto the matching box of the original image grid
+    (:func:`region_in_original`), skipping the whole-volume inversion (padding back, un-resampling and
+    re-orienting every voxel: most of a large volume's latency). ``d[REGION_KEY]`` then holds ``{"min", "max",
+    "shape"}`` (voxel indices of the original image, inclusive, and its shape) and the prediction's affine is
+    the region's, so the written file carries its own geometry. A request that saves its label
+    (``save_label``) always gets the whole volume. Otherwise it is MONAI's ``Invertd`` with the same arguments.
+
+    Args:
+        keys: the prediction key.
+        transform: the preprocessing (as for ``Invertd``).
+        orig_keys: the image key.
+        flag: the request key that asks for a region answer.
+        mode: interpolation of the region resampling (``bilinear`` for probabilities, ``nearest`` for labels).
+        kwargs: the rest of ``Invertd``'s arguments.
+    """
+
+    def __init__(self, keys: KeysCollection, transform: Any, orig_keys: str = "image", flag: str = "result_region",
+                 mode: str = "bilinear", allow_missing_keys: bool = False, **kwargs: Any) -> None:
+        from monai.transforms import Invertd
+
+        super().__init__(keys, allow_missing_keys)
+        self.invert = Invertd(keys=keys, transform=transform, orig_keys=orig_keys,
+                              allow_missing_keys=allow_missing_keys, **kwargs)
+        self.orig_key, self.flag, self.mode = orig_keys, flag, mode
+
+    def _cropped(self, image: Any) -> bool:
+        ops = getattr(image, "applied_operations", None) or []
+        return any(op.get("class") == CropToPromptsd.__name__ for op in ops)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        from monai.transforms import SpatialResample
+
+        d = dict(data)
+        image = d.get(self.orig_key)
+        if (not _truthy(d.get(self.flag)) or _truthy(d.get("save_label")) or not isinstance(image, MetaTensor)
+                or not self._cropped(image) or "original_affine" not in image.meta):
+            return self.invert(d)
+        original_affine = np.asarray(image.meta["original_affine"], dtype=float)
+        original_shape = [int(s) for s in np.asarray(image.meta["spatial_shape"]).ravel()]
+        crop_affine = np.asarray(image.affine, dtype=float)
+        lo, hi = region_in_original(crop_affine, image.shape[1:], original_affine, original_shape)
+        shift = np.eye(4)
+        shift[:3, 3] = lo
+        dst_affine = original_affine @ shift
+        resample = SpatialResample(mode=self.mode, padding_mode="border", dtype=torch.float32)
+        for key in self.key_iterator(d):
+            pred = d[key]
+            pred = MetaTensor(torch.as_tensor(pred).detach().cpu().float(), affine=torch.as_tensor(crop_affine))
+            with resample.trace_transform(False):
+                out = resample(pred, dst_affine=torch.as_tensor(dst_affine),
+                               spatial_size=(hi - lo + 1).tolist())
+            d[key] = MetaTensor(torch.as_tensor(out), affine=torch.as_tensor(dst_affine))
+        d[REGION_KEY] = {"min": lo.tolist(), "max": hi.tolist(), "shape": original_shape}
         return d

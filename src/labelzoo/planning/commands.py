@@ -83,7 +83,7 @@ def plans(fingerprint_file: str, out: str = "plans.json", gpu_memory_gb: float =
 
 def run(dataset: str, out: str | None = None, gpu_memory_gb: float = 8.0, configurations: str | None = None,
         name: str | None = None, modality: str | None = None, base_dir: str | None = None,
-        overwrite: bool = False) -> str:
+        overwrite: bool = False, interactive: bool = False) -> str:
     """Fingerprint + plan + emit (also `labelzoo plan DATASET`): one DynUNet bundle per configuration in OUT.
 
     OUT gets fingerprint.json, plans.json and one bundle folder per configuration (2d, 3d_fullres, and
@@ -99,6 +99,8 @@ def run(dataset: str, out: str | None = None, gpu_memory_gb: float = 8.0, config
         modality: datalist only: modality per channel, comma-separated.
         base_dir: datalist only: folder its relative paths start from.
         overwrite: replace bundles already in OUT.
+        interactive: also emit the interactive variant of each 3D configuration (`<...>_interactive_annotation`:
+            click / box / scribble / lasso / prior-mask guidance channels, served as a MONAI Label DeepEdit model).
     """
     planner = ExperimentPlanner(gpu_memory_gb=gpu_memory_gb)  # checks the budget before any work
     progress = Progress()
@@ -121,6 +123,10 @@ def run(dataset: str, out: str | None = None, gpu_memory_gb: float = 8.0, config
     progress.stage("3/3 emit bundles")
     root = ds if ds.is_dir() else (Path(base_dir).expanduser() if base_dir else ds.parent)
     written = emit_bundles(planned, fp, out_dir, root, _parse_list(configurations), name, overwrite)
+    if interactive:
+        from labelzoo.interactive.plan import emit_interactive_bundles
+
+        written += emit_interactive_bundles(written, overwrite)
     lines = [f"wrote {len(written)} bundle(s) to {out_dir}:"] + [f"  {p.name}" for p in written]
     lines.append(f"serve them with: labelzoo serve --conf bundles={out_dir}")
     return "\n".join(lines)
