@@ -12,6 +12,9 @@ saves the plot.
 
     nice -n 10 python benchmarks/annotation_effort.py           # CPU, about 35-40 min on 2 shared cores
     python benchmarks/annotation_effort.py --strategies random,boundary_slices --seeds 0 --budget 4   # quicker
+    python benchmarks/annotation_effort.py --strategies random,boundary --seeds 0 --no_reference \
+        --shape 64,64,40 --spacing 2.25,2.25,3.2 --click_weights W.pt --out benchmarks/results/annotation_effort_clicks
+                      # + clicks to Dice 0.9 with the interactive bundle (W.pt: interactive_clicks.py --save_weights)
     python benchmarks/annotation_effort.py --device cuda --n_images 40 --budget 16 --seeds 0,1,2 \
         --epochs 10 --iterations 50                             # a GPU: longer training, more labels
 """
@@ -33,7 +36,7 @@ from labelzoo.planning.planner import ExperimentPlanner
 from labelzoo.simulate.commands import simulate
 from labelzoo.simulate.report import load_runs, markdown_table, plot, summarize, time_table
 
-#: A narrower network than the plan's (8..64 features instead of 32..256): CPU-sized, same topology.
+#: A narrower network than the plan's (8..64 features instead of 32..320): CPU-sized, same topology.
 SMALL_FILTERS = [8, 16, 32, 64]
 #: Slices one slice-level query asks for (of the volume's last axis), at least this far apart.
 N_SLICES, SLICE_GAP = 3, 3
@@ -46,6 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--n_images", type=int, default=14)
     p.add_argument("--shape", default="32,32,24")
+    p.add_argument("--spacing", default=None, help="voxel spacing in mm, e.g. 2.25,2.25,3.2 (the sample default)")
+    p.add_argument("--click_weights", type=Path, default=None,
+                   help="weights of the interactive bundle as benchmarks/interactive_clicks.py trains it "
+                        "(--save_weights): every whole-image round also counts the clicks to Dice 0.9")
+    p.add_argument("--max_clicks", type=int, default=10, help="clicks at most per structure (--click_weights)")
     p.add_argument("--n_test", type=int, default=4)
     p.add_argument("--initial", type=int, default=2)
     p.add_argument("--budget", type=int, default=6)
@@ -63,26 +71,40 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="labelzoo-effort-"))
     try:
+        extra = {"spacing": args.spacing} if args.spacing else {}
         data = build_sample_studies(work / "msd", n_images=args.n_images, n_labeled=args.n_images,
-                                    shape=args.shape, seed=100, layout="msd")
+                                    shape=args.shape, seed=100, layout="msd", **extra)
+        click_model = None
+        if args.click_weights:
+            from interactive_clicks import SMALL, bundle_copy  # the click model at the size that benchmark trains
+
+            click = bundle_copy(work / "click", SMALL)
+            (click / "models").mkdir()
+            shutil.copy(args.click_weights, click / "models" / "model.pt")
+            click_model = str(click)
         fp = extract_fingerprint(data)
         (bundle,) = emit_bundles(ExperimentPlanner().plan(fp), fp, work / "planned", data,
                                  configurations=["3d_fullres"])
         train = {"iterations_per_epoch": args.iterations}
         infer: dict = {} if args.mirroring else {"use_mirroring": False}
-        if not args.full_width:
-            train["network_def#filters"] = infer["network_def#filters"] = SMALL_FILTERS
+        if not args.full_width:  # 8, 16, 32, 64, 64, ...: one per stage of the planned network
+            strides = json.loads((bundle / "configs" / "train.json").read_text())["network_def"]["strides"]
+            small = SMALL_FILTERS + [SMALL_FILTERS[-1]] * max(0, len(strides) - len(SMALL_FILTERS))
+            train["network_def#filters"] = infer["network_def#filters"] = small[:len(strides)]
         out = Path(args.out)
         runs = work / "runs"
         print(simulate(str(data), str(bundle), out=str(runs), strategies=args.strategies, seeds=args.seeds,
                        initial=args.initial, budget=args.budget, train_every=args.train_every, n_test=args.n_test,
                        epochs=args.epochs, train_overrides=train, infer_overrides=infer, device=args.device,
                        reference=not args.no_reference,
-                       strategy_options={"n_slices": N_SLICES, "slice_gap": SLICE_GAP}, overwrite=True))
+                       strategy_options={"n_slices": N_SLICES, "slice_gap": SLICE_GAP}, click_model=click_model,
+                       max_clicks=args.max_clicks, overwrite=True))
         out.mkdir(parents=True, exist_ok=True)
         for f in runs.glob("*.csv"):
             shutil.copy(f, out / f.name)
         settings = json.loads((runs / "summary.json").read_text())["settings"]
+        # no machine paths in the results: the work folder is temporary
+        settings = {k: v.replace(str(work), "<work>") if isinstance(v, str) else v for k, v in settings.items()}
         # the table and plot cover every run in OUT, so seeds run in separate invocations add up
         all_runs = load_runs(out)
         summary = summarize(all_runs)

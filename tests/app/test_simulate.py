@@ -38,7 +38,8 @@ def test_two_rounds_against_a_live_server(planned: tuple[Path, Path], tmp_path: 
     code = main(["simulate", str(data), str(bundle), "--out", str(out), "--strategies", "boundary", "--seeds", "0",
                  "--initial", "1", "--budget", "3", "--train_every", "2", "--n_test", "2", "--epochs", "1",
                  "--train_overrides", json.dumps({"iterations_per_epoch": 2, **SMALL}),
-                 "--infer_overrides", json.dumps(SMALL), "--conf", "epistemic_samples=1"])
+                 "--infer_overrides", json.dumps(SMALL), "--conf", "epistemic_samples=1",
+                 "--click_model", "abdomen_ct_dynunet_interactive_annotation", "--max_clicks", "2"])
     assert code == 0
     rows = list(csv.DictReader((out / "boundary-seed0.csv").open()))
     assert [int(r["round"]) for r in rows] == [0, 1, 2] and [int(r["labels"]) for r in rows] == [1, 2, 3]
@@ -50,11 +51,16 @@ def test_two_rounds_against_a_live_server(planned: tuple[Path, Path], tmp_path: 
     for r in rows[1:]:
         assert int(r["voxels_changed"]) > 0 and 0.0 <= float(r["one_minus_dice"]) <= 1.0
         assert float(r["infer_s"]) > 0 and r["slices"]  # boundary answers name the slices to annotate first
+        # clicks to Dice 0.9 through the served interactive bundle (untrained here): 0..2 per structure
+        assert 0 <= int(r["clicks"]) <= 3 * 2 and float(r["clicks_s"]) > 0
+    assert int(rows[2]["cum_clicks"]) == sum(int(r["clicks"]) for r in rows[1:])
     assert int(rows[2]["cum_voxels_changed"]) == sum(int(r["voxels_changed"]) for r in rows[1:])
     summary = json.loads((out / "summary.json").read_text())
     assert summary["strategies"]["boundary"]["final_dice"]["n"] == 1
+    assert summary["strategies"]["boundary"]["effort_clicks"]["mean"] == int(rows[2]["cum_clicks"])
     assert (out / "simulation.png").stat().st_size > 1000
     assert "| `boundary` |" in (out / "summary.md").read_text()
+    assert "clicks to Dice 0.9" in (out / "summary.md").read_text()
     # the held-out cases never entered the datastore: 1 initial + 3 to annotate
     store = json.loads((out / "boundary-seed0" / "studies" / "datastore_v2.json").read_text())
     assert len(store["objects"]) == 4
@@ -103,3 +109,6 @@ def test_bad_arguments_name_the_parameter(planned: tuple[Path, Path], tmp_path: 
     assert main(["simulate", str(data), str(bundle), "--strategy_options", '{"n_slices": 0}',
                  "--out", str(tmp_path / "o3")]) != 0
     assert "n_slices" in capsys.readouterr().err
+    assert main(["simulate", str(data), str(bundle), "--click_model", str(bundle), "--out", str(tmp_path / "o4")]) != 0
+    err = capsys.readouterr().err
+    assert "--click_model" in err and "not an interactive bundle" in err

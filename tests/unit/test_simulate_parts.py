@@ -11,7 +11,7 @@ import pytest
 
 from labelzoo.errors import LabelZooError
 from labelzoo.simulate.dataset import Case, read_dataset, split_cases
-from labelzoo.simulate.loop import prepare_bundle
+from labelzoo.simulate.loop import click_effort, click_structures, prepare_bundle
 from labelzoo.simulate.metrics import (
     apply_lookup,
     class_dice,
@@ -151,3 +151,36 @@ def test_prepare_bundle_saves_final_weights_and_applies_overrides(tmp_path: Path
     (src / "configs" / "train.json").write_text(json.dumps({"train": {}}))
     with pytest.raises(LabelZooError, match="train#handlers"):
         prepare_bundle(src, tmp_path / "dst2")
+
+
+def test_click_effort_counts_clicks_to_dice_90_per_structure() -> None:
+    """A model that fills the whole structure once a foreground click lies inside it: 1 click per missed structure,
+    0 for a structure the suggestion already has, max_clicks for one it never finds; background clicks remove."""
+    truth = np.zeros((20, 20, 10), np.int64)
+    truth[2:8, 2:8, 2:8] = 1  # found by the suggestion
+    truth[10:16, 10:16, 2:8] = 2  # missed: one click fixes it
+    truth[2:6, 12:18, 2:8] = 3  # missed: the model never finds it
+    suggestion = np.where(truth == 1, 1, 0)
+    suggestion[15:19, 0:4, 0:4] = 2  # plus a false blob of structure 2 that a background click removes
+    calls = []
+
+    def predict(params: dict) -> np.ndarray:  # interactive values: 1 -> 5, 2 -> 7, 3 -> 9
+        calls.append(params)
+        out = np.zeros_like(truth)
+        for name, value, loop in (("a", 5, 1), ("b", 7, 2)):
+            if any(truth[tuple(p)] == loop for p in params.get(name, [])):
+                out[truth == loop] = value
+        if not params.get("background") and "b" in params:
+            out[15:19, 0:4, 0:4] = 7  # the false blob, until a background click
+        return out
+
+    structures = [(1, "a", 5), (2, "b", 7), (3, "c", 9)]
+    assert click_effort(predict, truth, suggestion, structures, max_clicks=4) == 0 + 2 + 4
+    assert all("a" not in p for p in calls)  # a structure already at Dice 0.9 costs no request
+    models = {"m": {"labels": {"spleen": 1, "liver": 2}},
+              "i": {"labels": {"background": 0, "Liver": 3, "spleen": 1}}}
+    assert click_structures(models, "m", "i", [1, 2]) == [(1, "spleen", 1), (2, "Liver", 3)]
+    with pytest.raises(LabelZooError, match="no label 'liver'"):
+        click_structures({**models, "i": {"labels": {"spleen": 1}}}, "m", "i", [1, 2])
+    with pytest.raises(LabelZooError, match="--click_model 'x' is not served"):
+        click_structures(models, "m", "x", [1])

@@ -45,7 +45,7 @@ def _positive(value: Any, name: str, low: int = 1) -> int:
     return value
 
 
-def find_bundle(model: str) -> Path:
+def find_bundle(model: str, option: str = "--model") -> Path:
     """A bundle folder (with ``configs/metadata.json``), given as a path or as a name in the repository's bundles/."""
     from labelzoo.paths import bundles_dir
 
@@ -57,7 +57,8 @@ def find_bundle(model: str) -> Path:
             repo = path
         path = repo
     if not (path / "configs" / "metadata.json").is_file():
-        raise LabelZooError(f"--model {model}: not a bundle folder (no configs/metadata.json) nor a bundle in bundles/")
+        raise LabelZooError(f"{option} {model}: not a bundle folder (no configs/metadata.json) nor a bundle in "
+                            "bundles/")
     return path.resolve()
 
 
@@ -86,7 +87,8 @@ def simulate(dataset: str, model: str, out: str = "simulation", strategies: str 
              epochs: int = 5, train_overrides: str | dict | None = None, infer_overrides: str | dict | None = None,
              smoke: bool = False, device: str = "cpu", conf: str | dict | None = None, server: str | None = None,
              reference_dice: float | None = None, reference: bool = False,
-             strategy_options: str | dict | None = None, overwrite: bool = False) -> str:
+             strategy_options: str | dict | None = None, click_model: str | None = None, max_clicks: int = 20,
+             overwrite: bool = False) -> str:
     """Play an annotator against a live LabelZoo server and measure the annotation effort each strategy saves.
 
     For every strategy and seed: a fresh server (`labelzoo serve` on a free loopback port), an empty
@@ -104,7 +106,11 @@ def simulate(dataset: str, model: str, out: str = "simulation", strategies: str 
     mean ± std over seeds; wall time per step) and OUT/simulation.png (test Dice vs labels and vs annotated
     slices, cumulative voxels corrected vs labels, one line per strategy). With --reference, OUT/full-seed<s>.csv
     is the full-data reference of each seed (every pool image labelled, the same trainings as a run makes, each
-    continuing from the last), and the 95% target is taken from it.
+    continuing from the last), and the 95% target is taken from it. With --click_model (an interactive bundle,
+    e.g. abdomen_ct_dynunet_interactive_annotation with trained weights) every whole-image round also records
+    `clicks`: the simulated clicks (the interactive benchmark's protocol: each at the centre of the largest error
+    region) that bring the suggestion to Dice 0.9, structure by structure, the interactive model refining the
+    suggestion sent as its prior mask (0 for a structure already at 0.9; --max_clicks for one never there).
     Example: labelzoo simulate data/msd --model planned/x_ct_nnunet3dfullres_segmentation --strategies
     random,fg_random,epistemic,boundary --seeds 0,1 --budget 8 --train_overrides '{"iterations_per_epoch": 20}'
 
@@ -135,6 +141,10 @@ def simulate(dataset: str, model: str, out: str = "simulation", strategies: str 
         reference: also run, per seed, the full-data reference (every pool image labelled, the same training).
         strategy_options: JSON object of next_sample options for every query (checked by the server), e.g.
             '{"n_slices": 3, "slice_gap": 3}' for the slice-level strategies.
+        click_model: an interactive bundle (folder or name in bundles/; with --server: the served model's name)
+            that measures the clicks to Dice 0.9 of each suggestion; served as it is (its weights are kept, it is
+            never trained by the loop); its label names must include the model's.
+        max_clicks: clicks at most per structure for --click_model.
         overwrite: write into a non-empty OUT.
     """
     from labelzoo.progress import progress_bar
@@ -175,6 +185,16 @@ def simulate(dataset: str, model: str, out: str = "simulation", strategies: str 
         for key in ("num_workers",):  # worker processes only cost start-up time for a handful of small images
             train_ovr.setdefault(key, 0)
             infer_ovr.setdefault(key, 0)
+    max_clicks = _positive(max_clicks, "max_clicks")
+    click_bundle = ""
+    if click_model and not server:
+        click_path = find_bundle(str(click_model), "--click_model")
+        from labelzoo.discovery import read_bundle_info
+
+        if not read_bundle_info(click_path).guidance_channels:
+            raise LabelZooError(f"--click_model {click_path}: not an interactive bundle (its metadata declares no "
+                                "guidance_channels)")
+        click_bundle = str(click_path)
     data = read_dataset(dataset)
     out_dir = Path(out).expanduser()
     if out_dir.exists() and any(out_dir.iterdir()):
@@ -183,7 +203,9 @@ def simulate(dataset: str, model: str, out: str = "simulation", strategies: str 
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = RunSettings(model=bundle.name if bundle else model, initial=initial, budget=budget,
                            train_every=train_every, n_test=n_test, epochs=epochs, device=device,
-                           server_conf=server_conf, sample_options=sample_options)
+                           server_conf=server_conf, sample_options=sample_options,
+                           click_model=str(click_model or "") if server else "", click_bundle=click_bundle,
+                           max_clicks=max_clicks)
     rounds = max(0, min(budget, len(data.cases) - n_test) - initial)
     _stop_on_sigterm()
     bar = progress_bar(total=rounds * len(strategy_list) * len(seed_list), desc="simulate", unit="label")

@@ -38,11 +38,15 @@ logger = logging.getLogger(__name__)
 #: CSV columns of a run, one row per round (round 0: the model trained on the initial labels).
 COLUMNS = ["strategy", "seed", "round", "labels", "image", "selection_score", "slices", "partial", "voxels_changed",
            "fraction_changed", "one_minus_dice", "cum_voxels_changed", "cum_one_minus_dice", "annotated_slices",
-           "annotated_voxels", "cum_annotated_slices", "cum_annotated_voxels", "score_s", "next_s",
-           "infer_s", "save_s", "train_s", "eval_s", "test_dice", "test_hd95", "pool", "rescored_s", "partial_labels"]
+           "annotated_voxels", "cum_annotated_slices", "cum_annotated_voxels", "clicks", "cum_clicks", "score_s",
+           "next_s", "infer_s", "clicks_s", "save_s", "train_s", "eval_s", "test_dice", "test_hd95", "pool",
+           "rescored_s", "partial_labels"]
 
 #: the pseudo-strategy of the full-data reference run: every pool image labelled, the same training
 REFERENCE = "full"
+
+#: the Dice a simulated annotator's clicks aim for (``clicks`` column: clicks to bring a suggestion there)
+CLICK_TARGET = 0.9
 
 
 @dataclass
@@ -61,6 +65,9 @@ class RunSettings:
     sample_options: dict[str, Any] = field(default_factory=dict)
     server_timeout: float = 300.0
     train_timeout: float = 1800.0
+    click_model: str = ""
+    click_bundle: str = ""
+    max_clicks: int = 20
 
 
 # ---- the bundle copy each run trains ----------------------------------------------------------------------
@@ -224,6 +231,57 @@ def annotate(truth: np.ndarray, suggestion: np.ndarray, classes: list[int], answ
             **effort.as_dict()}
 
 
+def click_effort(predict: Callable[[dict[str, Any]], np.ndarray], truth: np.ndarray, suggestion: np.ndarray,
+                 structures: list[tuple[int, str, int]], max_clicks: int, target: float = CLICK_TARGET) -> int:
+    """Clicks a simulated annotator needs to bring a suggestion to Dice >= ``target``, summed over structures.
+
+    The protocol of the interactive benchmark (:func:`labelzoo.interactive.simulate.simulate_clicks`: each click at
+    the centre of the largest error region), sent to an interactive model that refines the suggestion (``predict``
+    sends it as the prior mask). A structure whose suggestion already reaches ``target`` costs 0 clicks; one that
+    never gets there within ``max_clicks`` costs ``max_clicks``.
+
+    Args:
+        predict: click params (``{label name: [points], "background": [points]}``) -> label map in the
+            interactive model's values, on the image's grid.
+        truth: the ground truth in the loop model's values.
+        suggestion: the loop model's suggestion, same values and grid.
+        structures: ``(loop model value, interactive model label name, interactive model value)`` per structure.
+        max_clicks: clicks at most per structure.
+        target: the Dice to reach.
+    """
+    from labelzoo.interactive.simulate import dice, simulate_clicks
+
+    total = 0
+    for loop_value, name, click_value in structures:
+        gt = np.asarray(truth) == loop_value
+        if dice(np.asarray(suggestion) == loop_value, gt) >= target:
+            continue
+        run = simulate_clicks(predict, gt, name, click_value, max_clicks)
+        total += next((k for k, d in enumerate(run.dices) if d >= target), max_clicks)
+    return total
+
+
+def click_structures(models: dict[str, Any], model: str, click_model: str,
+                     classes: list[int]) -> list[tuple[int, str, int]]:
+    """``(loop value, interactive label name, interactive value)`` for every class, matched by label name."""
+    if click_model not in models:
+        raise LabelZooError(f"--click_model {click_model!r} is not served; served: {', '.join(models)}")
+    click_labels = {str(n): int(v) for n, v in (models[click_model].get("labels") or {}).items()
+                    if str(n).strip().lower() != "background"}
+    if not click_labels:
+        raise LabelZooError(f"--click_model {click_model!r} names no labels in /info/")
+    by_name = {n.strip().lower(): (n, v) for n, v in click_labels.items()}
+    names = {int(v): str(n) for n, v in (models[model].get("labels") or {}).items()}
+    out = []
+    for c in classes:
+        hit = by_name.get(names.get(c, "").strip().lower())
+        if hit is None:
+            raise LabelZooError(f"--click_model {click_model!r} has no label {names.get(c, c)!r} of {model!r} "
+                                f"(its labels: {', '.join(click_labels)})")
+        out.append((c, hit[0], hit[1]))
+    return out
+
+
 def _save_array(data: np.ndarray, like: Path, path: Path) -> Path:
     import nibabel as nib
 
@@ -286,6 +344,10 @@ def run_loop(url: str, settings: RunSettings, dataset: Dataset, strategy: str, s
         cum_slices += shape[-1] if len(shape) == 3 else 1
         cum_voxels += int(np.prod(shape))
     method = None if reference else _scoring_method(info, strategy)
+    structures = click_structures(models, settings.model, settings.click_model, classes) if settings.click_model \
+        else []
+    to_click = {0: 0, **{c: v for c, _, v in structures}}
+    cum_clicks = 0
     trainer = Trainer(client, settings.model, settings.epochs, settings.train_params, settings.train_timeout)
 
     rows: list[dict[str, Any]] = []
@@ -344,7 +406,24 @@ def run_loop(url: str, settings: RunSettings, dataset: Dataset, strategy: str, s
         truth, _ = _load(submitted)
         suggestion, _ = _load(out)
         Path(out).unlink(missing_ok=True)
-        done = annotate(np.rint(truth).astype(np.int64), np.rint(suggestion).astype(np.int64), classes, answer)
+        truth, suggestion = np.rint(truth).astype(np.int64), np.rint(suggestion).astype(np.int64)
+        done = annotate(truth, suggestion, classes, answer)
+        if structures and not done["partial"]:
+            # clicks to Dice 0.9: the interactive model refines this suggestion (sent as its prior mask)
+            t = time.monotonic()
+            prior = _save_array(apply_lookup(suggestion, to_click), submitted, tmp / f"prior-{image}.nii.gz")
+
+            def predict(params: dict[str, Any], image: str = image, prior: Path = prior) -> np.ndarray:
+                got, _ = client.infer(settings.click_model, image, {**params, "prior": True}, label_in=str(prior))
+                arr = np.rint(_load(got)[0]).astype(np.int64)
+                Path(got).unlink(missing_ok=True)
+                return arr
+
+            row["clicks"] = click_effort(predict, truth, suggestion, structures, settings.max_clicks)
+            cum_clicks += row["clicks"]
+            row["cum_clicks"] = cum_clicks
+            row["clicks_s"] = round(time.monotonic() - t, 3)
+            prior.unlink(missing_ok=True)
         if done["partial"]:
             submitted = _save_array(done["label"], submitted, tmp / f"partial-{image}.nii.gz")
         cum_vox += done["voxels_changed"]
@@ -401,7 +480,15 @@ def run_one(settings: RunSettings, dataset: Dataset, bundle: Path | None, strate
     copy = prepare_bundle(bundle, bundles, *bundle_overrides)
     studies = run_dir / "studies"
     studies.mkdir()
-    conf = {"models": copy.name, "bundles": str(bundles), "device": settings.device,
+    models = copy.name
+    if settings.click_bundle:  # the interactive model the click effort is measured with, served as it is
+        click = Path(settings.click_bundle)
+        if click.name == copy.name:
+            raise LabelZooError(f"--click_model {click} has the name of --model: they must differ")
+        shutil.copytree(click, bundles / click.name, ignore=shutil.ignore_patterns("eval", "logs", "__pycache__"))
+        models += f"+{click.name}"
+        settings = replace_model(settings, settings.model, click.name)
+    conf = {"models": models, "bundles": str(bundles), "device": settings.device,
             "scoring_model": copy.name, **settings.server_conf}
     if strategy in ("random", "first", "random_slices", REFERENCE):
         conf.setdefault("skip_scoring", "true")  # nothing ranks: keep the 2 cores for the loop
@@ -414,8 +501,8 @@ def run_one(settings: RunSettings, dataset: Dataset, bundle: Path | None, strate
     return rows
 
 
-def replace_model(settings: RunSettings, model: str) -> RunSettings:
-    """``settings`` with ``model`` as the served model's name."""
+def replace_model(settings: RunSettings, model: str, click_model: str | None = None) -> RunSettings:
+    """``settings`` with ``model`` (and ``click_model`` when given) as the served models' names."""
     from dataclasses import replace
 
-    return replace(settings, model=model)
+    return replace(settings, model=model, click_model=settings.click_model if click_model is None else click_model)

@@ -90,6 +90,8 @@ def summarize(runs: dict[tuple[str, int], list[dict[str, Any]]], target_fraction
         p["final_hd95"].append(hd[-1] if hd else None)
         rounds = [r for r in rows if int(r.get("round", 0)) > 0]
         p["effort_voxels"].append(float(sum(_num(r.get("voxels_changed")) or 0 for r in rounds)))
+        clicks = [_num(r.get("clicks")) for r in rounds if _num(r.get("clicks")) is not None]
+        p["effort_clicks"].append(float(sum(clicks)) if clicks else None)  # with --click_model only
         p["effort_mean_1_minus_dice"].append(
             float(np.mean([_num(r.get("one_minus_dice")) or 0 for r in rounds])) if rounds else None)
         for key in TIME_KEYS:
@@ -118,13 +120,17 @@ def markdown_table(summary: dict[str, Any]) -> str:
     head = (f"| strategy | final test Dice | HD95 (mm) | area under Dice curve | labels to {target} (runs reaching) | "
             f"annotated slices | slices to {target} | voxels corrected | mean 1 - Dice of suggestions |")
     lines = [head, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    empty = {"mean": None}
+    with_clicks = any(s.get("effort_clicks", empty).get("mean") is not None for s in summary["strategies"].values())
+    if with_clicks:
+        lines = [head + " clicks to Dice 0.9 |", lines[1] + " --- |"]
     for name, s in summary["strategies"].items():
-        empty = {"mean": None}
         lines.append(f"| `{name}` | {_fmt(s['final_dice'])} | {_fmt(s['final_hd95'], 1)} | {_fmt(s['auc'])} | "
                      f"{_fmt(s['labels_to_target'], 1)} ({s['reached']}) | "
                      f"{_fmt(s.get('annotated_slices', empty), 0)} | "
                      f"{_fmt(s.get('slices_to_target', empty), 0)} | {_fmt(s['effort_voxels'], 0)} | "
-                     f"{_fmt(s['effort_mean_1_minus_dice'])} |")
+                     f"{_fmt(s['effort_mean_1_minus_dice'])} |"
+                     + (f" {_fmt(s.get('effort_clicks', empty), 1)} |" if with_clicks else ""))
     ref = summary.get("reference_runs") or {}
     if ref.get("n"):
         lines.append(f"\nFull-data reference (every pool image labelled, the same training): test Dice {_fmt(ref)} "
