@@ -721,14 +721,26 @@ def chain_sigterm(on_term: Callable[[], None], grace_s: float = 6.0) -> None:
         signal.signal(sig, handler)
 
 
-def install(app: Any) -> bool:
-    """Put LabelZoo's routes in front of MONAI Label's and cap request bodies (only inside a running server)."""
+def prepend_routes(router: APIRouter) -> Any | None:
+    """Put ``router``'s routes in front of MONAI Label's (the same paths answer here first).
+
+    Returns:
+        The running server's FastAPI app, or ``None`` outside a server (nothing installed).
+    """
     server = sys.modules.get("monailabel.app")
     fastapi_app = getattr(server, "app", None)
     if fastapi_app is None:
-        return False
-    fastapi_app.router.routes[0:0] = gateway_router(app).routes
+        return None
+    fastapi_app.router.routes[0:0] = router.routes
     fastapi_app.openapi_schema = None
+    return fastapi_app
+
+
+def install(app: Any) -> bool:
+    """Put LabelZoo's routes in front of MONAI Label's and cap request bodies (only inside a running server)."""
+    fastapi_app = prepend_routes(gateway_router(app))
+    if fastapi_app is None:
+        return False
     install_body_limit(fastapi_app, app.uploads.max_bytes)
     logger.info("LabelZoo routes installed: checked options, capped uploads (%g MiB), inference pool",
                 app.uploads.max_bytes / 2**20)

@@ -11,7 +11,6 @@ Roles are MONAI Label's (with auth off every caller has every role, as for the o
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from monailabel.endpoints.user.auth import User
 from labelzoo.errors import LabelZooError
 from labelzoo.zoo import registry
 from lib.errors import as_http, conflict, forbidden, not_found, unprocessable
-from lib.routes import ADMIN, USER
+from lib.routes import ADMIN, USER, prepend_routes
 
 logger = logging.getLogger(__name__)
 
@@ -96,10 +95,4 @@ def install(app: Any) -> bool:
     """Register the bundles' current weights and put the routes in front of MONAI Label's (server only)."""
     for name, info in app.bundles.items():
         registry_sync(info.path, "zoo" if name in getattr(app, "zoo_bundles", {}) else "existing")
-    server = sys.modules.get("monailabel.app")
-    fastapi_app = getattr(server, "app", None)
-    if fastapi_app is None:
-        return False
-    fastapi_app.router.routes[0:0] = router(app).routes
-    fastapi_app.openapi_schema = None
-    return True
+    return prepend_routes(router(app)) is not None

@@ -7,7 +7,6 @@ and ``model_info.json``: ``{"<name>_v<version>": {"checksum": "<sha256 of the zi
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -18,15 +17,14 @@ import tempfile
 import urllib.parse
 import urllib.request
 import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from labelzoo.errors import LabelZooError
-from labelzoo.io import replace_file_atomic, write_json_atomic
+from labelzoo.io import file_lock, replace_file_atomic, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -141,14 +139,8 @@ def pack_bundle(bundle: str | Path, out_dir: str | Path, weights_url: str = "", 
     return target
 
 
-@contextmanager
-def _locked(zoo: Path) -> Iterator[None]:
-    with open(zoo / ".model_info.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+def _locked(zoo: Path) -> AbstractContextManager[None]:
+    return file_lock(zoo / ".model_info.lock")
 
 
 def _read_local_index(zoo: Path) -> dict[str, Any]:

@@ -15,7 +15,6 @@ made under a file lock. :func:`sync` registers weights that changed since the re
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from labelzoo.errors import LabelZooError
-from labelzoo.io import replace_file_atomic, write_json_atomic
+from labelzoo.io import file_lock, replace_file_atomic, write_json_atomic
 from labelzoo.zoo.core import sha256_file
 
 logger = logging.getLogger(__name__)
@@ -73,12 +72,8 @@ def _locked(bundle: str | Path) -> Iterator[None]:
         raise LabelZooError(f"{bundle}: not a bundle folder (configs/metadata.json missing)")
     folder = registry_dir(bundle)
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with file_lock(folder / ".lock"):
+        yield
 
 
 def active_id(bundle: str | Path) -> str | None:
