@@ -10,13 +10,13 @@ per-strategy table (test Dice, HD95, area under the learning curve with its spre
 annotated slices to 95 % of the full-data Dice, voxels corrected) and the wall-time split of a round, and
 saves the plot.
 
-    nice -n 10 python benchmarks/annotation_effort.py           # CPU, about 35-40 min on 2 shared cores
-    python benchmarks/annotation_effort.py --strategies random,boundary_slices --seeds 0 --budget 4   # quicker
+    nice -n 10 python benchmarks/annotation_effort.py           # CPU: 10 strategies + full x 2 seeds, ~55 min
+    python benchmarks/annotation_effort.py --strategies random,fg_random,boundary_slices --seeds 0   # ~8 min
     python benchmarks/annotation_effort.py --strategies random,boundary --seeds 0 --no_reference \
         --shape 64,64,40 --spacing 2.25,2.25,3.2 --click_weights W.pt --out benchmarks/results/annotation_effort_clicks
                       # + clicks to Dice 0.9 with the interactive bundle (W.pt: interactive_clicks.py --save_weights)
-    python benchmarks/annotation_effort.py --device cuda --n_images 40 --budget 16 --seeds 0,1,2 \
-        --epochs 10 --iterations 50                             # a GPU: longer training, more labels
+    python benchmarks/annotation_effort.py --device cuda --n_images 40 --budget 16 --train_every 1 \
+        --seeds 0,1,2 --epochs 4 --threads 0                    # a GPU: a finer curve, more labels and seeds
 """
 
 from __future__ import annotations
