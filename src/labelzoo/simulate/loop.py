@@ -527,7 +527,7 @@ def thread_env(threads: int | None) -> dict[str, str]:
 
     torch (OpenMP / MKL) sizes its thread pool from these at start-up. On a machine whose cores other work
     already uses, one thread per process avoids the oversubscription in which OpenMP threads spin-wait for each
-    other (measured on 2 shared cores: a training iteration 0.19 s with one thread against 6.5 s with two).
+    other (measured on 2 shared cores: a training iteration 0.26 s with one thread against 1.5-2 s with two).
     ``None``: leave the environment as it is.
     """
     if threads is None:
