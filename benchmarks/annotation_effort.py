@@ -10,13 +10,13 @@ per-strategy table (test Dice, HD95, area under the learning curve with its spre
 annotated slices to 95 % of the full-data Dice, voxels corrected) and the wall-time split of a round, and
 saves the plot.
 
-    nice -n 10 python benchmarks/annotation_effort.py           # CPU, about 35-40 min on 2 shared cores
-    python benchmarks/annotation_effort.py --strategies random,boundary_slices --seeds 0 --budget 4   # quicker
+    nice -n 10 python benchmarks/annotation_effort.py           # CPU: 10 strategies + full x 2 seeds, ~55 min
+    python benchmarks/annotation_effort.py --strategies random,fg_random,boundary_slices --seeds 0   # ~8 min
     python benchmarks/annotation_effort.py --strategies random,boundary --seeds 0 --no_reference \
         --shape 64,64,40 --spacing 2.25,2.25,3.2 --click_weights W.pt --out benchmarks/results/annotation_effort_clicks
                       # + clicks to Dice 0.9 with the interactive bundle (W.pt: interactive_clicks.py --save_weights)
-    python benchmarks/annotation_effort.py --device cuda --n_images 40 --budget 16 --seeds 0,1,2 \
-        --epochs 10 --iterations 50                             # a GPU: longer training, more labels
+    python benchmarks/annotation_effort.py --device cuda --n_images 40 --budget 16 --train_every 1 \
+        --seeds 0,1,2 --epochs 4 --threads 0                    # a GPU: a finer curve, more labels and seeds
 """
 
 from __future__ import annotations
@@ -40,12 +40,31 @@ from labelzoo.simulate.report import load_runs, markdown_table, plot, summarize,
 SMALL_FILTERS = [8, 16, 32, 64]
 #: Slices one slice-level query asks for (of the volume's last axis), at least this far apart.
 N_SLICES, SLICE_GAP = 3, 3
+#: Every strategy the app offers (whole images; then the slice-level ones).
+ALL_STRATEGIES = "random,fg_random,first,epistemic,tta,hybrid,clasp,boundary,boundary_slices,random_slices"
+
+
+def light_augmentation(patch_size: str = "@patch_size", num_classes: int = 4) -> list[dict]:
+    """The planned bundle's patch sampling without its nnU-Net augmentation (rotation, zoom, noise, blur, contrast,
+    low resolution, mirroring), for the loop's short CPU trainings: augmentation regularises a training of
+    hundreds of epochs, and slows one of a few hundred iterations (measured in the README). Its time per iteration
+    is small at 32x32x24 either way. Same keys, crop and foreground-biased sampling as the plan's."""
+    keys = ["image", "label"]
+    return [
+        {"_target_": "SpatialPadd", "keys": keys, "spatial_size": patch_size},
+        {"_target_": "ClassesToIndicesd", "keys": "label", "indices_postfix": "_cls_indices",
+         "num_classes": num_classes, "max_samples_per_class": 10000},
+        {"_target_": "RandCropByLabelClassesd", "keys": keys, "label_key": "label", "spatial_size": patch_size,
+         "num_classes": num_classes, "ratios": [3.0] + [1] * (num_classes - 1), "num_samples": 1, "warn": False,
+         "indices_key": "label_cls_indices"},
+        {"_target_": "SelectItemsd", "keys": keys},
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="benchmarks/results/annotation_effort")
-    p.add_argument("--strategies", default="random,boundary_slices,random_slices")
+    p.add_argument("--strategies", default=ALL_STRATEGIES)
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--n_images", type=int, default=14)
     p.add_argument("--shape", default="32,32,24")
@@ -58,8 +77,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--initial", type=int, default=2)
     p.add_argument("--budget", type=int, default=6)
     p.add_argument("--train_every", type=int, default=2)
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--iterations", type=int, default=10, help="iterations per epoch")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--iterations", type=int, default=50, help="iterations per epoch")
+    p.add_argument("--lr", type=float, default=0.03,
+                   help="learning rate (the plan: 0.01, too slow for a few hundred iterations)")
+    p.add_argument("--augment", action="store_true",
+                   help="keep the planned bundle's nnU-Net augmentation (default: patch sampling only, see "
+                        "light_augmentation)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads per server / training process (OMP_NUM_THREADS); 0: torch's default")
     p.add_argument("--mirroring", action="store_true",
                    help="keep the planned bundle's test-time mirroring (8 flips per prediction: 8x the scoring time)")
     p.add_argument("--no_reference", action="store_true", help="skip the full-data reference runs")
@@ -85,7 +111,12 @@ def main(argv: list[str] | None = None) -> int:
         fp = extract_fingerprint(data)
         (bundle,) = emit_bundles(ExperimentPlanner().plan(fp), fp, work / "planned", data,
                                  configurations=["3d_fullres"])
-        train = {"iterations_per_epoch": args.iterations}
+        train: dict = {"iterations_per_epoch": args.iterations}
+        if args.lr is not None:
+            train["learning_rate"] = args.lr
+        if not args.augment:
+            n_classes = json.loads((bundle / "configs" / "train.json").read_text())["network_def"]["out_channels"]
+            train["train#random_transforms"] = light_augmentation(num_classes=int(n_classes))
         infer: dict = {} if args.mirroring else {"use_mirroring": False}
         if not args.full_width:  # 8, 16, 32, 64, 64, ...: one per stage of the planned network
             strides = json.loads((bundle / "configs" / "train.json").read_text())["network_def"]["strides"]
@@ -98,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                        epochs=args.epochs, train_overrides=train, infer_overrides=infer, device=args.device,
                        reference=not args.no_reference,
                        strategy_options={"n_slices": N_SLICES, "slice_gap": SLICE_GAP}, click_model=click_model,
-                       max_clicks=args.max_clicks, overwrite=True))
+                       max_clicks=args.max_clicks, threads=args.threads or None, overwrite=True))
         out.mkdir(parents=True, exist_ok=True)
         for f in runs.glob("*.csv"):
             shutil.copy(f, out / f.name)

@@ -30,7 +30,7 @@ from labelzoo.planning.emit import emit_bundles
 from labelzoo.planning.fingerprint import extract_fingerprint
 from labelzoo.planning.planner import ExperimentPlanner
 from labelzoo.simulate.commands import _stop_on_sigterm
-from labelzoo.simulate.loop import Trainer, prepare_bundle
+from labelzoo.simulate.loop import Trainer, prepare_bundle, thread_env
 from labelzoo.simulate.server import local_server
 
 METHODS = ("epistemic", "tta", "boundary")
@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", default="epistemic_samples=3,tta_samples=3", help="server --conf for scoring")
     p.add_argument("--no_mirroring", action="store_true",
                    help="score without the planned bundle's test-time mirroring (8 flips per prediction in 3D)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="server CPU threads (OMP_NUM_THREADS, as labelzoo simulate --threads); 0: torch's default")
     p.add_argument("--out", default="benchmarks/results/scoring_keepup.json")
     args = p.parse_args(argv)
     from monailabel.client import MONAILabelClient
@@ -123,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         studies = work / "studies"
         studies.mkdir()
         images = sorted((data / "imagesTr").glob("*.nii.gz"))
-        with local_server(studies, conf, work / "server.log") as url:
+        with local_server(studies, conf, work / "server.log", env=thread_env(args.threads or None)) as url:
             client = MONAILabelClient(url, tmpdir=str(work / "tmp"))
             for image in images:
                 client.upload_image(str(image), image_id=image.name[:-7])
@@ -150,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
                                 "per_method_s": per_method})
         n = args.pool
         print(f"pool: {n} unlabelled images {args.shape}, methods {', '.join(METHODS)} ({args.samples}), "
-              f"test-time mirroring {'off' if args.no_mirroring else 'on'}, 2 shared CPU cores")
+              f"test-time mirroring {'off' if args.no_mirroring else 'on'}, 2 shared CPU cores, "
+              f"threads {args.threads or 'default'}")
         print(f"first scoring pass after the first training: {first_pass:.1f} s")
         print(f"/info/ idle:            {stats(idle)}")
         for r in results:
@@ -164,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"pool": n, "shape": args.shape, "mirroring": not args.no_mirroring,
-                                   "conf": conf | {"bundles": "<tmp>"},
+                                   "conf": conf | {"bundles": "<tmp>"}, "threads": args.threads or None,
                                    "first_pass_s": round(first_pass, 2),
                                    "idle_ms": {"p50": statistics.median(idle) * 1000,
                                                "p95": percentile(idle, 0.95) * 1000},

@@ -38,7 +38,7 @@ def test_two_rounds_against_a_live_server(planned: tuple[Path, Path], tmp_path: 
     code = main(["simulate", str(data), str(bundle), "--out", str(out), "--strategies", "boundary", "--seeds", "0",
                  "--initial", "1", "--budget", "3", "--train_every", "2", "--n_test", "2", "--epochs", "1",
                  "--train_overrides", json.dumps({"iterations_per_epoch": 2, **SMALL}),
-                 "--infer_overrides", json.dumps(SMALL), "--conf", "epistemic_samples=1",
+                 "--infer_overrides", json.dumps(SMALL), "--conf", "epistemic_samples=1", "--threads", "1",
                  "--click_model", "abdomen_ct_dynunet_interactive_annotation", "--max_clicks", "2"])
     assert code == 0
     rows = list(csv.DictReader((out / "boundary-seed0.csv").open()))
@@ -46,6 +46,9 @@ def test_two_rounds_against_a_live_server(planned: tuple[Path, Path], tmp_path: 
     # the model was trained and scored on the held-out cases after the initial label and after 2 new ones
     assert rows[0]["test_dice"] and rows[2]["test_dice"] and not rows[1]["test_dice"]
     assert 0.0 <= float(rows[2]["test_dice"]) <= 1.0
+    for r in (rows[0], rows[2]):  # a training's wall time = the task's own run + its process start / exit
+        run, overhead = float(r["train_run_s"]), float(r["train_overhead_s"])
+        assert run > 0 and overhead >= 0 and run + overhead == pytest.approx(float(r["train_s"]), abs=0.01)
     images = [r["image"] for r in rows[1:]]
     assert len(set(images)) == 2 and all(i.startswith("case_") for i in images)
     for r in rows[1:]:
@@ -106,6 +109,8 @@ def test_bad_arguments_name_the_parameter(planned: tuple[Path, Path], tmp_path: 
     assert "leaves none" in capsys.readouterr().err
     assert main(["simulate", str(data), str(bundle), "--strategies", "a,b", "--server", "http://127.0.0.1:1"]) != 0
     assert "--server" in capsys.readouterr().err
+    assert main(["simulate", str(data), str(bundle), "--threads", "0", "--out", str(tmp_path / "o5")]) != 0
+    assert "--threads" in capsys.readouterr().err
     assert main(["simulate", str(data), str(bundle), "--strategy_options", '{"n_slices": 0}',
                  "--out", str(tmp_path / "o3")]) != 0
     assert "n_slices" in capsys.readouterr().err

@@ -11,7 +11,7 @@ import pytest
 
 from labelzoo.errors import LabelZooError
 from labelzoo.simulate.dataset import Case, read_dataset, split_cases
-from labelzoo.simulate.loop import click_effort, click_structures, prepare_bundle
+from labelzoo.simulate.loop import click_effort, click_structures, prepare_bundle, thread_env, train_split
 from labelzoo.simulate.metrics import (
     apply_lookup,
     class_dice,
@@ -184,3 +184,16 @@ def test_click_effort_counts_clicks_to_dice_90_per_structure() -> None:
         click_structures({**models, "i": {"labels": {"spleen": 1}}}, "m", "i", [1, 2])
     with pytest.raises(LabelZooError, match="--click_model 'x' is not served"):
         click_structures(models, "m", "x", [1])
+
+
+def test_train_split_separates_the_run_from_its_overhead() -> None:
+    assert train_split(30.0, {"elapsed_s": 21.5}) == {"train_run_s": 21.5, "train_overhead_s": 8.5}
+    # a clock step between the two processes never makes the overhead negative
+    assert train_split(10.0, {"elapsed_s": 12.0}) == {"train_run_s": 10.0, "train_overhead_s": 0.0}
+    for progress in ({}, {"elapsed_s": None}, {"elapsed_s": "3"}, {"elapsed_s": True}, {"elapsed_s": -1}):
+        assert train_split(5.0, progress) == {}
+
+
+def test_thread_env_caps_every_thread_pool() -> None:
+    assert thread_env(None) == {}
+    assert thread_env(1) == {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}

@@ -15,7 +15,8 @@ import numpy as np
 
 from labelzoo.simulate.metrics import curve_auc, labels_to_reach
 
-TIME_KEYS = ("score_s", "next_s", "infer_s", "save_s", "train_s", "eval_s", "rescored_s")
+TIME_KEYS = ("score_s", "next_s", "infer_s", "save_s", "train_s", "train_run_s", "train_overhead_s", "eval_s",
+             "rescored_s")
 
 
 def _num(value: Any) -> float | None:
@@ -139,9 +140,14 @@ def markdown_table(summary: dict[str, Any]) -> str:
 
 
 def time_table(summary: dict[str, Any]) -> str:
-    """Mean wall time of each step (seconds per round for score/next/infer/save, per training for train/eval)."""
-    lines = ["| strategy | score pool | next_sample | infer | save_label | train | test scoring | new weights -> pool "
-             "re-scored |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    """Mean wall time of each step (seconds per round for score/next/infer/save, per training for train/eval).
+
+    A training splits into its run (the task's own time: config, data, iterations, weights saved) and the overhead
+    around it (the task process starting and exiting, polling); see :func:`labelzoo.simulate.loop.train_split`.
+    """
+    lines = ["| strategy | score pool | next_sample | infer | save_label | train | of which: run | of which: process "
+             "start/exit | test scoring | new weights -> pool re-scored |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, s in summary["strategies"].items():
         lines.append(f"| `{name}` | " + " | ".join(_fmt(s[f"time_{k}"], 2) for k in TIME_KEYS) + " |")
     return "\n".join(lines)
