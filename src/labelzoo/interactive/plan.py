@@ -29,8 +29,8 @@ from labelzoo.io import write_json_atomic
 INTERACTIVE_CONFIGURATIONS = ("3d_fullres", "3d_lowres")
 #: The simulated annotator of training (as the hand-written interactive bundle's defaults).
 TRAIN_DEFAULTS: dict[str, Any] = {"deepgrow_probability": 0.5, "max_interactions": 3, "max_clicks": 2,
-                                  "box_prob": 0.3, "scribble_prob": 0.2, "lasso_prob": 0.1, "prior_prob": 0.2,
-                                  "guidance_sigma": 3}
+                                  "box_prob": 0.3, "scribble_prob": 0.2, "lasso_prob": 0.1, "prior_prob": 0.5,
+                                  "corrective_clicks": 3, "guidance_sigma": 3}
 T = "labelzoo.interactive.transforms."
 DE = "monai.apps.deepedit.transforms."
 
@@ -60,6 +60,7 @@ def _normalize_guidance() -> dict[str, Any]:
 def _simulate(training: bool) -> dict[str, Any]:
     probs = {k: f"@{k}" if training else (0 if k == "max_clicks" else 0.0)
              for k in ("max_clicks", "box_prob", "scribble_prob", "lasso_prob", "prior_prob")}
+    probs["corrective_clicks"] = "@corrective_clicks" if training else 0
     return {"_target_": T + "SimulatePromptsd", "keys": "label", "label_names": "@label_names",
             "image_channels": "@image_channels", **probs}
 
@@ -116,7 +117,8 @@ def inference_config(infer: dict[str, Any], n_img: int, label_names: dict[str, i
         {"_target_": T + "PromptGuidanced", "keys": "image", "label_names": "@label_names", "guidance": "guidance",
          "image_channels": "@image_channels"},
         {"_target_": T + "CropToPromptsd", "keys": "image", "guidance": "guidance", "num_boxes": "@num_labels",
-         "margin": "@prompt_roi_margin", "image_channels": "@image_channels"},
+         "margin": "@prompt_roi_margin", "image_channels": "@image_channels",
+         "min_size": [int(p) for p in patch_size]},
         _guidance("$@image_channels + 2 * @num_labels"),  # click maps on the crop alone
     ]
     post = conf["postprocessing"]["transforms"]
