@@ -267,3 +267,21 @@ def test_crop_to_prompts_grows_to_the_patch_size_inside_the_image():
     assert out["guidance"] == {"spleen": (np.asarray([[18, 1, 5]]) - lo).tolist()}
     back = crop.inverse(out)["image"]
     assert back.shape == (2, *SHAPE) and float(back[0, 10:20, :, 2:10].sum()) == 10 * 16 * 8
+
+
+def test_prior_from_prediction_fills_the_prior_channels():
+    from labelzoo.interactive.transforms import PriorFromPredictiond
+
+    pred = np.zeros((1, *SHAPE), dtype=np.int64)
+    pred[0, 2:8, 2:8, 2:6] = 1  # spleen
+    pred[0, 10:18, 4:12, 3:9] = 2  # liver (normalised value 2)
+    image = np.random.default_rng(0).random((8, *SHAPE)).astype(np.float32)  # image, 2 boxes, 2 priors, 3 clicks
+    t = PriorFromPredictiond("image", NAMES, prob=1.0)
+    out = t({"image": image.copy(), "pred": pred})["image"]
+    np.testing.assert_array_equal(out[3], pred[0] == 1)
+    np.testing.assert_array_equal(out[4], pred[0] == 2)
+    np.testing.assert_array_equal(out[[0, 1, 2, 5, 6, 7]], image[[0, 1, 2, 5, 6, 7]])  # the rest untouched
+    never = PriorFromPredictiond("image", NAMES, prob=0.0)
+    np.testing.assert_array_equal(never({"image": image.copy(), "pred": pred})["image"], image)
+    with pytest.raises(LabelZooError, match="prior channels"):
+        t({"image": image[:3].copy(), "pred": pred})

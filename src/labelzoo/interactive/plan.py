@@ -30,7 +30,7 @@ INTERACTIVE_CONFIGURATIONS = ("3d_fullres", "3d_lowres")
 #: The simulated annotator of training (as the hand-written interactive bundle's defaults).
 TRAIN_DEFAULTS: dict[str, Any] = {"deepgrow_probability": 0.5, "max_interactions": 3, "max_clicks": 2,
                                   "box_prob": 0.3, "scribble_prob": 0.2, "lasso_prob": 0.1, "prior_prob": 0.5,
-                                  "corrective_clicks": 3, "guidance_sigma": 3}
+                                  "corrective_clicks": 3, "prior_from_prediction_prob": 0.5, "guidance_sigma": 3}
 T = "labelzoo.interactive.transforms."
 DE = "monai.apps.deepedit.transforms."
 
@@ -86,6 +86,8 @@ def train_config(train: dict[str, Any], n_img: int, label_names: dict[str, int])
         {"_target_": DE + "AddRandomGuidanceDeepEditd", "keys": "label", "guidance": "guidance",
          "discrepancy": "discrepancy", "probability": "probability"},
         _normalize_guidance(),
+        {"_target_": T + "PriorFromPredictiond", "keys": "image", "label_names": "@label_names", "pred": "pred",
+         "prob": "@prior_from_prediction_prob", "image_channels": "@image_channels"},
         _guidance(intensity),
         {"_target_": "ToTensord", "keys": ["image", "label"]},
         _normalize_guidance(),
@@ -172,8 +174,9 @@ normalisation, patch size and DynUNet topology, with **guidance channels** after
 click channel, then background clicks. Without prompts it segments automatically.
 
 Training draws prompts from the ground truth (`labelzoo.interactive.transforms.SimulatePromptsd`: clicks, 2D/3D
-boxes, scribbles, lassos, spoiled prior masks) and MONAI DeepEdit's `Interaction` adds corrective clicks at the
-error regions; validation measures the automatic Dice. The LabelZoo app serves it as a MONAI Label **DeepEdit**
+boxes, scribbles, lassos, spoiled prior masks with corrective clicks at their errors) and MONAI DeepEdit's
+`Interaction` adds corrective clicks at the error regions of the model's own prediction, which becomes the
+prior mask of the next round half of the time (`PriorFromPredictiond`); validation measures the automatic Dice. The LabelZoo app serves it as a MONAI Label **DeepEdit**
 model; the request params (clicks per label name, `boxes`, `scribbles`, `lassos`, `prior`, `prompt_roi`,
 `result_region`) are described in the LabelZoo README, section "Interactive annotation".
 

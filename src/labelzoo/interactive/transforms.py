@@ -365,6 +365,53 @@ class NormalizeGuidanced(MapTransform):
         return d
 
 
+class PriorFromPredictiond(Randomizable, MapTransform):
+    """During DeepEdit's click simulation, make the model's own prediction the prior mask (training).
+
+    In ``Interaction``'s click transforms (after ``AsDiscreted`` made ``pred`` a label map and
+    ``AddRandomGuidanceDeepEditd`` placed clicks at its errors), with probability ``prob`` per sample the K prior
+    channels of the image are set to the prediction's masks (label ``c + 1`` in prior channel ``c``), so the next
+    round sees what a refining annotator sends: the current mask (``prior``) and clicks at its errors. The
+    nnInteractive / DeepEdit-with-previous-segmentation recipe; without it a prior in training is always a
+    spoiled ground truth and a nearly right current mask gets "repaired" for the worse.
+
+    Args:
+        keys: the image key.
+        label_names: the bundle's label names (``background`` included): the prior channel order.
+        pred: the prediction key (a label map of the normalised label values).
+        prob: probability per sample.
+        image_channels: the image's own channels (the K box channels, then the K prior channels, follow them).
+    """
+
+    def __init__(self, keys: KeysCollection, label_names: Mapping[str, int], pred: str = "pred", prob: float = 0.5,
+                 image_channels: int = 1, allow_missing_keys: bool = False) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        self.names = _foreground_names(label_names)
+        self.pred, self.prob, self.image_channels = pred, float(prob), int(image_channels)
+
+    def randomize(self, data: Any = None) -> None:  # drawn in __call__
+        pass
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        if self.pred not in d or self.R.rand() >= self.prob:
+            return d
+        pred = np.asarray(d[self.pred].detach().cpu() if isinstance(d[self.pred], torch.Tensor) else d[self.pred])
+        pred = pred.reshape(pred.shape[-3:]) if pred.ndim == 4 else pred
+        k = len(self.names)
+        for key in self.key_iterator(d):
+            image = d[key]
+            arr = np.array(image.detach().cpu() if isinstance(image, torch.Tensor) else image, dtype=np.float32)
+            first = self.image_channels + k
+            if arr.shape[0] < first + k or arr.shape[1:] != pred.shape:
+                raise LabelZooError(f"PriorFromPredictiond: image {arr.shape} has no {k} prior channels after "
+                                    f"{first} channels on the prediction's grid {pred.shape}")
+            for c in range(k):
+                arr[first + c] = pred == c + 1
+            _set_image(d, key, arr)
+        return d
+
+
 class CropToPromptsd(MapTransform, InvertibleTransform):
     """Predict on a region around the prompts (opt-in per request with ``prompt_roi: true``): latency.
 
