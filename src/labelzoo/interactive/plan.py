@@ -176,9 +176,10 @@ click channel, then background clicks. Without prompts it segments automatically
 Training draws prompts from the ground truth (`labelzoo.interactive.transforms.SimulatePromptsd`: clicks, 2D/3D
 boxes, scribbles, lassos, spoiled prior masks with corrective clicks at their errors) and MONAI DeepEdit's
 `Interaction` adds corrective clicks at the error regions of the model's own prediction, which becomes the
-prior mask of the next round half of the time (`PriorFromPredictiond`); validation measures the automatic Dice. The LabelZoo app serves it as a MONAI Label **DeepEdit**
-model; the request params (clicks per label name, `boxes`, `scribbles`, `lassos`, `prior`, `prompt_roi`,
-`result_region`) are described in the LabelZoo README, section "Interactive annotation".
+prior mask of the next round half of the time (`PriorFromPredictiond`); validation measures the automatic Dice.
+The LabelZoo app serves it as a MONAI Label **DeepEdit** model; the request params (clicks per label name,
+`boxes`, `scribbles`, `lassos`, `prior`, `prompt_roi`, `result_region`) are described in the LabelZoo README,
+section "Interactive annotation".
 
 ```bash
 python -m monai.bundle run --config_file configs/train.json --bundle_root . --fold 0
