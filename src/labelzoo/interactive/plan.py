@@ -161,7 +161,8 @@ def smoke_config(smoke: dict[str, Any]) -> dict[str, Any]:
     """The planned ``smoke.json`` with every simulated prompt kind and DeepEdit click rounds on."""
     smoke = copy.deepcopy(smoke)
     smoke.setdefault("train", {}).update({"deepgrow_probability": 1.0, "max_interactions": 2, "box_prob": 1.0,
-                                          "scribble_prob": 1.0, "lasso_prob": 1.0, "prior_prob": 1.0})
+                                          "scribble_prob": 1.0, "lasso_prob": 1.0, "prior_prob": 1.0,
+                                          "prior_from_prediction_prob": 1.0})
     return smoke
 
 
