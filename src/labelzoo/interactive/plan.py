@@ -30,7 +30,7 @@ INTERACTIVE_CONFIGURATIONS = ("3d_fullres", "3d_lowres")
 #: The simulated annotator of training (as the hand-written interactive bundle's defaults).
 TRAIN_DEFAULTS: dict[str, Any] = {"deepgrow_probability": 0.5, "max_interactions": 3, "max_clicks": 2,
                                   "box_prob": 0.3, "scribble_prob": 0.2, "lasso_prob": 0.1, "prior_prob": 0.5,
-                                  "corrective_clicks": 3, "prior_from_prediction_prob": 0.5, "guidance_sigma": 3}
+                                  "corrective_clicks": 3, "prior_from_prediction_prob": 0.0, "guidance_sigma": 3}
 T = "labelzoo.interactive.transforms."
 DE = "monai.apps.deepedit.transforms."
 
@@ -176,8 +176,9 @@ click channel, then background clicks. Without prompts it segments automatically
 
 Training draws prompts from the ground truth (`labelzoo.interactive.transforms.SimulatePromptsd`: clicks, 2D/3D
 boxes, scribbles, lassos, spoiled prior masks with corrective clicks at their errors) and MONAI DeepEdit's
-`Interaction` adds corrective clicks at the error regions of the model's own prediction, which becomes the
-prior mask of the next round half of the time (`PriorFromPredictiond`); validation measures the automatic Dice.
+`Interaction` adds corrective clicks at the error regions of the model's own prediction (which can also become
+the next round's prior mask: `prior_from_prediction_prob`, off by default); validation measures the automatic
+Dice.
 The LabelZoo app serves it as a MONAI Label **DeepEdit** model; the request params (clicks per label name,
 `boxes`, `scribbles`, `lassos`, `prior`, `prompt_roi`, `result_region`) are described in the LabelZoo README,
 section "Interactive annotation".
