@@ -1,4 +1,4 @@
-"""Benchmark interactive annotation through the live server: click latency and a simulated annotator.
+r"""Benchmark interactive annotation through the live server: click latency and a simulated annotator.
 
 The interactive bundle (``bundles/abdomen_ct_dynunet_interactive_annotation``) is served by ``labelzoo serve``
 and driven with ``MONAILabelClient``, the path the Slicer plugin and LabelZoo's extension use; each image is
@@ -10,20 +10,27 @@ sent once (MONAI Label's sessions API) and every click is a ``/infer`` on the se
    whole volume, with ``prompt_roi`` (prediction on a region around the prompts, answered as a whole volume) and
    with ``result_region`` (the same prediction, answered as the region only). The first request of a
    session preprocesses the image; the next ones reuse it (the app's per-image preprocessing cache).
-2. **Simulated annotator** on held-out synthetic cases: start from the automatic result (0 clicks), click at
-   the centre of the largest error region (foreground click in a missed region, background click in a false
-   one), up to ``--max_clicks``; each click's answer is the prompt region only, merged into the label map so
-   far, as the Slicer module does (``--whole_answers``: whole-volume answers); Dice after 1/3/5/10 clicks,
-   NoC@85/90 and the AUC of Dice-per-click, per structure, with the median latency per click; then one 3D box,
-   2D box, scribble or lasso alone (whole-volume answers). The
-   baseline is the same model without prompts (its automatic mode, column ``auto``).
+2. **Simulated annotator** on held-out synthetic cases: click at the centre of the largest error region
+   (foreground click in a missed region, background click in a false one), keeping every earlier click, up to
+   ``--max_clicks``; each click's answer is the prompt region only, merged into the label map so far, as the
+   Slicer module does (``--whole_answers``: whole-volume answers); Dice after 1/3/5/10 clicks, NoC@85/90 and
+   the AUC of Dice-per-click, per structure, with the median latency per click. Three protocols
+   (``--protocols``): ``automatic`` (start from the automatic result, clicks alone), ``current`` (the same, and
+   every click uploads the label map so far as the structure's ``prior``, the Slicer module's "Refine current
+   mask") and ``spoiled`` (start from a poor suggestion, :func:`~labelzoo.interactive.simulate.
+   spoiled_suggestion`, uploaded as ``prior`` with every click: the refinement gain). Then one 3D box, 2D box,
+   scribble or lasso alone (whole-volume answers). The baseline is the same model without prompts (its
+   automatic mode, column ``auto``).
 
 Weights: ``--weights models/model.pt`` of the bundle trained with ``--overrides`` (the same
 overrides the server then uses); without ``--weights`` the bundle is trained here for ``--epochs`` on
 synthetic CT (minutes on CPU at the default small size).
 
-Example (what the README reports, small size on a shared 2-core machine):
-    python benchmarks/interactive_clicks.py --epochs 14 --cases 2 --max_clicks 10 --repeats 5
+Example (what the README reports, small size on a shared 2-core machine; training then measuring):
+    python benchmarks/interactive_clicks.py --epochs 40 --train_cases 12 --train_only --save_weights /tmp/w.pt \
+        --overrides '{"deepgrow_probability": 0.8, "max_interactions": 3, "val_interval": 10}'
+    python benchmarks/interactive_clicks.py --weights /tmp/w.pt --cases 2 --max_clicks 10 --repeats 3 \
+        --sizes sample --overrides '{"deepgrow_probability": 0.8, "max_interactions": 3}'
     python benchmarks/interactive_clicks.py --latency_only --sizes roi128,ct512   # latency alone, random weights
 """
 
