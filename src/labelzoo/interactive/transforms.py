@@ -216,13 +216,14 @@ class SimulatePromptsd(Randomizable, MapTransform):
             comps, n = ndimage.label(error)
             if n:
                 sizes = ndimage.sum_labels(error, comps, index=np.arange(1, n + 1))
-                regions += [(float(sizes[i]), comps, i + 1, positive) for i in range(n)]
+                boxes = ndimage.find_objects(comps)
+                regions += [(float(sizes[i]), comps, i + 1, boxes[i], positive) for i in range(n)]
         regions.sort(key=lambda r: -r[0])
-        for _, comps, index, positive in regions[:int(self.R.randint(1, self.corrective_clicks + 1))]:
-            region = comps == index
+        for _, comps, index, box, positive in regions[:int(self.R.randint(1, self.corrective_clicks + 1))]:
+            region = comps[box] == index  # the region's bounding box only: the distance map stays small
             depth = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1, 1:-1][region]
             weight = np.exp(np.minimum(depth, 30.0)) - 1.0 + 1e-6
-            idx = np.argwhere(region)
+            idx = np.argwhere(region) + np.asarray([b.start for b in box])
             point = idx[self.R.choice(len(idx), p=weight / weight.sum())].tolist()
             (fg if positive else bg).append([int(v) for v in point])
         return fg, bg
