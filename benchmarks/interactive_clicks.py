@@ -1,4 +1,4 @@
-"""Benchmark interactive annotation through the live server: click latency and a simulated annotator.
+r"""Benchmark interactive annotation through the live server: click latency and a simulated annotator.
 
 The interactive bundle (``bundles/abdomen_ct_dynunet_interactive_annotation``) is served by ``labelzoo serve``
 and driven with ``MONAILabelClient``, the path the Slicer plugin and LabelZoo's extension use; each image is
@@ -10,20 +10,27 @@ sent once (MONAI Label's sessions API) and every click is a ``/infer`` on the se
    whole volume, with ``prompt_roi`` (prediction on a region around the prompts, answered as a whole volume) and
    with ``result_region`` (the same prediction, answered as the region only). The first request of a
    session preprocesses the image; the next ones reuse it (the app's per-image preprocessing cache).
-2. **Simulated annotator** on held-out synthetic cases: start from the automatic result (0 clicks), click at
-   the centre of the largest error region (foreground click in a missed region, background click in a false
-   one), up to ``--max_clicks``; each click's answer is the prompt region only, merged into the label map so
-   far, as the Slicer module does (``--whole_answers``: whole-volume answers); Dice after 1/3/5/10 clicks,
-   NoC@85/90 and the AUC of Dice-per-click, per structure, with the median latency per click; then one 3D box,
-   2D box, scribble or lasso alone (whole-volume answers). The
-   baseline is the same model without prompts (its automatic mode, column ``auto``).
+2. **Simulated annotator** on held-out synthetic cases: click at the centre of the largest error region
+   (foreground click in a missed region, background click in a false one), keeping every earlier click, up to
+   ``--max_clicks``; each click's answer is the prompt region only, merged into the label map so far, as the
+   Slicer module does (``--whole_answers``: whole-volume answers); Dice after 1/3/5/10 clicks, NoC@85/90 and
+   the AUC of Dice-per-click, per structure, with the median latency per click. Three protocols
+   (``--protocols``): ``automatic`` (start from the automatic result, clicks alone), ``current`` (the same, and
+   every click uploads the label map so far as the structure's ``prior``, the Slicer module's "Refine current
+   mask") and ``spoiled`` (start from a poor suggestion, :func:`~labelzoo.interactive.simulate.
+   spoiled_suggestion`, uploaded as ``prior`` with every click: the refinement gain). Then one 3D box, 2D box,
+   scribble or lasso alone (whole-volume answers). The baseline is the same model without prompts (its
+   automatic mode, column ``auto``).
 
 Weights: ``--weights models/model.pt`` of the bundle trained with ``--overrides`` (the same
 overrides the server then uses); without ``--weights`` the bundle is trained here for ``--epochs`` on
 synthetic CT (minutes on CPU at the default small size).
 
-Example (what the README reports, small size on a shared 2-core machine):
-    python benchmarks/interactive_clicks.py --epochs 14 --cases 2 --max_clicks 10 --repeats 5
+Example (what the README reports, small size on a shared 2-core machine; training then measuring):
+    python benchmarks/interactive_clicks.py --epochs 40 --train_cases 12 --train_only --save_weights /tmp/w.pt \
+        --overrides '{"deepgrow_probability": 0.8, "max_interactions": 3, "val_interval": 10}'
+    python benchmarks/interactive_clicks.py --weights /tmp/w.pt --cases 2 --max_clicks 10 --repeats 3 \
+        --sizes sample --overrides '{"deepgrow_probability": 0.8, "max_interactions": 3}'
     python benchmarks/interactive_clicks.py --latency_only --sizes roi128,ct512   # latency alone, random weights
 """
 
@@ -48,7 +55,7 @@ sys.path.insert(0, str(REPO))
 
 from labelzoo.data import build_sample_studies  # noqa: E402
 from labelzoo.data.synthetic import make_ct_case, scanner_affine  # noqa: E402
-from labelzoo.interactive.simulate import prompt_dice, simulate_clicks  # noqa: E402
+from labelzoo.interactive.simulate import prompt_dice, simulate_clicks, spoiled_suggestion  # noqa: E402
 from tests.app.conftest import _set  # noqa: E402
 from tests.conftest import run_server  # noqa: E402
 
@@ -73,12 +80,13 @@ def bundle_copy(dst_root: Path, overrides: dict) -> Path:
     return dst
 
 
-def train(bundle: Path, data: Path, epochs: int, env: dict) -> None:
+def train(bundle: Path, data: Path, epochs: int, env: dict, log: Path | None = None) -> None:
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(bundle / "configs" / "train.json"),
            "--bundle_root", str(bundle), "--dataset_dir", str(data), "--max_epochs", str(epochs)]
     print(f"training {epochs} epochs ...", flush=True)
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, cwd=bundle, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(log or os.devnull, "w") as out:
+        subprocess.run(cmd, check=True, cwd=bundle, env=env, stdout=out, stderr=subprocess.STDOUT)
     print(f"trained in {time.perf_counter() - t0:.0f} s", flush=True)
 
 
@@ -111,15 +119,30 @@ def latencies(client, image: Path, repeats: int, rng: np.random.Generator, mode:
     return med
 
 
-def predictor(client, session: str, shape: tuple[int, ...], region: bool):
+def predictor(client, session: str, shape: tuple[int, ...], region: bool, refine: str | None = None,
+              start: np.ndarray | None = None, affine: np.ndarray | None = None, tmp: Path | None = None):
     """params -> label map, as the Slicer module sees it: with ``region`` each answer is only the prompt region
     (``result_region``), written at its place into the label map so far (the first, prompt-free answer is the
-    whole automatic result); without it every answer is the whole volume."""
-    current = np.zeros(shape, dtype=np.uint8)
+    whole automatic result); without it every answer is the whole volume.
+
+    ``refine`` (a label name): every prompted request uploads the label map so far as that label's prior mask
+    (``"prior": [label]``), as the Slicer module's "Refine current mask" does, so that a click corrects the
+    current mask rather than restarting from the image. ``start``: the label map so far before any click (a
+    suggestion to refine) instead of the automatic result; it is also the answer with no click."""
+    current = np.zeros(shape, dtype=np.uint8) if start is None else start.astype(np.uint8).copy()
 
     def predict(params: dict) -> np.ndarray:
-        extra = {"result_region": True} if region else {}
-        label_file, out = client.infer(NAME, "", {**params, **extra}, session_id=session)
+        prompted = any(params.values())
+        if start is not None and not prompted:
+            return current.copy()
+        extra: dict = {"result_region": True} if region else {}
+        label_in = None
+        if refine and prompted:
+            value = VALUES[refine]
+            label_in = str(tmp / "prior.nii.gz")
+            nib.save(nib.Nifti1Image(np.where(current == value, value, 0).astype(np.uint8), affine), label_in)
+            extra["prior"] = [refine]
+        label_file, out = client.infer(NAME, "", {**params, **extra}, label_in=label_in, session_id=session)
         out = json.loads(out) if isinstance(out, str) else out
         answer = np.asarray(nib.load(label_file).dataobj)
         box = (out or {}).get("result_region")
@@ -137,6 +160,12 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, help="trained models/model.pt (trained here when absent)")
     parser.add_argument("--epochs", type=int, default=14)
     parser.add_argument("--save_weights", type=Path, help="keep the weights trained here (for --weights later)")
+    parser.add_argument("--train_cases", type=int, default=8,
+                        help="synthetic cases made for training here (80%% train, 20%% validation)")
+    parser.add_argument("--train_log", type=Path, help="write the training's output (loss, validation Dice) here")
+    parser.add_argument("--protocols", default="",
+                        help="click protocols to run, comma-separated among automatic,current,spoiled (default all)")
+    parser.add_argument("--train_only", action="store_true", help="train (and --save_weights), measure nothing")
     parser.add_argument("--overrides", default="{}",
                         help='JSON config overrides for training and serving, e.g. \'{"guidance_sigma": 5}\'')
     parser.add_argument("--cases", type=int, default=2, help="held-out cases for the simulated annotator")
@@ -159,20 +188,23 @@ def main() -> None:
         if args.weights:
             shutil.copy(args.weights, bundle / "models" / "model.pt")
         elif not args.latency_only:
-            data = build_sample_studies(tmp / "msd", n_images=8, n_labeled=8, shape=(64, 64, 40),
-                                        spacing=(2.25, 2.25, 3.2), layout="msd")
-            train(bundle, data, args.epochs, env)
+            data = build_sample_studies(tmp / "msd", n_images=args.train_cases, n_labeled=args.train_cases,
+                                        shape=(64, 64, 40), spacing=(2.25, 2.25, 3.2), layout="msd")
+            train(bundle, data, args.epochs, env, args.train_log)
             if args.save_weights:
                 shutil.copy(bundle / "models" / "model.pt", args.save_weights)
+            if args.train_only:
+                return
         # held-out cases: seeds the training data did not use
         studies = tmp / "studies"
         studies.mkdir()
-        truth = {}
+        truth, affines = {}, {}
         for n in range(args.cases):
             image, label, _ = make_ct_case(1000 + n, shape=(64, 64, 40), spacing=(2.25, 2.25, 3.2))
             affine = scanner_affine((64, 64, 40), (2.25, 2.25, 3.2))
             nib.save(nib.Nifti1Image(image, affine), str(studies / f"test_{n:03d}.nii.gz"))
             truth[f"test_{n:03d}"] = label
+            affines[f"test_{n:03d}"] = affine
         volumes = tmp / "volumes"
         volumes.mkdir()
         conf = f"models={NAME},bundles={bundles},skip_scoring=true,skip_trainers=true"
@@ -194,29 +226,46 @@ def main() -> None:
             if args.latency_only:
                 return
 
-            print(f"\n== simulated annotator ({args.cases} held-out cases, up to {args.max_clicks} clicks)")
             cols = ["auto", "dice@1", "dice@3", "dice@5", "dice@10", "noc85", "noc90", "auc"]
-            print(f"{'structure':<14}" + "".join(f"{c:>8}" for c in cols) + f"{'s/click':>9}")
+            protocols = [("automatic", "clicks from the automatic result", False, False),
+                         ("current", "clicks refining the current mask (prior)", True, False),
+                         ("spoiled", "clicks refining a spoiled suggestion (prior)", True, True)]
+            chosen = args.protocols.split(",") if args.protocols else [p[0] for p in protocols]
             shapes = {}
-            for name, value in VALUES.items():
-                rows, secs, prompt_rows = [], [], []
-                for case, gt in truth.items():
-                    session = client.create_session(str(studies / f"{case}.nii.gz"))["session_id"]
+            for key, title, refine, spoiled in protocols:
+                if key not in chosen:
+                    continue
+                print(f"\n== simulated annotator, {title} ({args.cases} held-out cases, up to {args.max_clicks} "
+                      "clicks)")
+                first = "start" if spoiled else "auto"
+                print(f"{'structure':<14}" + "".join(f"{c:>8}" for c in [first, *cols[1:]]) + f"{'s/click':>9}")
+                for name, value in VALUES.items():
+                    rows, secs, prompt_rows = [], [], []
+                    for case, gt in truth.items():
+                        session = client.create_session(str(studies / f"{case}.nii.gz"))["session_id"]
 
-                    def predict(params, session=session):
-                        label_file, _ = client.infer(NAME, "", params, session_id=session)
-                        return np.asarray(nib.load(label_file).dataobj)
+                        def predict(params, session=session):
+                            label_file, _ = client.infer(NAME, "", params, session_id=session)
+                            return np.asarray(nib.load(label_file).dataobj)
 
-                    clicks = predictor(client, session, gt.shape, region=not args.whole_answers)
-                    run = simulate_clicks(clicks, gt == GT_VALUES[name], name, value, args.max_clicks)
-                    rows.append(run.summary(args.max_clicks))
-                    secs += run.seconds[1:]
-                    prompt_rows.append(prompt_dice(predict, gt == GT_VALUES[name], name, value))
-                    client.remove_session(session)
-                mean = {c: float(np.mean([r[c] for r in rows if c in r])) for c in cols if c in rows[0]}
-                print(f"{name:<14}" + "".join(f"{mean.get(c, float('nan')):>8.2f}" for c in cols)
-                      + f"{statistics.median(secs) if secs else float('nan'):>9.2f}", flush=True)
-                shapes[name] = {k: float(np.mean([r[k] for r in prompt_rows])) for k in prompt_rows[0]}
+                        truth_mask = gt == GT_VALUES[name]
+                        start = np.where(spoiled_suggestion(truth_mask), value, 0) if spoiled else None
+                        clicks = predictor(client, session, gt.shape, region=not args.whole_answers,
+                                           refine=name if refine else None, start=start, affine=affines[case],
+                                           tmp=tmp)
+                        run = simulate_clicks(clicks, truth_mask, name, value, args.max_clicks)
+                        rows.append(run.summary(args.max_clicks))
+                        secs += run.seconds[1:]
+                        if not refine:
+                            prompt_rows.append(prompt_dice(predict, truth_mask, name, value))
+                        client.remove_session(session)
+                    mean = {c: float(np.mean([r[c] for r in rows if c in r])) for c in cols if c in rows[0]}
+                    print(f"{name:<14}" + "".join(f"{mean.get(c, float('nan')):>8.2f}" for c in cols)
+                          + f"{statistics.median(secs) if secs else float('nan'):>9.2f}", flush=True)
+                    if prompt_rows:
+                        shapes[name] = {k: float(np.mean([r[k] for r in prompt_rows])) for k in prompt_rows[0]}
+            if not shapes:
+                return
             print("\n== one prompt alone (Dice)")
             print(f"{'structure':<14}" + "".join(f"{k:>10}" for k in next(iter(shapes.values()))))
             for name, row in shapes.items():

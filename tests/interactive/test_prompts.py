@@ -235,3 +235,53 @@ def test_simulated_prior_masks_are_spoiled_ground_truth():
         overlaps.append(2 * (prior & truth).sum() / (prior.sum() + truth.sum()))
         assert not np.array_equal(prior, truth)  # a spoiled mask, not the answer
     assert 0.3 < np.mean(overlaps) < 1.0
+
+
+def test_simulated_corrective_clicks_lie_on_the_prior_errors():
+    label = np.zeros((1, *SHAPE), dtype=np.float32)
+    label[0, 4:16, 3:13, 2:10] = 1
+    sim = SimulatePromptsd("label", {"spleen": 1, "background": 0}, max_clicks=0, box_prob=0.0, scribble_prob=0.0,
+                           lasso_prob=0.0, prior_prob=1.0, corrective_clicks=3)
+    truth = label[0] > 0
+    counts = []
+    for seed in range(8):
+        sim.set_random_state(seed)
+        d = sim({"image": torch.rand(1, *SHAPE), "label": torch.as_tensor(label)})
+        prior = np.asarray(d["image"][2]) > 0
+        fg, bg = json.loads(d["guidance"]["spleen"]), json.loads(d["guidance"]["background"])
+        assert all(truth[tuple(p)] and not prior[tuple(p)] for p in fg)  # foreground clicks: missed voxels
+        assert all(prior[tuple(p)] and not truth[tuple(p)] for p in bg)  # background clicks: false voxels
+        counts.append(len(fg) + len(bg))
+    assert 1 <= min(counts) and max(counts) <= 3
+
+
+def test_crop_to_prompts_grows_to_the_patch_size_inside_the_image():
+    from labelzoo.interactive.transforms import CropToPromptsd
+
+    crop = CropToPromptsd("image", num_boxes=1, margin=(2, 2, 2), min_size=(10, 30, 8))
+    image = MetaTensor(torch.ones(2, *SHAPE))
+    image[1] = 0
+    out = crop({"image": image, "guidance": {"spleen": [[18, 1, 5]]}, "prompt_roi": True})
+    assert out["image"].shape == (2, 10, 16, 8)  # grown to the patch size, the image's size at most
+    lo = np.asarray([10, 0, 2])  # [10, 20) x [0, 16) x [2, 10): centred, shifted back inside the image
+    assert out["guidance"] == {"spleen": (np.asarray([[18, 1, 5]]) - lo).tolist()}
+    back = crop.inverse(out)["image"]
+    assert back.shape == (2, *SHAPE) and float(back[0, 10:20, :, 2:10].sum()) == 10 * 16 * 8
+
+
+def test_prior_from_prediction_fills_the_prior_channels():
+    from labelzoo.interactive.transforms import PriorFromPredictiond
+
+    pred = np.zeros((1, *SHAPE), dtype=np.int64)
+    pred[0, 2:8, 2:8, 2:6] = 1  # spleen
+    pred[0, 10:18, 4:12, 3:9] = 2  # liver (normalised value 2)
+    image = np.random.default_rng(0).random((8, *SHAPE)).astype(np.float32)  # image, 2 boxes, 2 priors, 3 clicks
+    t = PriorFromPredictiond("image", NAMES, prob=1.0)
+    out = t({"image": image.copy(), "pred": pred})["image"]
+    np.testing.assert_array_equal(out[3], pred[0] == 1)
+    np.testing.assert_array_equal(out[4], pred[0] == 2)
+    np.testing.assert_array_equal(out[[0, 1, 2, 5, 6, 7]], image[[0, 1, 2, 5, 6, 7]])  # the rest untouched
+    never = PriorFromPredictiond("image", NAMES, prob=0.0)
+    np.testing.assert_array_equal(never({"image": image.copy(), "pred": pred})["image"], image)
+    with pytest.raises(LabelZooError, match="prior channels"):
+        t({"image": image[:3].copy(), "pred": pred})

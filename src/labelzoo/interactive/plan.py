@@ -29,8 +29,8 @@ from labelzoo.io import write_json_atomic
 INTERACTIVE_CONFIGURATIONS = ("3d_fullres", "3d_lowres")
 #: The simulated annotator of training (as the hand-written interactive bundle's defaults).
 TRAIN_DEFAULTS: dict[str, Any] = {"deepgrow_probability": 0.5, "max_interactions": 3, "max_clicks": 2,
-                                  "box_prob": 0.3, "scribble_prob": 0.2, "lasso_prob": 0.1, "prior_prob": 0.2,
-                                  "guidance_sigma": 3}
+                                  "box_prob": 0.3, "scribble_prob": 0.2, "lasso_prob": 0.1, "prior_prob": 0.5,
+                                  "corrective_clicks": 3, "prior_from_prediction_prob": 0.0, "guidance_sigma": 3}
 T = "labelzoo.interactive.transforms."
 DE = "monai.apps.deepedit.transforms."
 
@@ -60,6 +60,7 @@ def _normalize_guidance() -> dict[str, Any]:
 def _simulate(training: bool) -> dict[str, Any]:
     probs = {k: f"@{k}" if training else (0 if k == "max_clicks" else 0.0)
              for k in ("max_clicks", "box_prob", "scribble_prob", "lasso_prob", "prior_prob")}
+    probs["corrective_clicks"] = "@corrective_clicks" if training else 0
     return {"_target_": T + "SimulatePromptsd", "keys": "label", "label_names": "@label_names",
             "image_channels": "@image_channels", **probs}
 
@@ -85,6 +86,8 @@ def train_config(train: dict[str, Any], n_img: int, label_names: dict[str, int])
         {"_target_": DE + "AddRandomGuidanceDeepEditd", "keys": "label", "guidance": "guidance",
          "discrepancy": "discrepancy", "probability": "probability"},
         _normalize_guidance(),
+        {"_target_": T + "PriorFromPredictiond", "keys": "image", "label_names": "@label_names", "pred": "pred",
+         "prob": "@prior_from_prediction_prob", "image_channels": "@image_channels"},
         _guidance(intensity),
         {"_target_": "ToTensord", "keys": ["image", "label"]},
         _normalize_guidance(),
@@ -116,7 +119,8 @@ def inference_config(infer: dict[str, Any], n_img: int, label_names: dict[str, i
         {"_target_": T + "PromptGuidanced", "keys": "image", "label_names": "@label_names", "guidance": "guidance",
          "image_channels": "@image_channels"},
         {"_target_": T + "CropToPromptsd", "keys": "image", "guidance": "guidance", "num_boxes": "@num_labels",
-         "margin": "@prompt_roi_margin", "image_channels": "@image_channels"},
+         "margin": "@prompt_roi_margin", "image_channels": "@image_channels",
+         "min_size": [int(p) for p in patch_size]},
         _guidance("$@image_channels + 2 * @num_labels"),  # click maps on the crop alone
     ]
     post = conf["postprocessing"]["transforms"]
@@ -157,7 +161,8 @@ def smoke_config(smoke: dict[str, Any]) -> dict[str, Any]:
     """The planned ``smoke.json`` with every simulated prompt kind and DeepEdit click rounds on."""
     smoke = copy.deepcopy(smoke)
     smoke.setdefault("train", {}).update({"deepgrow_probability": 1.0, "max_interactions": 2, "box_prob": 1.0,
-                                          "scribble_prob": 1.0, "lasso_prob": 1.0, "prior_prob": 1.0})
+                                          "scribble_prob": 1.0, "lasso_prob": 1.0, "prior_prob": 1.0,
+                                          "prior_from_prediction_prob": 1.0})
     return smoke
 
 
@@ -170,10 +175,13 @@ normalisation, patch size and DynUNet topology, with **guidance channels** after
 click channel, then background clicks. Without prompts it segments automatically.
 
 Training draws prompts from the ground truth (`labelzoo.interactive.transforms.SimulatePromptsd`: clicks, 2D/3D
-boxes, scribbles, lassos, spoiled prior masks) and MONAI DeepEdit's `Interaction` adds corrective clicks at the
-error regions; validation measures the automatic Dice. The LabelZoo app serves it as a MONAI Label **DeepEdit**
-model; the request params (clicks per label name, `boxes`, `scribbles`, `lassos`, `prior`, `prompt_roi`,
-`result_region`) are described in the LabelZoo README, section "Interactive annotation".
+boxes, scribbles, lassos, spoiled prior masks with corrective clicks at their errors) and MONAI DeepEdit's
+`Interaction` adds corrective clicks at the error regions of the model's own prediction (which can also become
+the next round's prior mask: `prior_from_prediction_prob`, off by default); validation measures the automatic
+Dice.
+The LabelZoo app serves it as a MONAI Label **DeepEdit** model; the request params (clicks per label name,
+`boxes`, `scribbles`, `lassos`, `prior`, `prompt_roi`, `result_region`) are described in the LabelZoo README,
+section "Interactive annotation".
 
 ```bash
 python -m monai.bundle run --config_file configs/train.json --bundle_root . --fold 0

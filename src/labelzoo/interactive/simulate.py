@@ -191,3 +191,24 @@ def prompt_dice(predict: Callable[[dict[str, Any]], np.ndarray], gt: np.ndarray,
                          ("lasso", {"lassos": [lasso_prompt(truth, label)]})):
         out[name] = dice(np.asarray(predict(params)) == value, truth)
     return out
+
+
+def spoiled_suggestion(mask: np.ndarray, cut: float = 0.3, grow: int = 1) -> np.ndarray:
+    """A deterministic poor suggestion of a structure, to measure the refinement of a prior mask.
+
+    The ground truth with its last ``cut`` share along the third axis missed and dilated by ``grow`` voxels
+    elsewhere (a part missed, a loose border: what a weak automatic result or a quick edit looks like).
+
+    Example:
+        >>> m = np.zeros((9, 9, 10), bool); m[3:6, 3:6, 0:10] = True
+        >>> s = spoiled_suggestion(m)
+        >>> bool(s[4, 4, 9]), bool(s[4, 4, 2]), bool(s[2, 4, 2])
+        (False, True, True)
+    """
+    mask = np.asarray(mask, bool)
+    out = ndimage.binary_dilation(mask, iterations=grow) if grow else mask.copy()
+    idx = np.nonzero(mask.any(axis=(0, 1)))[0]
+    if len(idx):
+        stop = int(idx.max() + 1 - round(cut * (idx.max() + 1 - idx.min())))
+        out[:, :, stop:] = False
+    return out
