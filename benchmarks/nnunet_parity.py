@@ -28,13 +28,14 @@ round, and prints per side the median wall and CPU seconds per iteration and the
 medians, and the median of the per-round ratios). CPU seconds per iteration are the work an iteration costs,
 whatever share of the cores the process got; wall seconds are what a user waits. ``--compare-src DIR`` adds a
 third side: the bundle planned by another LabelZoo source tree (e.g. ``/path/to/other/checkout/src``), for a
-before/after of a change in the same run. ``benchmarks/parity_network_speed.py`` times the network step alone
+before/after of a change in the same run; ``--labelzoo-override KEY=VALUE`` adds the same bundle run with
+``--KEY VALUE`` (e.g. ``num_workers=0``). ``benchmarks/parity_network_speed.py`` times the network step alone
 (both sides alternated in one process).
 
 On CPU keep the budget small (the default: 10 iterations); with a GPU pass ``--iterations 250 --device cuda``
 or more. Run: ``python benchmarks/nnunet_parity.py [--configuration 3d_fullres] [--iterations 10]
 [--cases 10] [--shape 40,48,40] [--device cpu] [--work DIR] [--nnunet-python PY] [--reuse]
-[--speed-rounds R --speed-iterations N [--compare-src DIR]]``.
+[--speed-rounds R --speed-iterations N [--compare-src DIR] [--labelzoo-override KEY=VALUE]]``.
 """
 
 from __future__ import annotations
@@ -184,7 +185,7 @@ def plan_labelzoo(work: Path, raw: Path, configuration: str, src: str | None = N
 
 
 def train_labelzoo(bundle: Path, iterations: int, fold: int, log: Path, validate: bool = True,
-                   src: str | None = None) -> tuple[float, float]:
+                   src: str | None = None, overrides: list[str] | None = None) -> tuple[float, float]:
     """One epoch of ``iterations`` with ``python -m monai.bundle run`` (validation after it unless ``validate`` is
     false); returns the steady-state (wall, CPU) seconds per iteration."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -194,7 +195,8 @@ def train_labelzoo(bundle: Path, iterations: int, fold: int, log: Path, validate
     # val_interval > num_epochs: no validation at all (the timing-only runs)
     rc, out, marks = run_timed(run + ["--config_file", str(bundle / "configs" / "train.json"), "--fold", str(fold),
                                       "--num_epochs", "1", "--iterations_per_epoch", str(iterations),
-                                      "--val_interval", "1" if validate else "1000"], env, bundle, log)
+                                      "--val_interval", "1" if validate else "1000", *(overrides or [])],
+                               env, bundle, log)
     if rc != 0:
         raise RuntimeError(f"LabelZoo training failed:\n{out[-3000:]}")
     return steady(marks)
@@ -307,7 +309,8 @@ def run_nnunet(work: Path, configuration: str, iterations: int, fold: int, split
 
 
 def interleaved_speed(work: Path, raw: Path, configuration: str, fold: int, rounds: int, iterations: int,
-                      device: str, python: Path, compare_src: str | None) -> dict[str, list[tuple[float, float]]]:
+                      device: str, python: Path, compare_src: str | None,
+                      overrides: list[str] | None = None) -> dict[str, list[tuple[float, float]]]:
     """Steady-state seconds per iteration of short whole trainings of each side, **alternated**: round ``r``
     runs every side once (LabelZoo, nnU-Net, and the bundle planned with ``compare_src`` if given), in an order
     rotated by one each round, so every side meets the same load on average. No validation in these runs."""
@@ -322,6 +325,10 @@ def interleaved_speed(work: Path, raw: Path, configuration: str, fold: int, roun
         before = plan_labelzoo(work, raw, configuration, src=compare_src, name="labelzoo_compare")
         sides["LabelZoo (--compare-src)"] = lambda: train_labelzoo(before, iterations, fold, work / "speed_cmp.log",
                                                                    validate=False, src=compare_src)
+    if overrides:  # the same bundle with ``monai.bundle run`` overrides, e.g. ["--num_workers", "0"]
+        sides["LabelZoo " + " ".join(overrides)] = lambda: train_labelzoo(bundle, iterations, fold,
+                                                                          work / "speed_ovr.log", validate=False,
+                                                                          overrides=overrides)
     missing = nnunet_missing(python)
     if missing:
         logger.warning("nnU-Net side left out: %s", missing)
@@ -387,6 +394,9 @@ def main() -> None:
     parser.add_argument("--compare-src", default=None,
                         help="with --speed-rounds: also time the bundle planned with this LabelZoo source tree "
                              "(e.g. another checkout's src/, for a before/after in the same run)")
+    parser.add_argument("--labelzoo-override", action="append", default=[], metavar="KEY=VALUE",
+                        help="with --speed-rounds: also time the same bundle run with `--KEY VALUE` (repeatable; "
+                             "e.g. num_workers=0)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     shape = tuple(int(s) for s in args.shape.split(","))
@@ -395,7 +405,9 @@ def main() -> None:
         if args.speed_rounds:
             raw, _ = build_dataset(work, args.cases, shape, args.seed)
             times = interleaved_speed(work, raw, args.configuration, args.fold, args.speed_rounds,
-                                      args.speed_iterations, args.device, Path(args.nnunet_python), args.compare_src)
+                                      args.speed_iterations, args.device, Path(args.nnunet_python), args.compare_src,
+                                      [x for kv in args.labelzoo_override for x in ("--" + kv.split("=", 1)[0],
+                                                                                    kv.split("=", 1)[1])])
             write_json_atomic(work / "speed_result.json", times)
             print_speed(times, args.configuration, args.speed_iterations)
             return
