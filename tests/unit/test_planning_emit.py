@@ -201,7 +201,8 @@ def test_training_threads_leave_the_workers_their_cores(planned, msd_dataset: Pa
     fp, plans, out = planned
     bundle = emit_bundles(plans, fp, out / "threads", msd_dataset, configurations=["3d_fullres"])[0]
     train = json.loads((bundle / "configs" / "train.json").read_text())
-    assert any("compute_threads(@num_workers)" in x for x in train["initialize"])
+    assert train["num_threads"] == "$labelzoo.planning.transforms.compute_threads(@num_workers)"
+    assert "$torch.set_num_threads(@num_threads)" in train["initialize"]
     before = torch.get_num_threads()
     try:
         wf = _workflow(bundle, ["train.json"], "train", num_workers=0, cache_rate=0.0)
