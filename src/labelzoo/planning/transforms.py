@@ -177,7 +177,9 @@ def compute_threads(workers: int | None = None) -> int:
 
     PyTorch's default is one thread per core, so on a 2-core machine the training step's two OpenMP threads and
     the data-loading worker are three busy threads on two cores: each parallel region waits for its slowest
-    thread, and under load it spends more CPU per iteration, not less. Measured with
+    thread, and under load it spends more CPU per iteration, not less (3-5x the wall time per iteration on a
+    loaded 2-core machine). On a machine nothing else uses, more threads are faster: planned bundles take it as
+    ``num_threads``, so ``monai.bundle run ... --num_threads 2`` overrides it. Measured with
     ``benchmarks/nnunet_parity.py --speed-rounds`` (README, "Parity benchmark").
 
     Example:
