@@ -15,28 +15,43 @@ cases, the same fold and the same number of training iterations:
   DataLoader, then its own validation of the held-out fold (mirrored TTA).
 
 Both predictions are scored by the same code (Dice per class; HD95 in mm with ``labelzoo.metrics``) and the
-script prints a table plus the steady-state wall time per training iteration of each, measured the same way:
-between the end of the first and of the last iteration, so start-up, caching and the first batch are left out.
-The two trainings run one after the other: on a shared machine compare the network step with
-``benchmarks/parity_network_speed.py`` too (both sides alternated in one process). Without ``nnunetv2`` the
-nnU-Net rows say so. ``--reuse`` with ``--work`` re-scores a side whose results are already there.
+script prints a table plus the steady-state time per training iteration of each, measured the same way for
+both by this script (``run_timed``): at each iteration's end line of the training's output it notes the wall
+clock and the CPU seconds of the training's whole process tree (main process + data-loading workers, from
+``/proc``); per iteration = (last - first) / (iterations - 1), so start-up, caching and the first batch are
+left out. The accuracy run trains the two sides one after the other.
 
-On CPU keep the budget tiny (the default: 10 iterations); with a GPU pass ``--iterations 250 --device cuda``
+**Time per iteration, fairly** (``--speed-rounds R``): on a shared machine the load changes between two
+trainings, so one after the other mixes the load with the recipes. ``--speed-rounds`` runs R rounds of short
+whole trainings (``--speed-iterations`` each, no validation) of every side, the order rotated by one each
+round, and prints per side the median wall and CPU seconds per iteration and the ratios to nnU-Net (of the
+medians, and the median of the per-round ratios). CPU seconds per iteration are the work an iteration costs,
+whatever share of the cores the process got; wall seconds are what a user waits. ``--compare-src DIR`` adds a
+third side: the bundle planned by another LabelZoo source tree (e.g. ``/path/to/other/checkout/src``), for a
+before/after of a change in the same run; ``--labelzoo-override KEY=VALUE`` adds the same bundle run with
+``--KEY VALUE`` (e.g. ``num_workers=0``). ``benchmarks/parity_network_speed.py`` times the network step alone
+(both sides alternated in one process).
+
+On CPU keep the budget small (the default: 10 iterations); with a GPU pass ``--iterations 250 --device cuda``
 or more. Run: ``python benchmarks/nnunet_parity.py [--configuration 3d_fullres] [--iterations 10]
-[--cases 10] [--shape 40,48,40] [--device cpu] [--work DIR] [--nnunet-python PY] [--reuse]``.
+[--cases 10] [--shape 40,48,40] [--device cpu] [--work DIR] [--nnunet-python PY] [--reuse]
+[--speed-rounds R --speed-iterations N [--compare-src DIR] [--labelzoo-override KEY=VALUE]]``.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
+import logging
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -46,6 +61,9 @@ from labelzoo.data import build_sample_studies
 from labelzoo.io import save_nifti, write_json_atomic
 from labelzoo.metrics import hd95_mm
 from labelzoo.planning.transforms import num_workers
+from labelzoo.progress import progress_bar
+
+logger = logging.getLogger(__name__)
 
 DATASET_ID = 977
 DATASET_NAME = f"Dataset{DATASET_ID}_ParitySynthetic"
@@ -97,40 +115,103 @@ def score(pred_dir: Path, raw: Path, cases: list[str], n_classes: int, suffix: s
                 float(np.mean(hd[c])) if hd[c] else float("nan")) for c in dice}
 
 
-ITER_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*Epoch: \d+/\d+, Iter: (\d+)/(\d+)")
+#: an iteration's end: MONAI's StatsHandler line (LabelZoo) or the line the nnU-Net trainer below prints
+ITER_LINE = re.compile(r"(?:Epoch: \d+/\d+, Iter: |parity-iteration )(\d+)")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def steady_time_per_iteration(log: str) -> float:
-    """Seconds per iteration between the first and the last ``Iter: k/N`` line of a MONAI StatsHandler log."""
-    stamps = {}
-    for line in log.splitlines():
-        m = ITER_LINE.match(line)
-        if m:
-            stamps[int(m.group(2))] = datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f")
-    if len(stamps) < 2:
-        raise RuntimeError("training log has fewer than two iteration lines: use --iterations >= 2")
-    first, last = min(stamps), max(stamps)
-    return (stamps[last] - stamps[first]).total_seconds() / (last - first)
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and every live descendant (plus the children they have reaped)."""
+    stats: dict[int, tuple[int, float]] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        # after the command: state ppid ... utime(14) stime(15) cutime(16) cstime(17), 1-based over the whole line
+        stats[int(proc.name)] = (int(fields[1]), sum(int(f) for f in fields[11:15]) / CLK_TCK)
+    tree, total, changed = {pid}, 0.0, True
+    while changed:
+        changed = False
+        for p, (ppid, _) in stats.items():
+            if ppid in tree and p not in tree:
+                tree.add(p)
+                changed = True
+    for p in tree:
+        total += stats.get(p, (0, 0.0))[1]
+    return total
+
+
+def run_timed(cmd: list[str], env: dict[str, str], cwd: Path,
+              log: Path) -> tuple[int, str, dict[int, tuple[float, float]]]:
+    """Run a training, reading its output as it comes; at each iteration's end line note the wall clock and the
+    CPU seconds of its whole process tree (main process and data-loading workers). Both sides are timed by
+    this one function. Returns (exit status, output, {iteration: (wall s, CPU s)})."""
+    marks: dict[int, tuple[float, float]] = {}
+    lines: list[str] = []
+    with subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        for line in proc.stdout:
+            lines.append(line)
+            m = ITER_LINE.search(line)
+            if m:
+                marks[int(m.group(1))] = (time.perf_counter(), tree_cpu_seconds(proc.pid))
+    out = "".join(lines)
+    log.write_text(out)
+    return proc.returncode, out, marks
+
+
+def steady(marks: dict[int, tuple[float, float]]) -> tuple[float, float]:
+    """(wall s, CPU s) per iteration between the end of the first and of the last iteration (start-up, caching
+    and the first batch left out)."""
+    if len(marks) < 2:
+        raise RuntimeError("fewer than two iterations were seen: use --iterations >= 2")
+    first, last = min(marks), max(marks)
+    n = last - first
+    return (marks[last][0] - marks[first][0]) / n, (marks[last][1] - marks[first][1]) / n
+
+
+def plan_labelzoo(work: Path, raw: Path, configuration: str, src: str | None = None, name: str = "labelzoo") -> Path:
+    """``labelzoo plan`` of ``configuration`` into ``work/name``; ``src`` plans with another LabelZoo source tree
+    (e.g. a checkout before a change, for a before/after timing in the same run)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if src:
+        env["PYTHONPATH"] = str(Path(src).resolve())
+    out = work / name
+    subprocess.run([sys.executable, "-m", "labelzoo.cli", "plan", str(raw), "--out", str(out), "--configurations",
+                    configuration, "--overwrite"], check=True, env=env, capture_output=True)
+    return next(p for p in out.iterdir() if p.is_dir() and (p / "configs" / "train.json").is_file())
+
+
+def train_labelzoo(bundle: Path, iterations: int, fold: int, log: Path, validate: bool = True,
+                   src: str | None = None, overrides: list[str] | None = None) -> tuple[float, float]:
+    """One epoch of ``iterations`` with ``python -m monai.bundle run`` (validation after it unless ``validate`` is
+    false); returns the steady-state (wall, CPU) seconds per iteration."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if src:
+        env["PYTHONPATH"] = str(Path(src).resolve())
+    run = [sys.executable, "-m", "monai.bundle", "run", "--bundle_root", str(bundle)]
+    # val_interval > num_epochs: no validation at all (the timing-only runs)
+    rc, out, marks = run_timed(run + ["--config_file", str(bundle / "configs" / "train.json"), "--fold", str(fold),
+                                      "--num_epochs", "1", "--iterations_per_epoch", str(iterations),
+                                      "--val_interval", "1" if validate else "1000", *(overrides or [])],
+                               env, bundle, log)
+    if rc != 0:
+        raise RuntimeError(f"LabelZoo training failed:\n{out[-3000:]}")
+    return steady(marks)
 
 
 def run_labelzoo(work: Path, raw: Path, configuration: str, iterations: int,
-                 fold: int) -> tuple[Path, list[str], float]:
-    """Plan, train one epoch of ``iterations``, predict the held-out fold; returns (predictions, cases, s/iter)."""
+                 fold: int) -> tuple[Path, list[str], tuple[float, float]]:
+    """Plan, train one epoch of ``iterations``, predict the held-out fold; returns (predictions, cases,
+    (wall s, CPU s) per iteration)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    out = work / "labelzoo"
-    subprocess.run([sys.executable, "-m", "labelzoo.cli", "plan", str(raw), "--out", str(out), "--configurations",
-                    configuration, "--overwrite"], check=True, env=env)
-    bundle = next(p for p in out.iterdir() if p.is_dir() and (p / "configs" / "train.json").is_file())
+    bundle = plan_labelzoo(work, raw, configuration)
     datalist = json.loads((bundle / "configs" / "datalist.json").read_text())["training"]
     held = [d for d in datalist if d["fold"] == fold]
+    per_iter = train_labelzoo(bundle, iterations, fold, work / "labelzoo_train.log")
     run = [sys.executable, "-m", "monai.bundle", "run", "--bundle_root", str(bundle)]
-    proc = subprocess.run(run + ["--config_file", str(bundle / "configs" / "train.json"), "--fold", str(fold),
-                                 "--num_epochs", "1", "--iterations_per_epoch", str(iterations), "--val_interval", "1"],
-                          env=env, cwd=bundle, capture_output=True, text=True)
-    (work / "labelzoo_train.log").write_text(proc.stdout + "\n" + proc.stderr)
-    if proc.returncode != 0:
-        raise RuntimeError(f"LabelZoo training failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    per_iter = steady_time_per_iteration(proc.stdout + "\n" + proc.stderr)
     pred_dir = work / "labelzoo_pred"
     images = [str(raw / d["image"]) if not Path(d["image"]).is_absolute() else d["image"] for d in held]
     subprocess.run(run + ["--config_file", str(bundle / "configs" / "inference.json"), "--output_dir", str(pred_dir),
@@ -138,27 +219,38 @@ def run_labelzoo(work: Path, raw: Path, configuration: str, iterations: int,
     return pred_dir, [d["case_id"] for d in held], per_iter
 
 
-def run_nnunet(work: Path, configuration: str, iterations: int, fold: int, splits: list[dict],
-               device: str, python: Path) -> tuple[Path, float] | str:
-    """nnU-Net v2 on the same data, split and budget; returns (predictions, s/iter) or why it did not run.
-
-    nnU-Net runs with ``python`` (the parity environment of ``make parity-venv``), never in this process: its
-    dependencies (numpy 2.x) differ from LabelZoo's.
-    """
-    probe = subprocess.run([str(python), "-c", "import nnunetv2"], capture_output=True, text=True) \
-        if python.is_file() else None
-    if probe is None or probe.returncode != 0:
-        return f"nnunetv2 is not importable with {python} (run `make parity-venv`, or pass --nnunet-python)"
+def nnunet_env(work: Path) -> dict[str, str]:
+    """Environment of the nnU-Net subprocesses (its folders; as many augmentation workers as the bundle)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update({"nnUNet_raw": str(work / "nnUNet_raw"), "nnUNet_preprocessed": str(work / "nnUNet_pre"),
                 "nnUNet_results": str(work / "nnUNet_results"), "PYTHONUNBUFFERED": "1",
                 # the same number of data-augmentation workers as the bundle's DataLoader
                 "nnUNet_n_proc_DA": str(num_workers())})
+    return env
+
+
+def nnunet_missing(python: Path) -> str | None:
+    """Why nnU-Net cannot run with ``python``, or None."""
+    probe = subprocess.run([str(python), "-c", "import nnunetv2"], capture_output=True, text=True) \
+        if python.is_file() else None
+    if probe is None or probe.returncode != 0:
+        return f"nnunetv2 is not importable with {python} (run `make parity-venv`, or pass --nnunet-python)"
+    return None
+
+
+def prepare_nnunet(work: Path, configuration: str, splits: list[dict], python: Path) -> None:
+    """``nnUNetv2_plan_and_preprocess`` of ``configuration`` and the bundle's folds as ``splits_final.json``."""
     plan = ("from nnunetv2.experiment_planning.plan_and_preprocess_entrypoints import plan_and_preprocess_entry;"
             "plan_and_preprocess_entry()")
     subprocess.run([str(python), "-c", plan, "-d", str(DATASET_ID), "-c", configuration, "-np", "1",
-                    "--verify_dataset_integrity"], check=True, env=env)
+                    "--verify_dataset_integrity"], check=True, env=nnunet_env(work), capture_output=True)
     write_json_atomic(work / "nnUNet_pre" / DATASET_NAME / "splits_final.json", splits)
+
+
+def train_nnunet(work: Path, configuration: str, iterations: int, fold: int, device: str, python: Path,
+                 validate: bool = True) -> dict:
+    """``nnUNetTrainer`` as ``nnUNetv2_train -device cpu`` builds it, one epoch of ``iterations``, then (if
+    ``validate``) its own validation of the held-out fold; returns ``{"per_iter": s, "validation": folder}``."""
     code = f"""
 import os, torch, time, json
 from batchgenerators.utilities.file_and_folder_operations import load_json, join
@@ -172,24 +264,111 @@ class ParityBudgetTrainer(nnUNetTrainer):
     # nnUNetTrainer records its __init__ arguments by name: keep its signature
     def __init__(self, plans, configuration, fold, dataset_json, device=torch.device('cuda')):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self.iteration_ends = []
+        self.iteration_ends, self.step_seconds = [], []
         self.num_epochs = 1
         self.num_iterations_per_epoch = {iterations}
         self.num_val_iterations_per_epoch = 1
     def train_step(self, batch):
+        t0 = time.perf_counter()
         out = super().train_step(batch)
         self.iteration_ends.append(time.perf_counter())
+        self.step_seconds.append(self.iteration_ends[-1] - t0)
+        print("parity-iteration", len(self.iteration_ends), flush=True)  # timed by the benchmark
         return out
 t = ParityBudgetTrainer(plans, {configuration!r}, {fold}, ds, device=torch.device({device!r}))
 t.run_training()
 # steady state as for LabelZoo: between the first and the last iteration's end
 per_iter = (t.iteration_ends[-1] - t.iteration_ends[0]) / (len(t.iteration_ends) - 1)
-t.perform_actual_validation(False)
-json.dump({{"per_iter": per_iter, "validation": join(t.output_folder, 'validation')}}, open('nnunet_result.json', 'w'))
+if {validate!r}:
+    t.perform_actual_validation(False)
+json.dump({{"per_iter": per_iter, "step_seconds": t.step_seconds, "validation": join(t.output_folder, 'validation')}},
+          open('nnunet_result.json', 'w'))
 """
-    subprocess.run([str(python), "-c", code], check=True, env=env, cwd=work)
+    rc, out, marks = run_timed([str(python), "-c", code], nnunet_env(work), work, work / "nnunet_train.log")
+    if rc != 0:
+        raise RuntimeError(f"nnU-Net training failed:\n{out[-3000:]}")
     result = json.loads((work / "nnunet_result.json").read_text())
-    return Path(result["validation"]), float(result["per_iter"])
+    result["per_iter"], result["cpu_per_iter"] = steady(marks)
+    return result
+
+
+def run_nnunet(work: Path, configuration: str, iterations: int, fold: int, splits: list[dict],
+               device: str, python: Path) -> tuple[Path, tuple[float, float]] | str:
+    """nnU-Net v2 on the same data, split and budget; returns (predictions, (wall s, CPU s) per iteration) or
+    why it did not run.
+
+    nnU-Net runs with ``python`` (the parity environment of ``make parity-venv``), never in this process: its
+    dependencies (numpy 2.x) differ from LabelZoo's.
+    """
+    missing = nnunet_missing(python)
+    if missing:
+        return missing
+    prepare_nnunet(work, configuration, splits, python)
+    result = train_nnunet(work, configuration, iterations, fold, device, python)
+    return Path(result["validation"]), (float(result["per_iter"]), float(result["cpu_per_iter"]))
+
+
+def interleaved_speed(work: Path, raw: Path, configuration: str, fold: int, rounds: int, iterations: int,
+                      device: str, python: Path, compare_src: str | None,
+                      overrides: list[str] | None = None) -> dict[str, list[tuple[float, float]]]:
+    """Steady-state seconds per iteration of short whole trainings of each side, **alternated**: round ``r``
+    runs every side once (LabelZoo, nnU-Net, and the bundle planned with ``compare_src`` if given), in an order
+    rotated by one each round, so every side meets the same load on average. No validation in these runs."""
+    bundle = plan_labelzoo(work, raw, configuration)
+    datalist = json.loads((bundle / "configs" / "datalist.json").read_text())["training"]
+    folds = sorted({d["fold"] for d in datalist})
+    splits = [{"train": [d["case_id"] for d in datalist if d["fold"] != k],
+               "val": [d["case_id"] for d in datalist if d["fold"] == k]} for k in folds]
+    sides: dict[str, Any] = {"LabelZoo": lambda: train_labelzoo(bundle, iterations, fold, work / "speed_lz.log",
+                                                                validate=False)}
+    if compare_src:
+        before = plan_labelzoo(work, raw, configuration, src=compare_src, name="labelzoo_compare")
+        sides["LabelZoo (--compare-src)"] = lambda: train_labelzoo(before, iterations, fold, work / "speed_cmp.log",
+                                                                   validate=False, src=compare_src)
+    if overrides:  # the same bundle with ``monai.bundle run`` overrides, e.g. ["--num_workers", "0"]
+        sides["LabelZoo " + " ".join(overrides)] = lambda: train_labelzoo(bundle, iterations, fold,
+                                                                          work / "speed_ovr.log", validate=False,
+                                                                          overrides=overrides)
+    missing = nnunet_missing(python)
+    if missing:
+        logger.warning("nnU-Net side left out: %s", missing)
+    else:
+        prepare_nnunet(work, configuration, splits, python)
+        def nnunet() -> tuple[float, float]:
+            r = train_nnunet(work, configuration, iterations, fold, device, python, validate=False)
+            return float(r["per_iter"]), float(r["cpu_per_iter"])
+
+        sides["nnU-Net v2"] = nnunet
+    names = list(sides)
+    times: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
+    bar = progress_bar(rounds * len(names), desc="interleaved trainings", unit="training")
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for n in order:
+            times[n].append(sides[n]())
+            bar.update(1)
+            bar.set_postfix_str(f"round {r + 1} {n}: {times[n][-1][0]:.2f} s/iter, load {os.getloadavg()[0]:.1f}")
+    bar.close()
+    return times
+
+
+def print_speed(times: dict[str, list[tuple[float, float]]], configuration: str, iterations: int) -> None:
+    """Per side: median wall and CPU seconds per iteration, and ratios to nnU-Net (of the medians, and the median of
+    the per-round ratios: each round's sides ran back to back, under about the same load)."""
+    rounds = len(next(iter(times.values())))
+    print(f"\n{configuration}: steady-state time per iteration, {rounds} interleaved rounds of {iterations}-iteration "
+          f"trainings (load average at the end {os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs)")
+    ref = times.get("nnU-Net v2")
+    for name, ts in times.items():
+        wall, cpu = [t[0] for t in ts], [t[1] for t in ts]
+        line = (f"{name:<26} wall {statistics.median(wall):6.2f} s  CPU {statistics.median(cpu):6.2f} s  "
+                f"(wall by round: {', '.join(f'{t:.2f}' for t in wall)})")
+        if ref and name != "nnU-Net v2":
+            rw, rc = [t[0] for t in ref], [t[1] for t in ref]
+            line += (f"\n{'':<26} ratio to nnU-Net: wall {statistics.median(wall) / statistics.median(rw):.2f}x of "
+                     f"medians, {statistics.median([a / b for a, b in zip(wall, rw, strict=True)]):.2f}x median per "
+                     f"round; CPU {statistics.median(cpu) / statistics.median(rc):.2f}x")
+        print(line)
 
 
 def main() -> None:
@@ -207,10 +386,31 @@ def main() -> None:
                         help="interpreter with nnunetv2 (default: .venv-parity/bin/python of `make parity-venv`)")
     parser.add_argument("--reuse", action="store_true",
                         help="with --work: keep the dataset and a side's results already there (re-score only)")
+    parser.add_argument("--speed-rounds", type=int, default=0,
+                        help="time per iteration only: this many rounds of short whole trainings of each side, "
+                             "alternated (order rotated each round), medians printed; no Dice")
+    parser.add_argument("--speed-iterations", type=int, default=8,
+                        help="iterations of each short training of --speed-rounds (steady state: first left out)")
+    parser.add_argument("--compare-src", default=None,
+                        help="with --speed-rounds: also time the bundle planned with this LabelZoo source tree "
+                             "(e.g. another checkout's src/, for a before/after in the same run)")
+    parser.add_argument("--labelzoo-override", action="append", default=[], metavar="KEY=VALUE",
+                        help="with --speed-rounds: also time the same bundle run with `--KEY VALUE` (repeatable; "
+                             "e.g. num_workers=0)")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     shape = tuple(int(s) for s in args.shape.split(","))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work or tmp).resolve()
+        if args.speed_rounds:
+            raw, _ = build_dataset(work, args.cases, shape, args.seed)
+            times = interleaved_speed(work, raw, args.configuration, args.fold, args.speed_rounds,
+                                      args.speed_iterations, args.device, Path(args.nnunet_python), args.compare_src,
+                                      [x for kv in args.labelzoo_override for x in ("--" + kv.split("=", 1)[0],
+                                                                                    kv.split("=", 1)[1])])
+            write_json_atomic(work / "speed_result.json", times)
+            print_speed(times, args.configuration, args.speed_iterations)
+            return
         raw = work / "nnUNet_raw" / DATASET_NAME
         if args.reuse and (raw / "dataset.json").is_file():
             names = {i: n for n, i in json.loads((raw / "dataset.json").read_text())["labels"].items()}
@@ -223,6 +423,7 @@ def main() -> None:
         else:
             lz_pred, held, lz_iter = run_labelzoo(work, raw, args.configuration, args.iterations, args.fold)
             write_json_atomic(lz_file, {"predictions": str(lz_pred), "held_out": held, "per_iter": lz_iter})
+        lz_iter = tuple(lz_iter)
         lz = score(lz_pred, raw, held, len(names), "_0000_seg.nii.gz")
         bundle_dl = json.loads(next((work / "labelzoo").glob("*/configs/datalist.json")).read_text())["training"]
         folds = sorted({d["fold"] for d in bundle_dl})
@@ -231,7 +432,7 @@ def main() -> None:
         nn_file = work / "nnunet_result.json"
         if args.reuse and nn_file.is_file():
             r = json.loads(nn_file.read_text())
-            nn = (Path(r["validation"]), float(r["per_iter"]))
+            nn = (Path(r["validation"]), (float(r["per_iter"]), float(r["cpu_per_iter"])))
         else:
             nn = run_nnunet(work, args.configuration, args.iterations, args.fold, splits, args.device,
                             Path(args.nnunet_python))
@@ -246,8 +447,9 @@ def main() -> None:
         lz_mean = float(np.nanmean([v[0] for v in lz.values()]))
         nn_mean = float(np.nanmean([v[0] for v in nn_scores.values()])) if nn_scores else float("nan")
         print(f"{'mean':<14}{lz_mean:>14.4f}{nn_mean:>14.4f}")
-        print(f"time per iteration: LabelZoo {lz_iter:.2f} s"
-              + (f", nnU-Net {nn[1]:.2f} s, ratio {lz_iter / nn[1]:.2f}x" if isinstance(nn, tuple) else
+        print(f"time per iteration (one after the other; for a fair ratio use --speed-rounds): LabelZoo wall "
+              f"{lz_iter[0]:.2f} s, CPU {lz_iter[1]:.2f} s"
+              + (f"; nnU-Net wall {nn[1][0]:.2f} s, CPU {nn[1][1]:.2f} s" if isinstance(nn, tuple) else
                  f"; nnU-Net not run: {nn}"))
 
 

@@ -184,6 +184,34 @@ def test_strict_checkpoint_loading(tmp_path: Path) -> None:
     assert 0 <= num_workers() <= 8 and num_workers(max_workers=0) == 0
 
 
+def test_training_threads_leave_the_workers_their_cores(planned, msd_dataset: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The training process runs the network on the cores the DataLoader workers leave (2 cores, 1 worker: 1
+    thread), set by train.json's ``initialize`` when ``monai.bundle run`` starts."""
+    import os
+
+    from labelzoo.planning import transforms
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert transforms.num_workers() == 1 and transforms.compute_threads() == 1
+    assert transforms.compute_threads(workers=0) == 2 and transforms.compute_threads(workers=5) == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    assert transforms.compute_threads() == 8 and transforms.compute_threads(workers=2) == 14
+    monkeypatch.undo()
+    fp, plans, out = planned
+    bundle = emit_bundles(plans, fp, out / "threads", msd_dataset, configurations=["3d_fullres"])[0]
+    train = json.loads((bundle / "configs" / "train.json").read_text())
+    assert train["num_threads"] == "$labelzoo.planning.transforms.compute_threads(@num_workers)"
+    assert "$torch.set_num_threads(@num_threads)" in train["initialize"]
+    before = torch.get_num_threads()
+    try:
+        wf = _workflow(bundle, ["train.json"], "train", num_workers=0, cache_rate=0.0)
+        wf.parser.get_parsed_content("initialize")
+        assert torch.get_num_threads() == transforms.compute_threads(0)
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_class_locations_are_cached_not_recomputed_per_patch(planned, msd_dataset: Path) -> None:
     """The crop draws its centres from class locations computed once per case (cached by CacheDataset, at most
     CLASS_LOCATIONS per class like nnU-Net), and the locations do not reach the batch."""
