@@ -96,9 +96,9 @@ RECIPE: list[tuple[str, str, str, str, str]] = [
     ("data-loading workers", "`nnUNet_n_proc_DA` (default 12)", "`labelzoo.planning.transforms.num_workers()`: "
      "usable cores - 1, at most 8", "fixed", "was a fixed 4, more than a 2-core machine has"),
     ("CPU threads of the training process", "`nnUNetv2_train -device cpu`: `torch.set_num_threads(cpu_count)`",
-     "`num_threads` = `labelzoo.planning.transforms.compute_threads()`: usable cores - DataLoader workers, >= 1",
-     "fixed", "2 threads + 1 worker on 2 loaded cores: 3-5x the wall time per iteration; on an idle machine "
-     "`--num_threads` = cores is faster (1.3-1.8x)"),
+     "`num_threads` = `$torch.get_num_threads()`: PyTorch's one per core, or `OMP_NUM_THREADS`", "kept",
+     "on cores other work already uses, `--num_threads 1` avoids oversubscription (3-5x faster per iteration "
+     "on a loaded 2-core machine; 1.25-1.8x slower on an idle one)"),
     ("resampling", "cubic (image), linear one-hot (label); separate z for anisotropic data",
      "`Spacingd` bilinear / nearest", "kept", "MONAI transform; differs at label edges and for thick slices"),
     ("validation during training", "pseudo Dice on patches, every epoch", "sliding-window Dice every "
@@ -356,7 +356,7 @@ def train_config(plans: dict, cfg: dict, dataset_dir: str, cascade: bool = False
         "iterations_per_epoch": ITERATIONS_PER_EPOCH,
         "batch_size": cfg["batch_size"],
         "learning_rate": 0.01,
-        "num_threads": "$labelzoo.planning.transforms.compute_threads(@num_workers)",
+        "num_threads": "$torch.get_num_threads()",
         "val_interval": 50,
         "cache_rate": 1.0,
         "amp": "$torch.cuda.is_available()",
@@ -405,8 +405,8 @@ def train_config(plans: dict, cfg: dict, dataset_dir: str, cascade: bool = False
                           "key_val_metric": "@validate#key_metric", "val_handlers": "@validate#handlers",
                           "amp": "@amp"},
         },
-        # the network's threads + the DataLoader workers = the cores (see compute_threads); on a machine nothing
-        # else uses, `--num_threads <cores>` is faster (README, "Parity benchmark")
+        # torch's threads as the process has them (one per core, or OMP_NUM_THREADS); `--num_threads 1` on cores
+        # other work already uses (README, "Parity benchmark")
         "initialize": ["$monai.utils.set_determinism(seed=0)", "$torch.set_num_threads(@num_threads)"],
         "run": ["$@train#trainer.run()"],
     })

@@ -170,32 +170,6 @@ def num_workers(max_workers: int = 8) -> int:
     return max(0, min(int(max_workers), cores - 1))
 
 
-def compute_threads(workers: int | None = None) -> int:
-    """Intra-op threads (``torch.set_num_threads``) of the process that runs the network: the cores this process
-    may use less the DataLoader ``workers`` (default :func:`num_workers`; PyTorch gives each worker one
-    thread), at least 1.
-
-    PyTorch's default is one thread per core, so on a 2-core machine the training step's two OpenMP threads and
-    the data-loading worker are three busy threads on two cores: each parallel region waits for its slowest
-    thread, and under load it spends more CPU per iteration, not less (3-5x the wall time per iteration on a
-    loaded 2-core machine). On a machine nothing else uses, more threads are faster: planned bundles take it as
-    ``num_threads``, so ``monai.bundle run ... --num_threads 2`` overrides it. Measured with
-    ``benchmarks/nnunet_parity.py --speed-rounds`` (README, "Parity benchmark").
-
-    Example:
-        >>> compute_threads(workers=10**6)
-        1
-    """
-    import os
-
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    busy = num_workers() if workers is None else int(workers)
-    return max(1, cores - busy)
-
-
 #: State-dict prefixes of DynUNet's training-only deep-supervision heads (registered twice: as
 #: ``deep_supervision_heads`` and as the ``super_head`` of the skip layers).
 DEEP_SUPERVISION_PREFIXES = ("deep_supervision_heads.",)
