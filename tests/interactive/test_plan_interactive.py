@@ -54,6 +54,13 @@ def test_variant_training_pipeline_makes_guidance_channels(variant: Path) -> Non
     assert tuple(sample["image"].shape) == (11, *patch)
     assert float(sample["image"][1:4].sum()) > 0 and float(sample["image"][4:7].sum()) > 0  # boxes and priors
     assert parser.get_parsed_content("train#interaction").max_interactions == 3
+    # the click Gaussian is as wide in mm as the hand-written bundle's, in voxels of the planned spacing
+    spacing = parser.get_parsed_content("spacing")
+    sigma = parser.get_parsed_content("guidance_sigma")
+    assert sigma == pytest.approx([4.5 / s for s in spacing])
+    infer = ConfigParser()
+    infer.read_config(str(variant / "configs" / "inference.json"))
+    assert infer.get_parsed_content("guidance_sigma") == pytest.approx(sigma)
     net = parser.get_parsed_content("network_def")
     out = net.eval()(sample["image"][None].float())
     assert out.shape == (1, 4, *patch)  # one head (no deep supervision), 4 classes

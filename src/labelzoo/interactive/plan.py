@@ -27,10 +27,14 @@ from labelzoo.io import write_json_atomic
 
 #: Planned configurations that get an interactive variant.
 INTERACTIVE_CONFIGURATIONS = ("3d_fullres", "3d_lowres")
+#: The click Gaussian's sigma in voxels of the planned spacing, from ``guidance_sigma_mm`` (as the hand-written
+#: interactive bundle: a click as wide in mm whatever the dataset's voxel size).
+GUIDANCE_SIGMA = "$numpy.divide(@guidance_sigma_mm, @spacing).tolist()"
 #: The simulated annotator of training (as the hand-written interactive bundle's defaults).
 TRAIN_DEFAULTS: dict[str, Any] = {"deepgrow_probability": 0.5, "max_interactions": 3, "max_clicks": 2,
                                   "box_prob": 0.3, "scribble_prob": 0.2, "lasso_prob": 0.1, "prior_prob": 0.5,
-                                  "corrective_clicks": 3, "prior_from_prediction_prob": 0.0, "guidance_sigma": 3}
+                                  "corrective_clicks": 3, "prior_from_prediction_prob": 0.0, "guidance_sigma_mm": 4.5,
+                                  "guidance_sigma": GUIDANCE_SIGMA}
 T = "labelzoo.interactive.transforms."
 DE = "monai.apps.deepedit.transforms."
 
@@ -111,7 +115,8 @@ def inference_config(infer: dict[str, Any], n_img: int, label_names: dict[str, i
     no test-time mirroring: a click must answer fast), with prompt-region prediction and region answers."""
     conf = copy.deepcopy(infer)
     conf.update({"image_channels": n_img, "label_names": label_names, "num_labels": len(label_names) - 1,
-                 "guidance_sigma": TRAIN_DEFAULTS["guidance_sigma"], "use_mirroring": False,
+                 "guidance_sigma_mm": TRAIN_DEFAULTS["guidance_sigma_mm"], "guidance_sigma": GUIDANCE_SIGMA,
+                 "use_mirroring": False,
                  "prompt_roi_margin": [max(8, int(p) // 2) for p in patch_size]})
     conf["network_def"].update({"in_channels": "$@image_channels + 3 * @num_labels + 1", "deep_supervision": False})
     transforms = conf["preprocessing"]["transforms"]
