@@ -2,8 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from monai.losses import DeepSupervisionLoss
+
+
+def nnunet_deep_supervision(loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], pred: torch.Tensor,
+                            target: torch.Tensor) -> torch.Tensor:
+    """``loss`` over DynUNet's stacked deep-supervision output, weighted as nnU-Net v2 does.
+
+    ``pred`` with one dimension more than ``target`` is ``(B, 1 + k, C, ...)``: head ``i`` gets weight
+    ``1 / 2**i``, normalised to sum 1 (``nnUNetTrainer._build_loss``). Any other ``pred`` gets the plain loss.
+
+    Example:
+        >>> mse = lambda p, t: ((p - t) ** 2).mean()
+        >>> float(nnunet_deep_supervision(mse, torch.stack([torch.ones(1, 2), torch.zeros(1, 2)], 1),
+        ...                               torch.zeros(1, 2)))
+        0.6666666865348816
+    """
+    if pred.dim() != target.dim() + 1:
+        return loss(pred, target)
+    heads = torch.unbind(pred, dim=1)
+    weights = torch.tensor([0.5**i for i in range(len(heads))])
+    weights = weights / weights.sum()
+    return sum(w * loss(h, target) for w, h in zip(weights.tolist(), heads, strict=True))
 
 
 class StackedDeepSupervisionLoss(DeepSupervisionLoss):
@@ -102,9 +125,4 @@ class MaskedDiceCELoss(torch.nn.Module):
         return self.lambda_dice * dice.mean() + self.lambda_ce * ce
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if pred.dim() != target.dim() + 1:
-            return self._one(pred, target)
-        heads = torch.unbind(pred, dim=1)
-        weights = torch.tensor([0.5**i for i in range(len(heads))])
-        weights = weights / weights.sum()
-        return sum(w * self._one(h, target) for w, h in zip(weights.tolist(), heads, strict=True))
+        return nnunet_deep_supervision(self._one, pred, target)

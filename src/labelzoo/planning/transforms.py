@@ -15,6 +15,8 @@ from monai.losses import DiceCELoss
 from monai.transforms import MapTransform
 from monai.utils import convert_to_tensor
 
+from labelzoo.losses import nnunet_deep_supervision
+
 SCHEMES = ("CTNormalization", "ZScoreNormalization", "NoNormalization", "RescaleTo01Normalization",
            "RGBTo01Normalization")
 
@@ -104,12 +106,7 @@ class DeepSupervisionDiceCELoss(torch.nn.Module):
         self.loss = DiceCELoss(**kwargs)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if pred.dim() != target.dim() + 1:
-            return self.loss(pred, target)
-        heads = torch.unbind(pred, dim=1)
-        weights = torch.tensor([0.5**i for i in range(len(heads))])
-        weights = weights / weights.sum()
-        return sum(w * self.loss(h, target) for w, h in zip(weights.tolist(), heads, strict=True))
+        return nnunet_deep_supervision(self.loss, pred, target)
 
 
 class SplitPreviousStaged(MapTransform):
