@@ -3,6 +3,10 @@
 This file only moves data between Qt widgets / MRML nodes and ``LabelZooLib`` (plain Python, tested
 without Slicer): the HTTP client, the label table and label-map merging, the session state machine and
 the settings all live there.
+
+No network call runs on the Qt thread: each one (or a chain of them, ``LabelZooLib.remote``) runs as a
+``LabelZooLib.BackgroundCall`` in a ``LabelZooLib.Jobs`` slot, polled by ``jobTimer``; its answer is applied
+on the Qt thread, where dialogs are shown between two background steps.
 """
 
 from __future__ import annotations
@@ -20,14 +24,22 @@ import slicer
 import vtk
 from LabelZooLib import (
     BackgroundCall,
+    Jobs,
     LabelTable,
     LabelZooClient,
     LabelZooLibError,
     PromptBook,
     Session,
+    SessionError,
     Settings,
+    TrainingWatch,
+    compare_choices,
+    connect_probe,
+    download_for_compare,
+    fetch_next_sample,
     labelmap_to_segments,
     lasso_contour,
+    login_info,
     merge_labelmap,
     merge_region,
     model_options,
@@ -35,9 +47,10 @@ from LabelZooLib import (
     prior_labelmap,
     remap_labelmap,
     resample_to,
-    sample_choice,
     segments_to_labelmap,
     stroke_voxels,
+    submit_label,
+    upload_volume,
 )
 from LabelZooLib.labels import MERGE_MODES
 from LabelZooLib.team import image_team
@@ -52,8 +65,13 @@ from slicer.util import VTKObservationMixin
 logger = logging.getLogger(__name__)
 
 SETTINGS_GROUP = "LabelZoo"
-TRAIN_POLL_MS = 5000
-PROMPT_POLL_MS = 100
+TRAIN_POLL_MS = 5000  # pause between two training-status polls (the next starts once the last one answered)
+JOB_POLL_MS = 100  # how often the timer looks for finished background calls
+
+# Jobs slots: one request of each kind in flight at most.
+REQUEST = "request"  # the annotator's work: connect, next sample, segment, prompts, submit, upload, compare
+TRAIN = "train"  # starting / stopping training (runs beside the image work)
+STATUS = "training status"  # the training-status poll (never stacks: a poll is skipped while one is in flight)
 
 
 class LabelZoo(ScriptedLoadableModule):
@@ -109,15 +127,20 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.segmentationNode = None
         self.tmpdir = tempfile.mkdtemp(prefix="labelzoo-slicer-")
         self._updatingSegmentation = False
-        self.trainTimer = qt.QTimer()
+        self.trainTimer = qt.QTimer()  # single-shot: restarted by each answered poll, so polls never stack
+        self.jobs = Jobs()  # the network calls in flight, off the Qt thread
+        self.jobTimer = qt.QTimer()
+        self.trainingWatch = TrainingWatch()
+        self.busyLabel = None  # where the REQUEST job's busy text goes (status line or prompt status)
+        self.busyCursor = False
+        self.editCount = 0  # segmentation edits so far (an edit during a submit keeps the label unsaved)
         self.prompts = PromptBook()
         self.promptNode = None
         self.promptKind = None
         self.boxCorner = None
         self.shapeNode = None  # the scribble (curve) or lasso (closed curve) being drawn
         self.placed = {}  # segment -> [markup node or (point node, None)] per prompt, for undo
-        self.pending = None  # (BackgroundCall, what to do with its answer) of the request in flight
-        self.promptTimer = qt.QTimer()
+        self.promptCall = None  # the prompt request in flight (a newer prompt supersedes it)
         self.shortcuts = []
 
     # -- set-up ------------------------------------------------------------------------------------------
@@ -161,7 +184,10 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     self.ui.verifyTlsCheckBox):
             box.toggled.connect(self.saveSettings)
         self.ui.mergeModeComboBox.currentTextChanged.connect(self.saveSettings)
+        self.trainTimer.setSingleShot(True)
         self.trainTimer.timeout.connect(self.onTrainTimer)
+        self.jobTimer.timeout.connect(self.onJobTimer)
+        self.ui.cancelRequestButton.clicked.connect(self.onCancelRequest)
         # several annotators: open another annotator's label (or a prior version) read-only, to compare
         self.compareButton = qt.QPushButton("Compare with another annotator's label")
         self.compareButton.toolTip = "Load another annotator's label of this image as a locked segmentation"
@@ -177,7 +203,6 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.refineCheckBox.toggled.connect(self.onRefineToggled)
         self.ui.undoPromptButton.clicked.connect(self.onUndoPrompt)
         self.ui.cancelPromptButton.clicked.connect(self.onCancelPrompt)
-        self.promptTimer.timeout.connect(self.onPromptTimer)
         for key, slot in (("F", lambda: self.startPrompt("foreground")), ("B", lambda: self.startPrompt("background")),
                           ("X", lambda: self.startPrompt("box")), ("S", lambda: self.startShape("scribble")),
                           ("Shift+S", lambda: self.startShape("scribble", background=True)),
@@ -190,8 +215,10 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.updateButtons()
 
     def cleanup(self):
+        self.jobs.cancel_all()  # answers still coming are dropped
         self.trainTimer.stop()
-        self.promptTimer.stop()
+        self.jobTimer.stop()
+        self.setBusyCursor(False)
         self.removeObservers()
         shutil.rmtree(self.tmpdir, ignore_errors=True)
 
@@ -231,22 +258,27 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # -- widgets from the session ------------------------------------------------------------------------
 
     def updateButtons(self):
+        """Enable what the session allows; while a request runs, what would start a conflicting one is off."""
         allowed = self.session.allowed
-        self.ui.nextSampleButton.enabled = allowed("next_sample") or self.session.dirty
-        self.ui.segmentButton.enabled = allowed("infer")
-        self.ui.submitButton.enabled = allowed("submit")
-        self.ui.discardButton.enabled = self.session.dirty
-        self.ui.uploadButton.enabled = self.session.connected
-        self.ui.trainButton.enabled = allowed("train")
-        self.ui.stopTrainButton.enabled = allowed("stop_train")
+        idle = not self.jobs.busy(REQUEST)
+        trainIdle = not self.jobs.busy(TRAIN)
+        self.ui.connectButton.enabled = idle
+        self.ui.nextSampleButton.enabled = (allowed("next_sample") or self.session.dirty) and idle
+        self.ui.segmentButton.enabled = allowed("infer") and idle
+        self.ui.submitButton.enabled = allowed("submit") and idle
+        self.ui.discardButton.enabled = self.session.dirty and idle
+        self.ui.uploadButton.enabled = self.session.connected and idle
+        self.compareButton.enabled = idle
+        self.ui.trainButton.enabled = allowed("train") and trainIdle
+        self.ui.stopTrainButton.enabled = allowed("stop_train") and trainIdle
         interactive = self.interactiveModel() is not None and self.session.image_id is not None
         for button in (self.ui.foregroundPointButton, self.ui.backgroundPointButton, self.ui.boxButton,
                        self.ui.scribbleButton, self.ui.backgroundScribbleButton, self.ui.lassoButton,
                        self.ui.undoPromptButton, self.ui.refineCheckBox):
-            button.enabled = interactive and self.pending is None
-        self.ui.finishPromptButton.enabled = self.shapeNode is not None and self.pending is None
-        self.ui.segmentButton.enabled = allowed("infer") and self.pending is None
-        self.ui.cancelPromptButton.enabled = self.pending is not None
+            button.enabled = interactive and idle
+        self.ui.finishPromptButton.enabled = self.shapeNode is not None and idle
+        self.ui.cancelPromptButton.enabled = not idle
+        self.ui.cancelRequestButton.enabled = not idle
 
     def showSessionInfo(self):
         info = self.session.info
@@ -307,27 +339,99 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 typed[option.name] = value
         return option_values(options, typed)
 
+    # -- background requests (LabelZooLib.Jobs; the answers are applied here, on the Qt thread) ----------------
+
+    def startJob(self, slot, call, onDone, onError=None, ifBusy="raise", busyLabel=None):
+        """Run ``call`` (a LabelZooLib BackgroundCall, not started) off the Qt thread in ``slot``; ``jobTimer``
+        hands its answer to ``onDone`` (its LabelZooLibError to ``onError``, else to a dialog) on the Qt thread.
+        A REQUEST job shows the busy cursor and its busy text in ``busyLabel`` (the status line by default)
+        and enables Cancel. Returns the started call, or ``None`` when ``ifBusy="skip"`` skipped it."""
+        started = self.jobs.start(slot, call, onDone, onError, if_busy=ifBusy)
+        if started is None:
+            return None
+        if slot == REQUEST:
+            self.busyLabel = busyLabel or self.ui.statusLabel
+        if not self.jobTimer.isActive():
+            self.jobTimer.start(JOB_POLL_MS)
+        self.showBusy()
+        self.updateButtons()
+        return started
+
+    def setBusyCursor(self, busy):
+        if busy and not self.busyCursor:
+            slicer.app.setOverrideCursor(qt.Qt.BusyCursor)
+        elif not busy and self.busyCursor:
+            slicer.app.restoreOverrideCursor()
+        self.busyCursor = busy
+
+    def showBusy(self):
+        """Busy cursor and texts from the jobs in flight (the status poll stays silent)."""
+        self.setBusyCursor(self.jobs.busy(REQUEST))
+        if self.jobs.busy(REQUEST) and self.busyLabel is not None:
+            self.busyLabel.setText(self.jobs.busy_text(REQUEST))
+        if self.jobs.busy(TRAIN):
+            self.ui.trainingStatusLabel.setText(self.jobs.busy_text(TRAIN))
+
+    def onJobTimer(self):
+        """Collects finished calls and applies their answers (the Qt thread never waits for the network)."""
+        finished = self.jobs.poll()
+        if not self.jobs.busy():
+            self.jobTimer.stop()
+        self.showBusy()
+        if finished:
+            self.updateButtons()
+        for job in finished:
+            self.deliver(job)
+
+    @reported
+    def deliver(self, job):
+        job.deliver()  # onDone(answer); a request's error is raised here, on the Qt thread, and shown by @reported
+
+    def onCancelRequest(self):
+        """Stop waiting for the request in flight: its answer is dropped (the server may still finish it)."""
+        call = self.jobs.cancel(REQUEST)
+        self.promptCall = None
+        if not self.jobs.busy():
+            self.jobTimer.stop()
+        self.showBusy()
+        if call is not None:
+            self.ui.statusLabel.setText(f"cancelled: {call.what} (its answer will be ignored; the server may still "
+                                        "finish it)")
+        self.updateButtons()
+
     # -- slots -------------------------------------------------------------------------------------------
 
     @reported
     def onConnect(self):
+        """Connect in the background: /info/ (after a login, when the server asks for one)."""
         url = self.ui.serverComboBox.currentText
         token = self.ui.authTokenLineEdit.text.strip() or None
         client = LabelZooClient(url, token=token, verify=self.ui.verifyTlsCheckBox.checked,
                                 client_id=self.settings.annotator)
-        if not token and client.auth_enabled():
+        self.startJob(REQUEST, BackgroundCall(connect_probe, client, what=f"connecting to {client.server_url}"),
+                      lambda info: self.onConnectAnswer(client, info))
+
+    def onConnectAnswer(self, client, info):
+        if info is None:  # the server asks for a login: the dialogs run here, then the login runs in the background
             user = qt.QInputDialog.getText(slicer.util.mainWindow(), "LabelZoo login", "User name:")
             password = qt.QInputDialog.getText(slicer.util.mainWindow(), "LabelZoo login", "Password:",
                                                qt.QLineEdit.Password)
-            client.login(user, password)
-        info = client.info()
+            self.startJob(REQUEST, BackgroundCall(login_info, client, user, password,
+                                                  what=f"logging in to {client.server_url}"),
+                          lambda answer: self.onConnected(client, answer))
+            return
+        self.onConnected(client, info)
+
+    def onConnected(self, client, info):
         self.session.connect(client.server_url, info)
         self.client = client
         self.settings.remember_server(client.server_url)
         self._fillCombo(self.ui.serverComboBox, self.settings.server_history, client.server_url)
         self.saveSettings()
         self.showSessionInfo()
-        self.onTrainTimer()
+        self.jobs.cancel(STATUS)  # a poll of the previous server is no longer wanted
+        self.trainingWatch.reset()
+        self.pollTraining()
         self.ui.statusLabel.setText(f"connected to {client.server_url}")
 
     def onModelChanged(self, name):
@@ -360,12 +464,18 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self.session.check("next_sample", discard=discard)
         strategy = self.session.strategy
-        choice = sample_choice(self.client.next_sample(strategy), strategy)
-        path = self.client.download_image(choice.image_id, self.tmpdir)
-        self.openVolume(self.logic.loadImage(path, choice.image_id))
+        call = BackgroundCall(fetch_next_sample, self.client, strategy, self.tmpdir, self.settings.annotator,
+                              what=f"fetching the next sample ({strategy})")
+        self.startJob(REQUEST, call, lambda sample: self.openSample(sample, discard))
+
+    def openSample(self, sample, discard):
+        """The next sample arrived (chosen, downloaded, its annotators read): show it, auto-segment if set."""
+        self.session.check("next_sample", discard=discard)  # edits made while it downloaded are not lost
+        choice = sample.choice
+        self.openVolume(self.logic.loadImage(sample.image_path, choice.image_id))
         self.session.open_image(choice.image_id, choice, discard=discard)
-        team = image_team(self.client.annotations(choice.image_id), self.settings.annotator)
-        self.ui.sampleInfoLabel.setText(f"{choice.describe()}\n{team.describe()}")
+        self.ui.sampleInfoLabel.setText(f"{choice.describe()}\n{sample.team.describe()}")
+        self.ui.statusLabel.setText(f"{choice.image_id} opened")
         if self.ui.autoSegmentCheckBox.checked and self.session.allowed("infer"):
             self.onSegment()
 
@@ -392,6 +502,7 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSegmentationModified(self, caller=None, event=None):
         if self._updatingSegmentation or self.session.image_id is None:
             return
+        self.editCount += 1
         self.session.edited(has_label=self.segmentationNode.GetSegmentation().GetNumberOfSegments() > 0)
         self.updateButtons()
 
@@ -401,7 +512,7 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         image_id, model = self.session.begin_infer()
         call = BackgroundCall(self.client.infer, model, image_id, params=self.typedOptions(), dest_dir=self.tmpdir,
                               what=f"{model} segmenting {image_id}")
-        self.startBackground(call, lambda result: self.applySegmentation(result, image_id, model))
+        self.startJob(REQUEST, call, lambda result: self.applySegmentation(result, image_id, model))
 
     def applySegmentation(self, result, image_id, model):
         if self.session.image_id != image_id:
@@ -436,7 +547,7 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     @reported
     def startPrompt(self, kind):
         """Enter point placement; the placed point becomes a prompt of the selected segment."""
-        if self.interactiveModel() is None or self.pending is not None:
+        if self.interactiveModel() is None or self.jobs.busy(REQUEST):
             return
         self.selectedSegmentName()
         if self.promptNode is None or slicer.mrmlScene.GetNodeByID(self.promptNode.GetID()) is None:
@@ -457,10 +568,23 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.promptNode.GetNthControlPointPositionWorld(index, ras)
         return [int(round(c)) for c in self.toIJK(ras)]
 
+    def promptBlocked(self):
+        """Raise when a request other than a prompt runs: a prompt waits for it (a newer prompt supersedes an older)."""
+        running = self.jobs.running(REQUEST)
+        if running is not None and running is not self.promptCall:
+            raise LabelZooLibError(f"{running.what} is still running: wait for it (or press Cancel), then prompt again")
+
     @reported
     def onPromptPlaced(self, caller=None, event=None):
         if self.promptKind is None:
             return
+        try:
+            self.promptBlocked()
+        except LabelZooLibError:  # take the point(s) of this prompt back off the view
+            for _ in range(2 if self.boxCorner is not None else 1):
+                self.promptNode.RemoveNthControlPoint(self.promptNode.GetNumberOfControlPoints() - 1)
+            self.promptKind, self.boxCorner = None, None
+            raise
         point = self.pointIJK(self.promptNode.GetNumberOfControlPoints() - 1)
         if self.promptKind == "box" and self.boxCorner is None:
             self.boxCorner = point
@@ -477,7 +601,7 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     @reported
     def startShape(self, kind, background=False):
         """Draw a scribble (open curve) or a lasso (closed curve on one slice); Finish (Enter) sends it."""
-        if self.interactiveModel() is None or self.pending is not None:
+        if self.interactiveModel() is None or self.jobs.busy(REQUEST):
             return
         self.selectedSegmentName()
         self.discardShape()
@@ -507,6 +631,7 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         background = node.GetAttribute("LabelZoo.background") == "1"
         segment = self.selectedSegmentName()
         try:
+            self.promptBlocked()
             if kind == "lasso":
                 ras = []
                 for i in range(node.GetNumberOfControlPoints()):
@@ -535,6 +660,7 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     @reported
     def onUndoPrompt(self):
+        self.promptBlocked()
         segment = self.selectedSegmentName()
         if self.prompts.undo(segment) is None:
             return
@@ -548,27 +674,11 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.sendPrompts(segment)
 
     def onCancelPrompt(self):
-        """Stop waiting for the request in flight (its answer is dropped) and leave any drawing."""
-        if self.pending is not None:
-            self.pending[0].cancel()
-            slicer.app.restoreOverrideCursor()
-        self.pending = None
-        self.promptTimer.stop()
+        """Stop waiting for the request in flight (its answer is dropped) and leave any drawing (Esc)."""
+        self.onCancelRequest()
         self.discardShape()
         self.promptKind, self.boxCorner = None, None
         self.ui.promptStatusLabel.setText("cancelled")
-        self.updateButtons()
-
-    def startBackground(self, call, apply):
-        """Run ``call`` (a LabelZooLib BackgroundCall) off the UI thread; the timer hands its answer to ``apply``
-        on the UI thread. The panel shows the busy state; Cancel (Esc) drops the answer."""
-        if self.pending is not None:  # one request at a time: a newer one supersedes the one in flight
-            self.pending[0].cancel()
-            slicer.app.restoreOverrideCursor()
-        self.pending = (call.start(), apply)
-        self.ui.promptStatusLabel.setText(call.busy_text())
-        slicer.app.setOverrideCursor(qt.Qt.BusyCursor)
-        self.promptTimer.start(PROMPT_POLL_MS)
         self.updateButtons()
 
     def sendPrompts(self, segment):
@@ -586,26 +696,11 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         call = BackgroundCall(self.client.infer, model, self.session.image_id, params=params, label_path=prior,
                               dest_dir=self.tmpdir, what=f"{model} redrawing {segment}")
         image_id = self.session.image_id
-        self.startBackground(call, lambda result: self.applyPromptAnswer(result, segment, model, int(value), image_id))
-
-    def onPromptTimer(self):
-        """Polls the request in flight (the UI stays responsive); applies its answer once it is there."""
-        if self.pending is None:
-            self.promptTimer.stop()
-            return
-        call, apply = self.pending
-        if not call.done:
-            self.ui.promptStatusLabel.setText(call.busy_text())
-            return
-        self.pending = None
-        self.promptTimer.stop()
-        slicer.app.restoreOverrideCursor()
-        self.updateButtons()
-        self.finishBackground(call, apply)
-
-    @reported
-    def finishBackground(self, call, apply):
-        apply(call.result())  # re-raises the request's error here, on the UI thread
+        # a newer prompt supersedes the prompt request in flight (its answer is dropped); another request is not
+        supersede = self.promptCall is not None and self.jobs.running(REQUEST) is self.promptCall
+        self.promptCall = self.startJob(
+            REQUEST, call, lambda result: self.applyPromptAnswer(result, segment, model, int(value), image_id),
+            ifBusy="replace" if supersede else "raise", busyLabel=self.ui.promptStatusLabel)
 
     def applyPromptAnswer(self, result, segment, model, value, image_id):
         if self.session.image_id != image_id:
@@ -624,6 +719,8 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     @reported
     def onSubmit(self):
+        """Submit in two background steps: who labelled the image (then, here, the replace question), then
+        store the label and refresh /info/; afterwards auto-train and auto-next-sample as set."""
         self.logic.syncTable(self.segmentationNode, self.session.labels)
         image_id, params = self.session.begin_submit()
         outside = self.session.labels_outside(self.session.model) if self.session.model else []
@@ -631,19 +728,37 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 f"Model {self.session.model} does not predict {', '.join(outside)} (name or value differs): "
                 "training it on this label may fail. Submit anyway?", windowTitle="LabelZoo"):
             return
-        question = image_team(self.client.annotations(image_id), self.settings.annotator).replace_question()
+        self.startJob(REQUEST, BackgroundCall(self.client.annotations, image_id,
+                                              what=f"checking who labelled {image_id}"),
+                      lambda answer: self.onSubmitChecked(image_id, params, answer))
+
+    def onSubmitChecked(self, image_id, params, annotations):
+        if self.session.image_id != image_id:
+            return  # another image was opened meanwhile
+        question = image_team(annotations, self.settings.annotator).replace_question()
         if question:
             if not slicer.util.confirmYesNoDisplay(question, windowTitle="LabelZoo"):
+                self.ui.statusLabel.setText(f"label of {image_id} not submitted")
                 return
             params = {**params, "replace": True}
+        self.logic.syncTable(self.segmentationNode, self.session.labels)  # segments added while it asked
+        params = {**params, "label_info": self.session.labels.to_label_info(),
+                  "label_names": self.session.labels.to_names()}
         path = os.path.join(self.tmpdir, f"{image_id}_label.nii.gz")
         self.logic.exportLabelmap(self.segmentationNode, self.volumeNode, self.session.labels, path)
-        self.client.save_label(image_id, path, params=params)
-        self.session.submitted(self.client.info())
+        edits = self.editCount
+        self.startJob(REQUEST, BackgroundCall(submit_label, self.client, image_id, path, params,
+                                              what=f"submitting the label of {image_id}"),
+                      lambda info: self.onSubmitted(image_id, info, edits))
+
+    def onSubmitted(self, image_id, info, edits):
+        self.session.submitted(info)
+        if self.editCount != edits:  # edited while the label was on its way: those edits are not on the server
+            self.session.edited(has_label=self.segmentationNode.GetSegmentation().GetNumberOfSegments() > 0)
         self.showSessionInfo()
         self.ui.statusLabel.setText(f"label of {image_id} submitted")
-        if self.ui.autoTrainCheckBox.checked and self.session.allowed("train"):
-            self.onTrain()
+        if self.ui.autoTrainCheckBox.checked and self.session.allowed("train") and not self.jobs.busy(TRAIN):
+            self.onTrain()  # its own slot: starting training runs beside the next sample
         if self.ui.autoNextSampleCheckBox.checked:
             self.onNextSample()
 
@@ -652,24 +767,29 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         image_id = self.session.image_id
         if self.client is None or image_id is None:
             raise LabelZooLibError("open an image first (Next sample)")
-        answer = self.client.annotations(image_id)
-        me = self.settings.annotator
-        choices = {f"{tag} by {rec.get('annotator')}": ("tag", tag)
-                   for tag, rec in (answer.get("labels") or {}).items()
-                   if (tag == "final" or tag.startswith("read-") or tag == "consensus") and rec.get("annotator") != me}
-        for index, version in enumerate(answer.get("versions") or []):
-            choices[f"prior version {index} by {version.get('annotator')}"] = ("version", index)
+        self.startJob(REQUEST, BackgroundCall(self.client.annotations, image_id,
+                                              what=f"reading who labelled {image_id}"),
+                      lambda answer: self.onCompareChoices(image_id, answer))
+
+    def onCompareChoices(self, image_id, answer):
+        if self.session.image_id != image_id:
+            return
+        choices = compare_choices(answer, self.settings.annotator)
         if not choices:
             raise LabelZooLibError(f"no other annotator's label of {image_id} to compare with")
         name = qt.QInputDialog.getItem(slicer.util.mainWindow(), "LabelZoo", "Compare with:", list(choices), 0, False)
         if not name:
             return
         kind, key = choices[name]
-        if kind == "tag":
-            path = self.client.download_label(image_id, self.tmpdir, tag=key)
-        else:
-            path = self.client.download_label_version(image_id, key, self.tmpdir)
+        call = BackgroundCall(download_for_compare, self.client, image_id, kind, key, self.tmpdir,
+                              what=f"downloading {name}")
+        self.startJob(REQUEST, call, lambda path: self.onCompareDownloaded(image_id, name, path))
+
+    def onCompareDownloaded(self, image_id, name, path):
+        if self.session.image_id != image_id:
+            return  # another image was opened meanwhile
         self.logic.loadReadOnlySegmentation(path, f"{image_id} {name}", self.volumeNode)
+        self.ui.statusLabel.setText(f"{name} loaded read-only")
 
     @reported
     def onDiscard(self):
@@ -692,47 +812,92 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         path = os.path.join(self.tmpdir, f"{volumeNode.GetName()}.nii.gz")
         if not slicer.util.saveNode(volumeNode, path):
             raise LabelZooLibError(f"could not write {volumeNode.GetName()} to {path}")
-        image_id = self.client.upload_image(path, image_id=volumeNode.GetName())
+        call = BackgroundCall(upload_volume, self.client, path, volumeNode.GetName(),
+                              what=f"uploading {volumeNode.GetName()}")
+        self.startJob(REQUEST, call, lambda answer: self.onUploaded(volumeNode, discard, *answer))
+
+    def onUploaded(self, volumeNode, discard, image_id, info):
+        if not slicer.mrmlScene.IsNodePresent(volumeNode):
+            raise LabelZooLibError(f"{image_id} was uploaded, but its volume was closed meanwhile: open it with "
+                                   "Next sample")
+        if self.session.dirty and not discard:  # edited while it uploaded: those edits are not dropped
+            raise SessionError(f"{image_id} was uploaded but not opened: the segmentation of "
+                               f"{self.session.image_id} has unsaved edits; submit or discard them, then upload again")
         self.openVolume(volumeNode)
         self.session.open_image(image_id, discard=discard)
-        self.session.connect(self.client.server_url, self.client.info())
+        self.session.connect(self.client.server_url, info)
         self.showSessionInfo()
         self.ui.sampleInfoLabel.setText(f"{image_id} (uploaded)")
+        self.ui.statusLabel.setText(f"{image_id} uploaded")
+
+    # -- training: start / stop in the TRAIN slot, status polled in the STATUS slot --------------------------
 
     @reported
     def onTrain(self):
         model = self.session.begin_train()
-        self.client.train_start(model)
+        client = self.client
+        self.startJob(TRAIN, BackgroundCall(client.train_start, model, what=f"starting training of {model}"),
+                      lambda answer: self.onTrainStarted(client, model))
+
+    def onTrainStarted(self, client, model):
+        if client is not self.client:
+            return  # connected to another server meanwhile
         self.session.training_update({"status": "SUBMITTED", "request": {"model": model}}, model)
+        self.trainingWatch.reset()
         self.trainTimer.start(TRAIN_POLL_MS)
         self.showTraining()
 
     @reported
     def onStopTrain(self):
         self.session.begin_stop_train()
-        self.client.train_stop()
-        self.onTrainTimer()
+        client = self.client
+        self.startJob(TRAIN, BackgroundCall(client.train_stop, what="stopping training"),
+                      lambda answer: self.onTrainStopped(client))
+
+    def onTrainStopped(self, client):
+        if client is not self.client:
+            return
+        self.trainingWatch.reset()  # a poll in flight may still say RUNNING: its answer is asked again
+        self.pollTraining()
 
     def onTrainTimer(self):
+        self.pollTraining()
+
+    def pollTraining(self):
+        """Ask the training status in the background; a poll is skipped while one is in flight, and the
+        single-shot timer is only restarted by an answer, so a slow server never gets polls stacked up."""
+        self.trainTimer.stop()
         if self.client is None:
-            self.trainTimer.stop()
             return
-        try:
-            task = self.client.train_status()
-            if task is not None and task.get("status") not in ("SUBMITTED", "RUNNING"):
-                self.session.connect(self.client.server_url, self.client.info())  # fresh best metric
-                self.showSessionInfo()
-            self.session.training_update(task)
-        except LabelZooLibError as e:
-            self.ui.trainingStatusLabel.setText(str(e))
-            self.trainTimer.stop()
+        client = self.client
+        self.startJob(STATUS, self.trainingWatch.job(client),
+                      lambda answer: self.onTrainingAnswer(client, answer),
+                      lambda error: self.onTrainingFailed(client, error), ifBusy="skip")
+
+    def onTrainingAnswer(self, client, answer):
+        if client is not self.client:
             return
-        if self.session.training.running:
+        if not self.trainingWatch.current(answer):  # asked before Train / Stop: ask again (none is in flight now)
+            self.pollTraining()
+            return
+        again = self.trainingWatch.answered(answer)
+        if answer.info is not None:  # the task ended: fresh best metric and model status
+            self.session.connect(client.server_url, answer.info)
+            self.showSessionInfo()
+        self.session.training_update(answer.task)
+        if again and self.session.training.running:
             self.trainTimer.start(TRAIN_POLL_MS)
-        else:
-            self.trainTimer.stop()
         self.showTraining()
-        self.updateButtons()
+
+    def onTrainingFailed(self, client, error):
+        """A poll failed: a line in the training status, never a dialog; ask again a few times, then stop."""
+        if client is not self.client:
+            return
+        message, again = self.trainingWatch.failed(error, running=self.session.training.running)
+        logger.warning("LabelZoo: %s", message)
+        self.ui.trainingStatusLabel.setText(message)
+        if again:
+            self.trainTimer.start(TRAIN_POLL_MS)
 
     def showTraining(self):
         status = self.session.training

@@ -343,9 +343,13 @@ class LabelZooClient:
 
     # -- app -------------------------------------------------------------------------------------------
 
-    def info(self) -> dict[str, Any]:
-        """The app's description: name, labels, models, trainers, strategies, scoring, train stats, datastore."""
-        return self.request("info").json()
+    def info(self, timeout: float | None = None) -> dict[str, Any]:
+        """The app's description: name, labels, models, trainers, strategies, scoring, train stats, datastore.
+
+        Args:
+            timeout: seconds to wait (default: the client's ``timeout``); status polls ask with a shorter one.
+        """
+        return self.request("info", timeout=timeout).json()
 
     def datastore(self, output: str = "stats") -> dict[str, Any]:
         """Datastore summary (``stats``: total / completed ...), or every entry (``all``) / the training list."""
@@ -470,10 +474,10 @@ class LabelZooClient:
         """Stop the running training task (the answer describes the stopped task, ``{}`` if none ran)."""
         return self.request("train_stop").json() or {}
 
-    def train_status(self) -> dict[str, Any] | None:
+    def train_status(self, timeout: float | None = None) -> dict[str, Any] | None:
         """The latest training task (``status``: SUBMITTED / RUNNING / DONE / ERROR / STOPPED, ``details``:
-        the last log lines), or ``None`` when no training ran yet."""
-        answer = self.request("train_status", ok=(200, 404))
+        the last log lines), or ``None`` when no training ran yet. ``timeout``: as in :meth:`info`."""
+        answer = self.request("train_status", ok=(200, 404), timeout=timeout)
         return answer.json() if answer.status == 200 else None
 
     def train_running(self) -> bool:

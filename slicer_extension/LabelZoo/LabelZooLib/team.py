@@ -61,3 +61,21 @@ def image_team(answer: Mapping[str, Any], me: str, now: float | None = None) -> 
     return ImageTeam(image=str(answer.get("image")), me=me, final_by=(labels.get("final") or {}).get("annotator"),
                      readers=readers, holders=holders, versions=len(answer.get("versions") or []),
                      reads_per_image=int(answer.get("reads_per_image") or 1))
+
+
+def compare_choices(answer: Mapping[str, Any], me: str) -> dict[str, tuple[str, str | int]]:
+    """What annotator ``me`` can open read-only to compare with, from ``GET /labelzoo/annotations``.
+
+    Returns:
+        ``{menu text: ("tag", tag) or ("version", index)}``: the final, consensus and ``read-*`` labels of other
+        annotators, then every prior (replaced) version; what :func:`~LabelZooLib.remote.download_for_compare`
+        takes.
+    """
+    choices: dict[str, tuple[str, str | int]] = {}
+    for tag, record in (answer.get("labels") or {}).items():
+        record = record or {}
+        if (tag in ("final", "consensus") or tag.startswith("read-")) and record.get("annotator") != me:
+            choices[f"{tag} by {record.get('annotator')}"] = ("tag", tag)
+    for index, version in enumerate(answer.get("versions") or []):
+        choices[f"prior version {index} by {(version or {}).get('annotator')}"] = ("version", index)
+    return choices
