@@ -9,7 +9,7 @@ import shutil
 import nibabel as nib
 import numpy as np
 import pytest
-from LabelZooLib import LabelZooClient, ServerError, image_team
+from LabelZooLib import LabelZooClient, ServerError, compare_choices, download_for_compare, image_team
 
 from tests.app.conftest import BUNDLE_NAME, bundle_source, shrink_bundle
 from tests.conftest import run_server
@@ -46,4 +46,11 @@ def test_team_view_asks_before_replacing_and_opens_prior_versions(tmp_path, samp
         assert team.final_by == "bob" and team.versions == 1
         prior = alice.download_label_version(image, 0, tmp_path / "cmp")
         assert np.array_equal(np.asarray(nib.load(prior).dataobj), label)
+        # what the module offers to compare with, downloaded by the same background step
+        choices = compare_choices(alice.annotations(image), "alice")
+        assert choices == {"final by bob": ("tag", "final"), "prior version 0 by alice": ("version", 0)}
+        assert compare_choices(bob.annotations(image), "bob") == {"prior version 0 by alice": ("version", 0)}
+        for kind, key in choices.values():
+            got = download_for_compare(alice, image, kind, key, tmp_path / "cmp2")
+            assert np.array_equal(np.asarray(nib.load(got).dataobj), label)
         assert json.dumps(alice.agreement())  # answers (no image has two reads here)
