@@ -377,6 +377,11 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         finished = self.jobs.poll()
         if not self.jobs.busy():
             self.jobTimer.stop()
+        for job in finished:  # no stale "... 3.2 s" once it answered; the answer (or its error) says what happened
+            if job.slot == REQUEST and self.busyLabel is not None and not self.jobs.busy(REQUEST):
+                self.busyLabel.setText("")
+            elif job.slot == TRAIN:
+                self.showTraining()
         self.showBusy()
         if finished:
             self.updateButtons()
@@ -693,8 +698,9 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if "prior" in params:  # the segment as it is now, valued as the model answers it
             prior = self.logic.exportSegmentPrior(self.segmentationNode, self.volumeNode, segment, int(value),
                                                   os.path.join(self.tmpdir, "prior.nii.gz"))
+        answerDir = tempfile.mkdtemp(prefix="prompt-", dir=self.tmpdir)  # a superseded answer cannot overwrite it
         call = BackgroundCall(self.client.infer, model, self.session.image_id, params=params, label_path=prior,
-                              dest_dir=self.tmpdir, what=f"{model} redrawing {segment}")
+                              dest_dir=answerDir, what=f"{model} redrawing {segment}")
         image_id = self.session.image_id
         # a newer prompt supersedes the prompt request in flight (its answer is dropped); another request is not
         supersede = self.promptCall is not None and self.jobs.running(REQUEST) is self.promptCall
