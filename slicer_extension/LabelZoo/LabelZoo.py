@@ -585,9 +585,9 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         try:
             self.promptBlocked()
-        except LabelZooLibError:  # take the point(s) of this prompt back off the view
-            for _ in range(2 if self.boxCorner is not None else 1):
-                self.promptNode.RemoveNthControlPoint(self.promptNode.GetNumberOfControlPoints() - 1)
+        except LabelZooLibError:  # take the point(s) of this prompt back off the view, once this event is over
+            node, count = self.promptNode, 2 if self.boxCorner is not None else 1
+            qt.QTimer.singleShot(0, lambda: self.removeLastPoints(node, count))
             self.promptKind, self.boxCorner = None, None
             raise
         point = self.pointIJK(self.promptNode.GetNumberOfControlPoints() - 1)
@@ -602,6 +602,12 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.placed.setdefault(segment, []).append((self.promptNode, 2 if self.promptKind == "box" else 1))
         self.promptKind, self.boxCorner = None, None
         self.sendPrompts(segment)
+
+    @staticmethod
+    def removeLastPoints(node, count):
+        if slicer.mrmlScene.IsNodePresent(node):
+            for _ in range(min(count, node.GetNumberOfControlPoints())):
+                node.RemoveNthControlPoint(node.GetNumberOfControlPoints() - 1)
 
     @reported
     def startShape(self, kind, background=False):
@@ -694,11 +700,11 @@ class LabelZooWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if value is None:
             raise LabelZooLibError(f"model {model!r} has no label {segment!r}: name the segment as a model label")
         params = {**self.typedOptions(), **self.prompts.params(segment), "result_region": True}
+        answerDir = tempfile.mkdtemp(prefix="prompt-", dir=self.tmpdir)  # a superseded request cannot overwrite it
         prior = None
         if "prior" in params:  # the segment as it is now, valued as the model answers it
             prior = self.logic.exportSegmentPrior(self.segmentationNode, self.volumeNode, segment, int(value),
-                                                  os.path.join(self.tmpdir, "prior.nii.gz"))
-        answerDir = tempfile.mkdtemp(prefix="prompt-", dir=self.tmpdir)  # a superseded answer cannot overwrite it
+                                                  os.path.join(answerDir, "prior.nii.gz"))
         call = BackgroundCall(self.client.infer, model, self.session.image_id, params=params, label_path=prior,
                               dest_dir=answerDir, what=f"{model} redrawing {segment}")
         image_id = self.session.image_id
