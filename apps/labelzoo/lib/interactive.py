@@ -32,7 +32,7 @@ def check_prompts(request: Mapping[str, Any], info: BundleInfo, shape: Sequence[
     spatial = tuple(squeeze_trailing(shape, info.spatial_dims))[: info.spatial_dims]
     labels = [n for n in info.labels if n != "background"]
     with as_http(unprocessable):
-        prompts = parse_prompts(request, labels, spatial)
+        prompts = parse_prompts(request, labels, spatial, slice_axis=info.slice_axis)
         chosen = prior_labels(request, labels)
         if chosen:  # the uploaded current mask: its shape and values, before any work
             load_prior(str(request["label_file"]), labels, chosen, spatial)
@@ -148,7 +148,7 @@ class RegionRestored:
         for key in self.restored.keys:
             result = d[key]
             affine = getattr(result, "affine", None)
-            d[key] = result[0] if result.ndim > 3 and result.shape[0] == 1 else result
+            d[key] = result[0] if result.ndim > len(region["shape"]) and result.shape[0] == 1 else result
             meta = d.setdefault(f"{key}_{self.restored.meta_key_postfix}", {})
             meta["affine"] = affine
         d["result"] = {**(d.get("result") or {}), "result_region": region}
