@@ -246,3 +246,94 @@ def test_2d_variant_smoke_runs(variant_2d: Path, tmp_path: Path) -> None:
 
     problems = verify_bundle(variant_2d, run=True, workdir=tmp_path)
     assert not problems, format_report(variant_2d, problems)
+
+
+# ------------------------------------------------------------------------------------------- 2D data (one slice)
+
+def _disc_images(folder: Path, n: int, seed: int = 0, labels: Path | None = None) -> None:
+    """2D NIfTI images (64 x 64, 0.5 mm pixels) of a bright disc (label 1: "lung") in noise."""
+    rng = np.random.RandomState(seed)
+    yy, xx = np.mgrid[:64, :64]
+    for i in range(n):
+        centre = rng.randint(20, 44, 2)
+        lab = (((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2) < 100).astype(np.uint8)
+        img = (rng.normal(0, 1, (64, 64)) + 3 * lab).astype(np.float32)
+        affine = np.diag([0.5, 0.5, 1.0, 1.0])
+        name = f"xray_{i:03d}"
+        nib.save(nib.Nifti1Image(img, affine), folder / (f"{name}_0000.nii.gz" if labels else f"{name}.nii.gz"))
+        if labels is not None:
+            nib.save(nib.Nifti1Image(lab, affine), labels / f"{name}.nii.gz")
+
+
+@pytest.fixture(scope="module")
+def variant_2d_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("xray") / "Task01_Xray"
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    _disc_images(root / "imagesTr", 4, labels=root / "labelsTr")
+    (root / "dataset.json").write_text(json.dumps({"name": "Xray", "channel_names": {"0": "xray"},
+                                                   "labels": {"background": 0, "lung": 1}, "numTraining": 4,
+                                                   "file_ending": ".nii.gz"}))
+    out = root.parent / "planned"
+    text = plan_run(str(root), out=str(out), interactive=True)
+    assert "xray_xray_nnunet2d_interactive_annotation" in text  # 2D data: the 2d configuration alone
+    return out / "xray_xray_nnunet2d_interactive_annotation"
+
+
+def test_2d_data_variant_takes_2d_prompts(variant_2d_data: Path) -> None:
+    from labelzoo.bundle.verify import format_report, verify_bundle
+    from labelzoo.discovery import read_bundle_info
+
+    problems = verify_bundle(variant_2d_data, run=False)
+    assert not problems, format_report(variant_2d_data, problems)
+    info = read_bundle_info(variant_2d_data)
+    assert info.spatial_dims == 2 and info.slice_axis is None and info.guidance_channels == 3 * 1 + 1
+    parser = _inference(variant_2d_data)
+    pre, post = parser.get_parsed_content("preprocessing"), parser.get_parsed_content("postprocessing")
+    image = str(sorted((variant_2d_data.parent.parent / "Task01_Xray" / "imagesTr").glob("*.nii.gz"))[0])
+    auto = pre({"image": image})["image"]
+    assert auto.shape == (5, 64, 64) and not np.asarray(auto[1:]).any()
+    click = np.asarray(pre({"image": image, "lung": [[20, 30]]})["image"])
+    # Slicer shows a 2D image as a one-slice volume: [i, j, 0] is the same click
+    np.testing.assert_array_equal(click, np.asarray(pre({"image": image, "lung": [[20, 30, 0]]})["image"]))
+    assert click[3].max() == pytest.approx(1.0) and click[3, 20, 30] == pytest.approx(1.0)  # lung clicks
+    boxed = np.asarray(pre({"image": image, "boxes": [{"label": "lung", "min": [5, 5], "max": [30, 30]}]})["image"])
+    assert boxed[1].sum() == 26 * 26
+    lasso = {"label": "lung", "points": [[5, 5], [5, 20], [20, 20]]}
+    assert np.asarray(pre({"image": image, "lassos": [lasso]})["image"])[3].any()
+    # a region answer on the 2D image's grid
+    net, inferer = parser.get_parsed_content("network_def").eval(), parser.get_parsed_content("inferer")
+    d = pre({"image": image, "lung": [[20, 30]], "result_region": True})
+    with torch.no_grad():
+        d["pred"] = inferer(d["image"][None].float(), net)[0]
+    out = post(d)
+    assert out["result_region_box"]["shape"] == [64, 64] and tuple(out["pred"].shape[-2:]) == (64, 64)
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_2d_data_variant_is_served(variant_2d_data: Path, server_factory, tmp_path: Path) -> None:
+    import shutil
+
+    name = variant_2d_data.name
+    bundles, studies = tmp_path / "bundles", tmp_path / "studies"
+    shutil.copytree(variant_2d_data, bundles / name)
+    studies.mkdir()
+    _disc_images(studies, 1, seed=5)
+    server = server_factory(studies, conf=f"models={name},bundles={bundles},skip_scoring=true,skip_trainers=true")
+    client = server.client()
+    model = client.info()["models"][name]
+    assert model["type"] == "deepedit" and model["dimension"] == 2
+    for params in ({}, {"lung": [[20, 30]]}, {"lung": [[20, 30, 0]], "background": [[2, 2, 0]]},
+                   {"boxes": [{"label": "lung", "min": [5, 5], "max": [30, 30]}]}):
+        label_file, _ = client.infer(name, "xray_000", params)
+        answer = nib.load(label_file)  # a one-slice volume with the image's pixels (as Slicer shows a 2D image)
+        assert np.asarray(answer.dataobj).squeeze().shape == (64, 64)
+        np.testing.assert_allclose(np.abs(np.diag(answer.affine))[:2], [0.5, 0.5], atol=1e-4)
+    label_file, params = client.infer(name, "xray_000", {"lung": [[20, 30]], "result_region": True})
+    params = json.loads(params) if isinstance(params, str) else params
+    assert params["result_region"]["shape"] == [64, 64]
+    lo, hi = params["result_region"]["min"], params["result_region"]["max"]
+    region = nib.load(label_file)
+    assert region.shape[:2] == (hi[0] - lo[0] + 1, hi[1] - lo[1] + 1)
+    np.testing.assert_allclose(np.abs(np.diag(region.affine))[:2], [0.5, 0.5], atol=1e-4)  # the image's pixels
