@@ -2,8 +2,11 @@
 
 Default suite: the variant passes ``labelzoo bundle verify`` without the runs, its training pipeline makes the
 guidance channels from simulated prompts, its network takes them, and the app serves it as a MONAI Label
-DeepEdit model answering clicks (a real server). Slow: the click-simulating smoke runs (train with DeepEdit's
-``Interaction``, evaluate, infer) through ``python -m monai.bundle run``.
+DeepEdit model answering clicks (a real server). The ``2d`` configuration's variant: 2D guidance channels in
+training (DeepEdit's click simulation on 2D slices), slice-by-slice inference with each prompt on its slice (a
+click changes the answer on its slice and nowhere else, through the live server too), and on 2D data 2D prompts.
+Slow: the click-simulating smoke runs (train with DeepEdit's ``Interaction``, evaluate, infer) through
+``python -m monai.bundle run``, and the 2D-data variant through the live server.
 """
 
 from __future__ import annotations
