@@ -37,6 +37,9 @@ class BundleInfo:
     description: str = ""
     #: input channels made from prompts (interactive bundles, served as MONAI Label DeepEdit models); 0 otherwise
     guidance_channels: int = 0
+    #: a 2D network run slice by slice on volumes along this axis (metadata ``labelzoo.slice_axis``: the planner's
+    #: interactive ``2d`` variant); its images and prompts are then 3D (``spatial_dims`` 3). ``None`` otherwise
+    slice_axis: int | None = None
 
     @property
     def weights(self) -> Path | None:
@@ -136,6 +139,10 @@ def read_bundle_info(path: str | Path, name: str | None = None) -> BundleInfo:
     image = next(iter(inputs.values()), {}) if inputs else {}
     pred = next(iter(outputs.values()), {}) if outputs else {}
     spatial = image.get("spatial_shape") or [0, 0, 0]
+    extra = meta.get("labelzoo") if isinstance(meta.get("labelzoo"), dict) else {}
+    slice_axis = extra.get("slice_axis")
+    slice_axis = int(slice_axis) if isinstance(slice_axis, int) and not isinstance(slice_axis, bool) \
+        and 0 <= slice_axis <= 2 else None
     labels = {}
     # region (sigmoid) bundles: channel_def names the network's channels (model-zoo meaning); the label map their
     # postprocessing writes, which MONAI Label shows, is named in metadata "labelzoo": {"label_map": {...}}
@@ -156,7 +163,9 @@ def read_bundle_info(path: str | Path, name: str | None = None) -> BundleInfo:
     return BundleInfo(
         name=name or path.name,
         path=path,
-        spatial_dims=len(spatial) if isinstance(spatial, list) and len(spatial) in (2, 3) else 3,
+        # a slice-wise 2D network takes 3D images (its patch, spatial_shape, is 2D)
+        spatial_dims=3 if slice_axis is not None else
+        len(spatial) if isinstance(spatial, list) and len(spatial) in (2, 3) else 3,
         # interactive bundles: the network also takes guidance channels the request's prompts make
         channels=int(image.get("num_channels", 1) or 1) - int(image.get("guidance_channels", 0) or 0),
         labels=labels,
@@ -166,4 +175,5 @@ def read_bundle_info(path: str | Path, name: str | None = None) -> BundleInfo:
         version=str(meta.get("version", "")),
         guidance_channels=int(image.get("guidance_channels", 0) or 0),
         description=str(meta.get("description", "")),
+        slice_axis=slice_axis,
     )

@@ -285,3 +285,39 @@ def test_prior_from_prediction_fills_the_prior_channels():
     np.testing.assert_array_equal(never({"image": image.copy(), "pred": pred})["image"], image)
     with pytest.raises(LabelZooError, match="prior channels"):
         t({"image": image[:3].copy(), "pred": pred})
+
+
+# ------------------------------------------------------------------------------ 2D images and slice-wise models
+
+def test_prompts_on_a_2d_image_and_for_a_slice_wise_model():
+    lasso = {"label": "liver", "points": [[1, 1], [1, 3], [3, 3]]}
+    p = parse_prompts({"spleen": [[1, 2], [3, 4, 0]], "lassos": [lasso],
+                       "boxes": [{"label": "liver", "min": [0, 0], "max": [4, 5]}]}, LABELS, (8, 8))
+    assert p.points["spleen"] == [(1, 2), (3, 4)]  # [i, j, 0]: Slicer's one-slice volume of a 2D image
+    assert (2, 2) in p.points["liver"] and p.boxes["liver"] == [((0, 0), (4, 5))]
+    with pytest.raises(LabelZooError, match=r"spleen\[0\]"):
+        parse_prompts({"spleen": [[1, 2, 1]]}, LABELS, (8, 8))
+    assert len(fill_lasso([[1, 1], [1, 3], [3, 3], [3, 1]], 2, (5, 5))) == 9
+    box = {"label": "liver", "min": [1, 1, 5], "max": [9, 9, 5]}  # on a slice normal to axis 2, or 3D: taken
+    assert parse_prompts({"boxes": [box, {**box, "max": [9, 9, 7]}]}, LABELS, SHAPE, slice_axis=2).boxes["liver"]
+    with pytest.raises(LabelZooError, match=r"boxes\[0\].*slice by slice along axis 2.*flat along axis 0"):
+        parse_prompts({"boxes": [{"label": "liver", "min": [4, 1, 1], "max": [4, 9, 9]}]}, LABELS, SHAPE, slice_axis=2)
+
+
+def test_2d_simulated_prompts_and_guidance():
+    label = np.zeros((1, 20, 16), dtype=np.float32)
+    label[0, 2:8, 2:8] = 1
+    label[0, 10:18, 4:12] = 2
+    sim = SimulatePromptsd("label", {"spleen": 1, "liver": 2, "background": 0}, max_clicks=2, box_prob=1.0,
+                           scribble_prob=1.0, lasso_prob=1.0, prior_prob=1.0, corrective_clicks=2, jitter=0)
+    sim.set_random_state(0)
+    d = sim({"image": torch.rand(1, 20, 16), "label": torch.as_tensor(label)})
+    assert d["image"].shape == (5, 20, 16) and d["image"][1:].any()
+    for c, value in ((1, 1), (2, 2)):
+        assert (label[0][np.asarray(d["image"][c]) > 0] == value).mean() > 0.3  # each 2D box surrounds its structure
+    d = NormalizeGuidanced("label", {"spleen": 1, "liver": 2, "background": 0})({**d, "label": label})
+    for name in ("spleen", "liver"):
+        pts = json.loads(d["guidance"][name])
+        assert pts and all(len(p) == 2 for p in pts)
+    out = AddGuidanceSignalDeepEditd("image", sigma=[1.0, 1.0], number_intensity_ch=5)(d)["image"]
+    assert out.shape == (8, 20, 16) and float(out[5].max()) == pytest.approx(1.0)

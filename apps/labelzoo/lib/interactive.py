@@ -16,6 +16,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from labelzoo.discovery import BundleInfo
 from labelzoo.interactive.prompts import Prompts, load_prior, parse_prompts, prior_labels
 from labelzoo.options import INFER_OPTIONS, Option, as_bool, data, points
@@ -32,7 +34,7 @@ def check_prompts(request: Mapping[str, Any], info: BundleInfo, shape: Sequence[
     spatial = tuple(squeeze_trailing(shape, info.spatial_dims))[: info.spatial_dims]
     labels = [n for n in info.labels if n != "background"]
     with as_http(unprocessable):
-        prompts = parse_prompts(request, labels, spatial)
+        prompts = parse_prompts(request, labels, spatial, slice_axis=info.slice_axis)
         chosen = prior_labels(request, labels)
         if chosen:  # the uploaded current mask: its shape and values, before any work
             load_prior(str(request["label_file"]), labels, chosen, spatial)
@@ -132,11 +134,30 @@ class RegionRestored:
     :class:`~labelzoo.interactive.transforms.InvertToRegiond` leaves the prediction on a box of the image's voxel
     grid; ``Restored`` would resize it to the whole image. Here the box's own affine is written with it (so the
     file says where it lies) and the result params carry ``result_region``: ``{"min": [i, j, k], "max": [i, j, k],
-    "shape": [...]}`` (inclusive voxel indices of the image). Any other answer goes through ``Restored``.
+    "shape": [...]}`` (inclusive voxel indices of the image). Any other answer goes through ``Restored``, which
+    keeps the channel axis of a 2D answer (``(1, H, W)``, not the image's shape) and its writer drops the affine
+    of a 2D array: the answer is written as a one-slice volume ``(H, W, 1)`` with the image's geometry.
     """
 
     def __init__(self, restored: Any):
         self.restored = restored
+
+    def _drop_channel(self, d: dict[str, Any]) -> dict[str, Any]:
+        """A 2D image's answer ``(1, H, W)`` as ``(H, W, 1)`` (the image's pixels; a NIfTI with its affine)."""
+        from monai.data import MetaTensor
+
+        ref = d.get(self.restored.ref_image)
+        meta = ref.meta if isinstance(ref, MetaTensor) else d.get(f"{self.restored.ref_image}_"
+                                                                  f"{self.restored.meta_key_postfix}", {})
+        shape = (meta or {}).get("spatial_shape")
+        if shape is None:
+            return d
+        dims = len(np.asarray(shape).ravel())
+        for key in self.restored.keys:
+            result = d.get(key)
+            if getattr(result, "ndim", 0) == dims + 1 and result.shape[0] == 1:
+                d[key] = result[0][..., None]
+        return d
 
     def __call__(self, data: Mapping[str, Any]) -> dict[str, Any]:
         from labelzoo.interactive.transforms import REGION_KEY
@@ -144,11 +165,13 @@ class RegionRestored:
         d = dict(data)
         region = d.pop(REGION_KEY, None)
         if region is None:
-            return self.restored(d)
+            return self._drop_channel(self.restored(d))
         for key in self.restored.keys:
             result = d[key]
             affine = getattr(result, "affine", None)
-            d[key] = result[0] if result.ndim > 3 and result.shape[0] == 1 else result
+            d[key] = result[0] if result.ndim > len(region["shape"]) and result.shape[0] == 1 else result
+            if len(region["shape"]) == 2 and d[key].ndim == 2:  # a 2D image's region: a one-slice volume
+                d[key] = d[key][..., None]
             meta = d.setdefault(f"{key}_{self.restored.meta_key_postfix}", {})
             meta["affine"] = affine
         d["result"] = {**(d.get("result") or {}), "result_region": region}

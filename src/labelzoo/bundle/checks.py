@@ -133,10 +133,18 @@ def check_metadata(meta: dict[str, Any], config_texts: dict[str, str], file: str
 
 
 def _check_label_map(meta: dict[str, Any], file: str) -> list[Problem]:
-    """``labelzoo.label_map`` (optional): label values (integers, 0 = background among them) -> names."""
+    """``labelzoo.label_map`` (optional): label values (integers, 0 = background among them) -> names;
+    ``labelzoo.slice_axis`` (optional): the axis a 2D network is run slice by slice along on volumes (0, 1 or 2)."""
     section = meta.get("labelzoo")
     if section is None:
         return []
+    if isinstance(section, dict) and "slice_axis" in section:
+        axis = section["slice_axis"]
+        if not isinstance(axis, int) or isinstance(axis, bool) or axis not in (0, 1, 2):
+            return [Problem("monailabel", file, f"slice_axis must be 0, 1 or 2, got {axis!r:.20}",
+                            "labelzoo#slice_axis")]
+        if "label_map" not in section:
+            return []
     where = "labelzoo#label_map"
     label_map = section.get("label_map") if isinstance(section, dict) else None
     if not isinstance(label_map, dict) or not label_map:

@@ -10,8 +10,24 @@ region only and answer with that region (``CropToPromptsd``, ``InvertToRegiond``
 ``guidance_channels`` so the LabelZoo app serves it as a MONAI Label DeepEdit model.
 
 The variant is made from the emitted bundle's own JSON (not from the planner's internals), so it follows
-whatever the planner emits. 3D configurations only (DeepEdit's guidance is 3D); the cascade's stage 2 is skipped.
-Deep supervision is off (DeepEdit's click simulation runs the network in eval mode; one output head).
+whatever the planner emits. Deep supervision is off (DeepEdit's click simulation runs the network in eval mode;
+one output head).
+
+Configurations: ``3d_fullres``, ``3d_lowres`` and ``2d``. The ``2d`` variant trains on the planned 2D slices
+with 2D guidance (the same transforms: DeepEdit's handle 2D, LabelZoo's take 2D labels and ``[i, j]`` points;
+boxes, scribbles and lassos are drawn on the slice) and, on volumes, infers slice by slice (``SliceInferer``)
+with the request's 3D prompts: a click's Gaussian spans its own slice only (the click sigma is ~0 along the slice
+axis, :data:`SLICE_GUIDANCE_SIGMA`), so a click guides its slice and a slice without prompts gets the automatic
+answer; a 2D box must lie on one of the model's slices, a 3D box is a box on each slice it spans, the prompt
+region spans the prompted slices; ``metadata.json`` declares ``labelzoo.slice_axis`` so the app serves it on 3D
+images (the prompts are 3D voxel indices). On 2D data (``file_ndim`` 2: radiographs) it is a plain 2D model.
+
+The cascade's stage 2 (``3d_cascade_fullres``) gets no variant: its input holds stage 1's segmentation (read
+from stage 1's cross-validation predictions in training, made by a whole stage-1 run inside ``CascadeInferer``
+at inference), and the interactive variants already have a channel for a segmentation to refine: the prior
+mask, which in annotation is the current mask (the automatic suggestion or the annotator's edit) rather than a
+fixed stage-1 output. A stage-1 run per click would also add a whole low-resolution inference to each click's
+latency and cannot be cropped to the prompt region. Use the ``3d_lowres`` or ``3d_fullres`` variant.
 """
 
 from __future__ import annotations
@@ -25,8 +41,8 @@ from typing import Any
 from labelzoo.errors import LabelZooError
 from labelzoo.io import write_json_atomic
 
-#: Planned configurations that get an interactive variant.
-INTERACTIVE_CONFIGURATIONS = ("3d_fullres", "3d_lowres")
+#: Planned configurations that get an interactive variant (not the cascade's stage 2: see the module docstring).
+INTERACTIVE_CONFIGURATIONS = ("3d_fullres", "3d_lowres", "2d")
 #: The click Gaussian's sigma in voxels of the planned spacing, from ``guidance_sigma_mm`` (as the hand-written
 #: interactive bundle: a click as wide in mm whatever the dataset's voxel size).
 GUIDANCE_SIGMA = "$numpy.divide(@guidance_sigma_mm, @spacing).tolist()"
@@ -35,6 +51,10 @@ TRAIN_DEFAULTS: dict[str, Any] = {"deepgrow_probability": 0.5, "max_interactions
                                   "box_prob": 0.3, "scribble_prob": 0.2, "lasso_prob": 0.1, "prior_prob": 0.5,
                                   "corrective_clicks": 3, "prior_from_prediction_prob": 0.0, "guidance_sigma_mm": 4.5,
                                   "guidance_sigma": GUIDANCE_SIGMA}
+#: The click sigma of a 2D model run slice by slice on a volume: the in-plane sigma of the 2D training slices, and
+#: ~0 voxels along the slice axis (the Gaussian ``erf`` kernel is then exactly 1 on the click's slice and 0 on its
+#: neighbours), so a click guides its slice only.
+SLICE_GUIDANCE_SIGMA = "$numpy.insert(numpy.divide(@guidance_sigma_mm, @spacing), @slice_axis, 0.001).tolist()"
 T = "labelzoo.interactive.transforms."
 DE = "monai.apps.deepedit.transforms."
 
@@ -109,23 +129,44 @@ def train_config(train: dict[str, Any], n_img: int, label_names: dict[str, int])
     return conf
 
 
+def slice_axis_of(train: dict[str, Any]) -> int | None:
+    """The axis a planned 2D configuration slices volumes along (its training's ``SqueezeDimd``), or ``None``
+    (a 3D configuration, or a 2D one on 2D data)."""
+    for t in train["train"]["random_transforms"]:
+        if isinstance(t, dict) and t.get("_target_") == "SqueezeDimd":
+            return int(t["dim"]) - 1
+    return None
+
+
 def inference_config(infer: dict[str, Any], n_img: int, label_names: dict[str, int],
-                     patch_size: list[int]) -> dict[str, Any]:
+                     patch_size: list[int], slice_axis: int | None = None) -> dict[str, Any]:
     """The planned ``inference.json`` turning a request's prompts into guidance channels (one output head,
-    no test-time mirroring: a click must answer fast), with prompt-region prediction and region answers."""
+    no test-time mirroring: a click must answer fast), with prompt-region prediction and region answers.
+
+    ``slice_axis``: a 2D configuration inferring volumes slice by slice along it: the prompts are 3D, each click's
+    Gaussian stays on its slice (:data:`SLICE_GUIDANCE_SIGMA`) and the prompt region spans the prompted slices."""
     conf = copy.deepcopy(infer)
+    margin = [max(8, int(p) // 2) for p in patch_size]
+    min_size = [int(p) for p in patch_size]
+    sigma = GUIDANCE_SIGMA
+    if slice_axis is not None:
+        margin.insert(slice_axis, 0)
+        min_size.insert(slice_axis, 1)
+        sigma = SLICE_GUIDANCE_SIGMA
+        conf["slice_axis"] = slice_axis
     conf.update({"image_channels": n_img, "label_names": label_names, "num_labels": len(label_names) - 1,
-                 "guidance_sigma_mm": TRAIN_DEFAULTS["guidance_sigma_mm"], "guidance_sigma": GUIDANCE_SIGMA,
-                 "use_mirroring": False,
-                 "prompt_roi_margin": [max(8, int(p) // 2) for p in patch_size]})
+                 "guidance_sigma_mm": TRAIN_DEFAULTS["guidance_sigma_mm"], "guidance_sigma": sigma,
+                 "use_mirroring": False, "prompt_roi_margin": margin})
     conf["network_def"].update({"in_channels": "$@image_channels + 3 * @num_labels + 1", "deep_supervision": False})
     transforms = conf["preprocessing"]["transforms"]
+    prompt_guidance = {"_target_": T + "PromptGuidanced", "keys": "image", "label_names": "@label_names",
+                       "guidance": "guidance", "image_channels": "@image_channels"}
+    if slice_axis is not None:
+        prompt_guidance["slice_axis"] = "@slice_axis"
     transforms += [
-        {"_target_": T + "PromptGuidanced", "keys": "image", "label_names": "@label_names", "guidance": "guidance",
-         "image_channels": "@image_channels"},
+        prompt_guidance,
         {"_target_": T + "CropToPromptsd", "keys": "image", "guidance": "guidance", "num_boxes": "@num_labels",
-         "margin": "@prompt_roi_margin", "image_channels": "@image_channels",
-         "min_size": [int(p) for p in patch_size]},
+         "margin": "@prompt_roi_margin", "image_channels": "@image_channels", "min_size": min_size},
         _guidance("$@image_channels + 2 * @num_labels"),  # click maps on the crop alone
     ]
     post = conf["postprocessing"]["transforms"]
@@ -137,9 +178,14 @@ def inference_config(infer: dict[str, Any], n_img: int, label_names: dict[str, i
     return conf
 
 
-def metadata(meta: dict[str, Any], name: str, n_img: int, label_names: dict[str, int]) -> dict[str, Any]:
-    """The planned ``metadata.json`` with the guidance channels declared (``guidance_channels``: DeepEdit type)."""
+def metadata(meta: dict[str, Any], name: str, n_img: int, label_names: dict[str, int],
+             slice_axis: int | None = None) -> dict[str, Any]:
+    """The planned ``metadata.json`` with the guidance channels declared (``guidance_channels``: DeepEdit type);
+    a 2D configuration run slice by slice on volumes also declares ``labelzoo.slice_axis`` (the app then takes
+    3D images and 3D prompts for it)."""
     meta = copy.deepcopy(meta)
+    if slice_axis is not None:
+        meta["labelzoo"] = {**(meta.get("labelzoo") or {}), "slice_axis": int(slice_axis)}
     labels = [n for n in label_names if n != "background"]
     k = len(labels)
     image = meta["network_data_format"]["inputs"]["image"]
@@ -156,7 +202,10 @@ def metadata(meta: dict[str, Any], name: str, n_img: int, label_names: dict[str,
     meta["description"] = (f"{meta.get('description', '')} Interactive variant: the image plus {3 * k + 1} guidance "
                            "channels (per label a box, a prior mask and a DeepEdit click map; background clicks); "
                            "trained with simulated prompts and MONAI DeepEdit's Interaction; without prompts it "
-                           "segments automatically. Served by LabelZoo as a MONAI Label DeepEdit model.").strip()
+                           "segments automatically. Served by LabelZoo as a MONAI Label DeepEdit model."
+                           + ("" if slice_axis is None else
+                              f" A 2D model run slice by slice along axis {slice_axis}: each prompt guides the "
+                              "slice it is drawn on; slices without prompts get the automatic answer.")).strip()
     meta.setdefault("references", []).append("Diaz-Pinto A, et al. MONAI Label: A framework for AI-assisted "
                                              "interactive labeling of 3D medical images. Medical Image Analysis 2024.")
     return meta
@@ -171,14 +220,27 @@ def smoke_config(smoke: dict[str, Any]) -> dict[str, Any]:
     return smoke
 
 
-def _readme(name: str, source: str, labels: list[str]) -> str:
+def _readme(name: str, source: str, labels: list[str], slice_axis: int | None = None, two_d: bool = False) -> str:
+    slices = ""
+    if slice_axis is not None:
+        slices = f"""
+**Slice by slice.** A 2D configuration: training draws the prompts on 2D slices (axis {slice_axis} squeezed);
+inference runs the volume slice by slice with the request's 3D prompts (voxel indices of the volume), each on the
+slice it lies on: a click guides its slice only, a slice without prompts gets the automatic answer, a 2D box
+must be drawn on one of the model's slices (normal to axis {slice_axis}) and a 3D box is a box on every slice it
+spans; `prompt_roi` / `result_region` predict on the prompted slices.
+"""
+    elif two_d:
+        slices = """
+**2D.** A 2D configuration on 2D images: points are `[i, j]` (or `[i, j, 0]`), boxes 2D, lassos on the image.
+"""
     return f"""# {name}
 
 Interactive variant of the planned bundle `{source}` (`labelzoo plan ... --interactive`): the same spacing,
 normalisation, patch size and DynUNet topology, with **guidance channels** after the image channels: per label
 ({", ".join(labels)}) a box channel, a prior-mask channel (the current mask being refined) and a MONAI DeepEdit
 click channel, then background clicks. Without prompts it segments automatically.
-
+{slices}
 Training draws prompts from the ground truth (`labelzoo.interactive.transforms.SimulatePromptsd`: clicks, 2D/3D
 boxes, scribbles, lassos, spoiled prior masks with corrective clicks at their errors) and MONAI DeepEdit's
 `Interaction` adds corrective clicks at the error regions of the model's own prediction (which can also become
@@ -197,7 +259,7 @@ python -m monai.bundle run --config_file configs/inference.json --bundle_root .
 
 def emit_interactive(bundle: str | Path, overwrite: bool = False) -> Path | None:
     """Write the interactive variant of the planned bundle folder ``bundle`` beside it; return its folder, or
-    ``None`` for a configuration without one (2D, cascade).
+    ``None`` for a configuration without one (the cascade's stage 2).
 
     Raises:
         LabelZooError: the folder is not a planned bundle, or the variant exists and ``overwrite`` is false.
@@ -214,6 +276,7 @@ def emit_interactive(bundle: str | Path, overwrite: bool = False) -> Path | None
                             f"metadata.json, smoke.json): {e}") from None
     if plan.get("configuration") not in INTERACTIVE_CONFIGURATIONS:
         return None
+    slice_axis = slice_axis_of(train)
     name = interactive_name(src.name)
     dst = src.parent / name
     if dst.exists():
@@ -227,14 +290,15 @@ def emit_interactive(bundle: str | Path, overwrite: bool = False) -> Path | None
     (dst / "models").mkdir(exist_ok=True)
     write_json_atomic(dst / "configs" / "train.json", train_config(train, n_img, label_names))
     write_json_atomic(dst / "configs" / "inference.json",
-                      inference_config(infer, n_img, label_names, list(plan["patch_size"])))
-    write_json_atomic(dst / "configs" / "metadata.json", metadata(meta, name, n_img, label_names))
+                      inference_config(infer, n_img, label_names, list(plan["patch_size"]), slice_axis))
+    write_json_atomic(dst / "configs" / "metadata.json", metadata(meta, name, n_img, label_names, slice_axis))
     write_json_atomic(dst / "configs" / "smoke.json", smoke_config(smoke))
     (dst / "docs").mkdir(exist_ok=True)
-    (dst / "docs" / "README.md").write_text(_readme(name, src.name, [n for n in label_names if n != "background"]))
+    (dst / "docs" / "README.md").write_text(_readme(name, src.name, [n for n in label_names if n != "background"],
+                                                    slice_axis, two_d=plan.get("configuration") == "2d"))
     return dst
 
 
 def emit_interactive_bundles(bundles: list[Path], overwrite: bool = False) -> list[Path]:
-    """The interactive variants of the planned ``bundles`` that have one (3D configurations)."""
+    """The interactive variants of the planned ``bundles`` that have one (all but the cascade's stage 2)."""
     return [p for p in (emit_interactive(b, overwrite) for b in bundles) if p is not None]

@@ -13,6 +13,11 @@ the image file)::
                                          # ``label``) is the current segmentation, in the image's voxel grid,
                                          # valued as the model answers (/info/ labels 1..K); true: every label
 
+On a 2D image the points are ``[i, j]`` (``[i, j, 0]`` is taken too: a one-slice volume, as Slicer shows a 2D
+image) and a box is ``min``/``max`` pairs. A 2D model run slice by slice on a volume (the planner's ``2d``
+configuration, ``slice_axis``) takes the same 3D prompts; each guides the slice it lies on, a 2D box must lie on
+one of the model's slices and a 3D box is a box on every slice it spans.
+
 :func:`parse_prompts` checks every value (types, int triples inside the image, known labels, sizes) and
 returns a :class:`Prompts`; anything else raises :class:`~labelzoo.errors.LabelZooError` naming the parameter.
 Nothing a client sends is evaluated: the values only become voxel indices.
@@ -61,6 +66,8 @@ class Prompts:
 
 def _triple(value: Any, name: str, shape: Sequence[int] | None) -> tuple[int, ...]:
     dims = len(shape) if shape is not None else 3
+    if dims == 2 and isinstance(value, (list, tuple)) and len(value) == 3 and value[2] == 0:
+        value = value[:2]  # a 2D image seen as a one-slice volume (Slicer): [i, j, 0]
     if (not isinstance(value, (list, tuple)) or len(value) != dims
             or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value)):
         raise LabelZooError(f"parameter {name!r}: expected a list of {dims} integer voxel indices, got {value!r:.80}")
@@ -99,15 +106,23 @@ def _label_of(entry: Mapping[str, Any], name: str, labels: Sequence[str], allow_
 
 
 def fill_lasso(points: Sequence[Sequence[int]], axis: int, shape: Sequence[int]) -> list[tuple[int, ...]]:
-    """Voxels inside a closed contour drawn on one slice (the plane normal to ``axis``), contour included.
+    """Voxels inside a closed contour drawn on one slice (the plane normal to ``axis``), contour included; on a
+    2D image (``shape`` of two axes) the image's plane, ``axis`` unused.
 
     Example:
         >>> len(fill_lasso([[1, 1, 0], [1, 3, 0], [3, 3, 0], [3, 1, 0]], 2, (5, 5, 1)))
+        9
+        >>> len(fill_lasso([[1, 1], [1, 3], [3, 3], [3, 1]], 2, (5, 5)))
         9
     """
     from skimage.draw import polygon, polygon_perimeter
 
     pts = np.asarray(points, dtype=int)
+    if len(shape) == 2:
+        rr, cc = polygon(pts[:, 0], pts[:, 1], shape=tuple(shape))
+        pr, pc = polygon_perimeter(pts[:, 0], pts[:, 1], shape=tuple(shape), clip=True)
+        inside = np.unique(np.stack([np.concatenate([rr, pr]), np.concatenate([cc, pc])], 1), axis=0)
+        return [tuple(int(x) for x in p) for p in inside]
     plane = [a for a in range(3) if a != axis]
     size = (int(shape[plane[0]]), int(shape[plane[1]]))
     rr, cc = polygon(pts[:, plane[0]], pts[:, plane[1]], shape=size)
@@ -119,13 +134,17 @@ def fill_lasso(points: Sequence[Sequence[int]], axis: int, shape: Sequence[int])
     return [tuple(int(x) for x in p) for p in out]
 
 
-def parse_prompts(params: Mapping[str, Any], labels: Sequence[str], shape: Sequence[int] | None = None) -> Prompts:
+def parse_prompts(params: Mapping[str, Any], labels: Sequence[str], shape: Sequence[int] | None = None,
+                  slice_axis: int | None = None) -> Prompts:
     """Validate the prompts of a request and return them per label.
 
     Args:
         params: the request (MONAI Label merges the client's params into it).
         labels: the model's label names without ``background``.
-        shape: the image's spatial shape (voxels); points outside it are refused. ``None`` skips that check.
+        shape: the image's spatial shape (voxels, 3 or 2 axes); points outside it are refused. ``None`` skips
+            that check (3D points).
+        slice_axis: for a 2D model run slice by slice on a volume, the axis normal to its slices: a box flat along
+            another axis (a 2D box drawn across the model's slices) is refused. ``None``: any box.
 
     Returns:
         The prompts; clicks per label include ``foreground`` (added to ``params["label"]``, or to the only
@@ -153,6 +172,13 @@ def parse_prompts(params: Mapping[str, Any], labels: Sequence[str], shape: Seque
         hi = _triple(box.get("max"), f"boxes[{n}].max", shape)
         if any(a > b for a, b in zip(lo, hi, strict=True)):
             raise LabelZooError(f"parameter 'boxes[{n}]': min {list(lo)} must not exceed max {list(hi)}")
+        if slice_axis is not None and len(lo) == 3 and lo[slice_axis] != hi[slice_axis]:
+            flat = [a for a in range(3) if lo[a] == hi[a]]
+            if flat:
+                raise LabelZooError(
+                    f"parameter 'boxes[{n}]': this model segments slice by slice along axis {slice_axis}; a 2D box "
+                    f"must be drawn on one of its slices (min[{slice_axis}] == max[{slice_axis}]), this one is flat "
+                    f"along axis {flat[0]}; a 3D box is taken as a box on every slice it spans")
         out.boxes[label].append((lo, hi))
     for n, scribble in enumerate(_shapes(params.get("scribbles"), "scribbles")):
         label = _label_of(scribble, f"scribbles[{n}]", labels, allow_background=True)
@@ -165,9 +191,9 @@ def parse_prompts(params: Mapping[str, Any], labels: Sequence[str], shape: Seque
             raise LabelZooError(f"parameter 'lassos[{n}].axis': must be 0, 1 or 2, got {axis!r:.20}")
         if len(pts) < 3:
             raise LabelZooError(f"parameter 'lassos[{n}].points': a contour needs at least 3 points")
-        if len({p[axis] for p in pts}) != 1:
+        if len(pts[0]) == 3 and len({p[axis] for p in pts}) != 1:
             raise LabelZooError(f"parameter 'lassos[{n}].points': all points must lie on one slice (axis {axis})")
-        filled = fill_lasso(pts, axis, shape or [max(p[a] for p in pts) + 1 for a in range(3)])
+        filled = fill_lasso(pts, axis, shape or [max(p[a] for p in pts) + 1 for a in range(len(pts[0]))])
         out.points[label] += filled[:: max(1, len(filled) // MAX_SHAPE_POINTS)]
     return out
 

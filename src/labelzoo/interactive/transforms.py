@@ -1,7 +1,9 @@
 """Guidance transforms of the interactive bundle: prompts to network input channels, and simulated prompts.
 
 The network input is ``[image, box_1 .. box_K, prior_1 .. prior_K, clicks_1 .. clicks_K, clicks_background]``
-for the K labels of the bundle (``label_names`` order). Click channels are MONAI DeepEdit's (Gaussian maps made
+for the K labels of the bundle (``label_names`` order). Every transform works on 3D and on 2D data (the
+planner's interactive ``2d`` variant trains on 2D slices with 2D guidance, and infers a volume slice by slice with
+each prompt's guidance on the slice where it was drawn). Click channels are MONAI DeepEdit's (Gaussian maps made
 by :class:`monai.apps.deepedit.transforms.AddGuidanceSignalDeepEditd` with ``number_intensity_ch = 1 + 2K``, so
 the box and prior channels survive DeepEdit's click simulation); scribbles and filled lassos add points to their
 label's click channel; a box sets its label's box channel to 1 inside the box; a prior channel holds the current
@@ -43,16 +45,30 @@ def _set_image(d: dict, key: Hashable, array: np.ndarray) -> None:
         d[key] = array
 
 
-def map_points(points: np.ndarray, src_affine: np.ndarray, dst_affine: np.ndarray) -> np.ndarray:
+def _homogeneous(points: np.ndarray, size: int) -> np.ndarray:
+    """``(n, d)`` voxel points as homogeneous coordinates for a ``size`` x ``size`` affine (a 2D point in a 4x4
+    affine lies on slice 0)."""
+    pts = np.asarray(points, dtype=float)
+    out = np.zeros((len(pts), size))
+    out[:, :pts.shape[1]] = pts
+    out[:, -1] = 1.0
+    return out
+
+
+def map_points(points: np.ndarray, src_affine: np.ndarray, dst_affine: np.ndarray, dims: int = 3) -> np.ndarray:
     """Voxel points of the grid with affine ``src_affine`` to (rounded) voxels of the grid ``dst_affine``.
+
+    ``dims`` is the grids' number of spatial axes (3, or 2 for 2D images, whose affines may be 3x3 or 4x4).
 
     Example:
         >>> map_points(np.array([[2, 4, 6]]), np.diag([1.0, 1, 1, 1]), np.diag([2.0, 2, 2, 1])).tolist()
         [[1, 2, 3]]
+        >>> map_points(np.array([[2, 4]]), np.diag([1.0, 1, 1, 1]), np.diag([2.0, 2, 1, 1]), dims=2).tolist()
+        [[1, 2]]
     """
-    pts = np.asarray(points, dtype=float).reshape(-1, 3)
-    homo = np.concatenate([pts, np.ones((len(pts), 1))], 1)
-    out = (np.linalg.inv(dst_affine) @ src_affine @ homo.T).T[:, :3]
+    src, dst = np.asarray(src_affine, dtype=float), np.asarray(dst_affine, dtype=float)
+    homo = _homogeneous(np.asarray(points, dtype=float).reshape(-1, dims), src.shape[0])
+    out = (np.linalg.inv(dst) @ src @ homo.T).T[:, :dims]
     return np.rint(out).astype(int)
 
 
@@ -65,14 +81,18 @@ class PromptGuidanced(MapTransform):
             of the guidance channels.
         guidance: key of the guidance dict written for ``AddGuidanceSignalDeepEditd``.
         image_channels: the image's own channels (kept in front of the guidance channels).
+        slice_axis: for a 2D model run slice by slice on a volume (``SliceInferer``), the axis of its slices: a
+            2D box must then be drawn on such a slice (a 3D box is a box on every slice it spans), see
+            :func:`~labelzoo.interactive.prompts.parse_prompts`. ``None``: a 3D model, or a 2D image.
     """
 
     def __init__(self, keys: KeysCollection, label_names: Mapping[str, int], guidance: str = "guidance",
-                 image_channels: int = 1, allow_missing_keys: bool = False) -> None:
+                 image_channels: int = 1, slice_axis: int | None = None, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.label_names = dict(label_names)
         self.guidance = guidance
         self.image_channels = int(image_channels)
+        self.slice_axis = None if slice_axis is None else int(slice_axis)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -82,26 +102,29 @@ class PromptGuidanced(MapTransform):
             spatial = tuple(int(s) for s in image.shape[1:])
             original = meta.get("spatial_shape")
             original = tuple(int(s) for s in np.asarray(original).ravel()) if original is not None else spatial
-            prompts = parse_prompts(d, _foreground_names(self.label_names), original)
+            original = original[:len(spatial)]
+            prompts = parse_prompts(d, _foreground_names(self.label_names), original, slice_axis=self.slice_axis)
+            dims = len(spatial)
             src = np.asarray(meta.get("original_affine", np.eye(4)), dtype=float)
             dst = np.asarray(image.affine if isinstance(image, MetaTensor) else meta.get("affine", np.eye(4)),
                              dtype=float)
             if "original_affine" not in meta:  # no geometry: scale by the shapes
                 src = np.diag([*(np.asarray(spatial) / np.asarray(original)), 1.0])
-                dst = np.eye(4)
+                dst = np.eye(dims + 1)
             limit = np.asarray(spatial) - 1
             guidance: dict[str, list[list[int]]] = {}
             for name in self.label_names:
                 pts = prompts.points.get(name, [])
-                mapped = np.clip(map_points(np.asarray(pts), src, dst), 0, limit) if pts else np.zeros((0, 3), int)
+                mapped = (np.clip(map_points(np.asarray(pts), src, dst, dims), 0, limit) if pts
+                          else np.zeros((0, dims), int))
                 guidance[name] = np.unique(mapped, axis=0).tolist()
             boxes = np.zeros((len(_foreground_names(self.label_names)), *spatial), dtype=np.float32)
             for c, name in enumerate(_foreground_names(self.label_names)):
                 for lo, hi in prompts.boxes.get(name, []):
-                    corners = map_points(np.array([lo, hi]), src, dst)
+                    corners = map_points(np.array([lo, hi]), src, dst, dims)
                     a = np.clip(corners.min(0), 0, limit)
                     b = np.clip(corners.max(0), 0, limit)
-                    boxes[c, a[0]:b[0] + 1, a[1]:b[1] + 1, a[2]:b[2] + 1] = 1.0
+                    boxes[(c, *(slice(int(i), int(j) + 1) for i, j in zip(a, b, strict=True)))] = 1.0
             priors = self._priors(d, original, src, dst, spatial)
             d[self.guidance] = guidance
             d["prompt_count"] = prompts.count() + int(priors.any())
@@ -120,11 +143,14 @@ class PromptGuidanced(MapTransform):
         if not chosen:
             return out
         prior = load_prior(str(d["label_file"]), names, chosen, original)
+        if prior.ndim == 2 and src.shape[0] == 4:  # a 2D image in 4x4 affines: resample it as one slice
+            prior = prior[..., None]
+            spatial = (*spatial, 1)
         resample = SpatialResample(mode="nearest", padding_mode="zeros", dtype=torch.float32)
         with resample.trace_transform(False):
             source = MetaTensor(torch.as_tensor(prior[None], dtype=torch.float32), affine=torch.as_tensor(src))
             mapped = resample(source, dst_affine=torch.as_tensor(dst), spatial_size=list(spatial))
-        mapped = np.rint(np.asarray(torch.as_tensor(mapped)[0])).astype(int)
+        mapped = np.rint(np.asarray(torch.as_tensor(mapped)[0])).astype(int).reshape(out.shape[1:])
         for c in range(len(names)):
             out[c] = mapped == c + 1
         return out
@@ -140,7 +166,8 @@ def _bbox(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
 class SimulatePromptsd(Randomizable, MapTransform):
     """Simulated annotator prompts from the ground truth (training): clicks, boxes, scribbles and lassos.
 
-    Expects ``label`` normalised by ``NormalizeLabelsInDatasetd`` (values are ``label_names`` indices) and a
+    Expects ``label`` normalised by ``NormalizeLabelsInDatasetd`` (values are ``label_names`` indices), 3D or 2D
+    (a 2D training slice: its boxes, scribbles and lassos are drawn on it, its points are ``[i, j]``), and a
     one-channel image; appends the K box channels and the K prior channels to the image and writes the guidance
     dict (label name -> JSON list of ``[i, j, k]``, DeepEdit's format) for ``AddGuidanceSignalDeepEditd``.
 
@@ -151,7 +178,7 @@ class SimulatePromptsd(Randomizable, MapTransform):
         guidance: the guidance key.
         max_clicks: at most this many random clicks per label (0 to ``max_clicks``).
         box_prob, scribble_prob, lasso_prob: probability of a box / scribble / lasso per present label.
-        box_2d_prob: probability that a box is drawn on one slice (2D) rather than in 3D.
+        box_2d_prob: probability that a box is drawn on one slice (2D) rather than in 3D (3D labels).
         jitter: box corner jitter, voxels.
         prior_prob: probability of a prior mask per present label (a current mask to refine): the ground truth
             spoiled as an automatic suggestion or a quick edit would be (eroded or dilated, a part cut off, a
@@ -179,6 +206,7 @@ class SimulatePromptsd(Randomizable, MapTransform):
         from scipy import ndimage
 
         prior = mask.copy()
+        dims = prior.ndim
         for _ in range(int(self.R.randint(1, 3))):
             kind = int(self.R.randint(0, 4))
             if kind == 0:  # under-segmented
@@ -186,10 +214,10 @@ class SimulatePromptsd(Randomizable, MapTransform):
             elif kind == 1:  # over-segmented
                 prior = ndimage.binary_dilation(prior, iterations=int(self.R.randint(1, 4)))
             elif kind == 2 and prior.any():  # a part missed: cut at a random plane through the structure
-                axis = int(self.R.randint(0, 3))
-                idx = np.nonzero(prior.any(axis=tuple(a for a in range(3) if a != axis)))[0]
+                axis = int(self.R.randint(0, dims))
+                idx = np.nonzero(prior.any(axis=tuple(a for a in range(dims) if a != axis)))[0]
                 cut = int(self.R.randint(idx.min(), idx.max() + 1))
-                sl = [slice(None)] * 3
+                sl = [slice(None)] * dims
                 sl[axis] = slice(cut, None) if self.R.rand() < 0.5 else slice(None, cut)
                 prior[tuple(sl)] = False
             else:  # a false blob next to it
@@ -221,7 +249,7 @@ class SimulatePromptsd(Randomizable, MapTransform):
         regions.sort(key=lambda r: -r[0])
         for _, comps, index, box, positive in regions[:int(self.R.randint(1, self.corrective_clicks + 1))]:
             region = comps[box] == index  # the region's bounding box only: the distance map stays small
-            depth = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1, 1:-1][region]
+            depth = ndimage.distance_transform_edt(np.pad(region, 1))[(slice(1, -1),) * region.ndim][region]
             weight = np.exp(np.minimum(depth, 30.0)) - 1.0 + 1e-6
             idx = np.argwhere(region) + np.asarray([b.start for b in box])
             point = idx[self.R.choice(len(idx), p=weight / weight.sum())].tolist()
@@ -236,14 +264,20 @@ class SimulatePromptsd(Randomizable, MapTransform):
         n = int(self.R.randint(0, self.max_clicks + 1)) if len(idx) else 0
         return idx[self.R.choice(len(idx), size=n, replace=False)].tolist() if n and n <= len(idx) else []
 
-    def _scribble(self, mask: np.ndarray) -> list[list[int]]:
-        """A straight stroke between two voxels of the structure on one slice, kept inside it."""
+    def _on_slice(self, mask: np.ndarray) -> np.ndarray:
+        """The structure's voxels on one random slice of a 3D mask (normal to a random axis); all of a 2D one."""
         idx = np.argwhere(mask)
-        if len(idx) < 2:
-            return []
+        if mask.ndim == 2 or len(idx) == 0:
+            return idx
         axis = int(self.R.randint(0, 3))
         z = idx[self.R.randint(len(idx))][axis]
-        on = idx[idx[:, axis] == z]
+        return idx[idx[:, axis] == z]
+
+    def _scribble(self, mask: np.ndarray) -> list[list[int]]:
+        """A straight stroke between two voxels of the structure on one slice, kept inside it."""
+        if int(mask.sum()) < 2:
+            return []
+        on = self._on_slice(mask)
         a, b = on[self.R.randint(len(on))], on[self.R.randint(len(on))]
         steps = int(np.abs(b - a).max()) + 1
         line = np.rint(np.linspace(a, b, steps)).astype(int)
@@ -251,12 +285,9 @@ class SimulatePromptsd(Randomizable, MapTransform):
 
     def _lasso(self, mask: np.ndarray) -> list[list[int]]:
         """The structure's cross-section on one slice (a filled lasso), sub-sampled."""
-        idx = np.argwhere(mask)
-        if len(idx) == 0:
+        on = self._on_slice(mask)
+        if len(on) == 0:
             return []
-        axis = int(self.R.randint(0, 3))
-        z = idx[self.R.randint(len(idx))][axis]
-        on = idx[idx[:, axis] == z]
         return on[:: max(1, len(on) // 200)].tolist()
 
     def _box(self, mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -265,24 +296,25 @@ class SimulatePromptsd(Randomizable, MapTransform):
         if bb is None:
             return box
         lo, hi = bb
-        if self.R.rand() < self.box_2d_prob:
+        dims = mask.ndim
+        if dims == 3 and self.R.rand() < self.box_2d_prob:
             idx = np.argwhere(mask)
             axis = int(self.R.randint(0, 3))
             z = idx[self.R.randint(len(idx))][axis]
             lo2, hi2 = _bbox(np.take(mask, z, axis=axis))  # type: ignore[misc]
             lo, hi = np.insert(lo2, axis, z), np.insert(hi2, axis, z)
-        j = self.R.randint(-self.jitter, self.jitter + 1, size=(2, 3)) if self.jitter else np.zeros((2, 3), int)
+        j = self.R.randint(-self.jitter, self.jitter + 1, size=(2, dims)) if self.jitter else np.zeros((2, dims), int)
         a = np.clip(np.minimum(lo + j[0], hi), 0, np.asarray(shape) - 1)
         b = np.clip(np.maximum(hi + j[1], a), 0, np.asarray(shape) - 1)
-        box[a[0]:b[0] + 1, a[1]:b[1] + 1, a[2]:b[2] + 1] = 1.0
+        box[tuple(slice(int(i), int(k) + 1) for i, k in zip(a, b, strict=True))] = 1.0
         return box
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         for key in self.key_iterator(d):
             label = np.asarray(d[key].detach().cpu() if isinstance(d[key], torch.Tensor) else d[key])
-            if label.ndim != 4 or label.shape[0] != 1:
-                raise LabelZooError(f"SimulatePromptsd: expected a one-channel 3D label, got shape {label.shape}")
+            if label.ndim not in (3, 4) or label.shape[0] != 1:
+                raise LabelZooError(f"SimulatePromptsd: expected a one-channel 3D or 2D label, got shape {label.shape}")
             label = label[0]
             spatial = label.shape
             names = _foreground_names(self.label_names)
@@ -317,8 +349,9 @@ class SimulatePromptsd(Randomizable, MapTransform):
         return d
 
 
-def _as_points(value: Any) -> list[list[int]]:
-    """Guidance of one label, whatever collation made of it, as a list of integer points."""
+def _as_points(value: Any, dims: int = 3) -> list[list[int]]:
+    """Guidance of one label, whatever collation made of it, as a list of integer points of ``dims`` coordinates
+    (the last ``dims`` of each: DeepEdit's ``AddRandomGuidanceDeepEditd`` puts a distance in front)."""
     if value is None:
         return []
     if isinstance(value, str):
@@ -333,9 +366,15 @@ def _as_points(value: Any) -> list[list[int]]:
             p = np.asarray(p.detach().cpu() if isinstance(p, torch.Tensor) else p).ravel().tolist()
         flat = np.asarray([np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v).ravel()[0]
                            for v in p]) if isinstance(p, (list, tuple)) and p else np.asarray([])
-        if flat.size >= 3 and np.all(flat >= 0):
-            out.append([int(v) for v in flat[-3:]])
+        if flat.size >= dims and np.all(flat >= 0):
+            out.append([int(v) for v in flat[-dims:]])
     return out
+
+
+def _spatial_dims(array: Any) -> int:
+    """Spatial axes of a channel-first array (3 when it cannot tell)."""
+    ndim = getattr(array, "ndim", None)
+    return int(ndim) - 1 if ndim in (3, 4) else 3
 
 
 class NormalizeGuidanced(MapTransform):
@@ -343,7 +382,8 @@ class NormalizeGuidanced(MapTransform):
 
     DeepEdit's ``Interaction`` collates and decollates the data between simulated clicks; lists of points
     come back as tensors, nested lists or ``None``. This puts them back into the JSON form
-    ``AddRandomGuidanceDeepEditd`` and ``AddGuidanceSignalDeepEditd`` read, in ``label_names`` order.
+    ``AddRandomGuidanceDeepEditd`` and ``AddGuidanceSignalDeepEditd`` read, in ``label_names`` order, with as many
+    coordinates per point as the label has spatial axes (3, or 2 for a 2D configuration's slices).
 
     Args:
         keys: the key whose presence triggers it (``"label"``, as DeepEdit's click transforms).
@@ -359,9 +399,10 @@ class NormalizeGuidanced(MapTransform):
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
-        for _ in self.key_iterator(d):
+        for key in self.key_iterator(d):
             guidance = d.get(self.guidance) if isinstance(d.get(self.guidance), Mapping) else {}
-            d[self.guidance] = {n: json.dumps(_as_points(guidance.get(n))) for n in self.label_names}
+            dims = _spatial_dims(d[key])
+            d[self.guidance] = {n: json.dumps(_as_points(guidance.get(n), dims)) for n in self.label_names}
             break
         return d
 
@@ -401,11 +442,12 @@ class PriorFromPredictiond(Randomizable, MapTransform):
         if self.pred not in d or self.R.rand() >= self.prob:
             return d
         pred = np.asarray(d[self.pred].detach().cpu() if isinstance(d[self.pred], torch.Tensor) else d[self.pred])
-        pred = pred.reshape(pred.shape[-3:]) if pred.ndim == 4 else pred
         k = len(self.names)
         for key in self.key_iterator(d):
             image = d[key]
             arr = np.array(image.detach().cpu() if isinstance(image, torch.Tensor) else image, dtype=np.float32)
+            if pred.ndim == arr.ndim and pred.shape[0] == 1:  # channel-first label map, 3D or 2D
+                pred = pred[0]
             first = self.image_channels + k
             if arr.shape[0] < first + k or arr.shape[1:] != pred.shape:
                 raise LabelZooError(f"PriorFromPredictiond: image {arr.shape} has no {k} prior channels after "
@@ -453,7 +495,8 @@ class CropToPromptsd(MapTransform, InvertibleTransform):
         self.margin = np.asarray([int(m) for m in margin])
 
     def _bounds(self, d: Mapping[Hashable, Any], image: Any) -> tuple[np.ndarray, np.ndarray] | None:
-        points = [np.asarray(p)[-3:] for v in (d.get(self.guidance) or {}).values() for p in _as_points(v)]
+        dims = len(image.shape) - 1
+        points = [np.asarray(p) for v in (d.get(self.guidance) or {}).values() for p in _as_points(v, dims)]
         first = self.image_channels
         boxes = np.asarray(image[first:first + self.num_boxes].detach().cpu() if isinstance(image, torch.Tensor)
                            else image[first:first + self.num_boxes])
@@ -477,6 +520,9 @@ class CropToPromptsd(MapTransform, InvertibleTransform):
             if bounds is None:
                 continue
             shape = np.asarray(image.shape[1:])
+            if len(self.margin) != len(shape) or (self.min_size is not None and len(self.min_size) != len(shape)):
+                raise LabelZooError(f"CropToPromptsd: margin {self.margin.tolist()} / min_size do not match the "
+                                    f"image's {len(shape)} spatial axes")
             lo = np.clip(bounds[0] - self.margin, 0, shape)
             hi = np.clip(bounds[1] + self.margin + 1, 0, shape)
             if self.min_size is not None:  # grow to the patch size around the region, kept inside the image
@@ -487,7 +533,8 @@ class CropToPromptsd(MapTransform, InvertibleTransform):
             d[key] = crop_func(image, slices, False, self.get_transform_info())
             # placed before AddGuidanceSignalDeepEditd, the click maps are then made on the crop alone
             d[self.guidance] = {name: (np.asarray(pts) - lo).tolist() if len(pts) else []
-                                for name, pts in ((n, _as_points(v)) for n, v in (d.get(self.guidance) or {}).items())}
+                                for name, pts in ((n, _as_points(v, len(shape)))
+                                                  for n, v in (d.get(self.guidance) or {}).items())}
         return d
 
     def inverse(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
@@ -527,9 +574,14 @@ def region_in_original(crop_affine: np.ndarray, crop_shape: Sequence[int], origi
         >>> lo.tolist(), hi.tolist()
         ([0, 0, 0], [6, 6, 6])
     """
+    import itertools
+
     size = np.asarray(crop_shape, dtype=float) - 1
-    corners = np.array([[a, b, c] for a in (0, size[0]) for b in (0, size[1]) for c in (0, size[2])])
-    mapped = (np.linalg.inv(original_affine) @ crop_affine @ np.c_[corners, np.ones(8)].T).T[:, :3]
+    dims = len(size)
+    corners = np.array(list(itertools.product(*((0.0, s) for s in size))))
+    original_affine, crop_affine = np.asarray(original_affine, float), np.asarray(crop_affine, float)
+    homo = _homogeneous(corners, original_affine.shape[0])
+    mapped = (np.linalg.inv(original_affine) @ crop_affine @ homo.T).T[:, :dims]
     lo = np.clip(np.ceil(mapped.min(0) - 1e-3), 0, np.asarray(original_shape) - 1).astype(int)
     hi = np.clip(np.floor(mapped.max(0) + 1e-3), 0, np.asarray(original_shape) - 1).astype(int)
     return lo, np.maximum(hi, lo)
@@ -580,8 +632,8 @@ class InvertToRegiond(MapTransform):
         original_shape = [int(s) for s in np.asarray(image.meta["spatial_shape"]).ravel()]
         crop_affine = np.asarray(image.affine, dtype=float)
         lo, hi = region_in_original(crop_affine, image.shape[1:], original_affine, original_shape)
-        shift = np.eye(4)
-        shift[:3, 3] = lo
+        shift = np.eye(original_affine.shape[0])
+        shift[:len(lo), -1] = lo
         dst_affine = original_affine @ shift
         resample = SpatialResample(mode=self.mode, padding_mode="border", dtype=torch.float32)
         for key in self.key_iterator(d):

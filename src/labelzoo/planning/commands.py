@@ -99,8 +99,10 @@ def run(dataset: str, out: str | None = None, gpu_memory_gb: float = 8.0, config
         modality: datalist only: modality per channel, comma-separated.
         base_dir: datalist only: folder its relative paths start from.
         overwrite: replace bundles already in OUT.
-        interactive: also emit the interactive variant of each 3D configuration (`<...>_interactive_annotation`:
-            click / box / scribble / lasso / prior-mask guidance channels, served as a MONAI Label DeepEdit model).
+        interactive: also emit the interactive variant of each 3d_fullres, 3d_lowres and 2d configuration
+            (`<...>_interactive_annotation`, with click / box / scribble / lasso / prior-mask guidance channels,
+            served as a MONAI Label DeepEdit model; the 2d one runs volumes slice by slice, each prompt guiding
+            the slice it is drawn on). The cascade's stage 2 gets none (the prior channel takes its role).
     """
     planner = ExperimentPlanner(gpu_memory_gb=gpu_memory_gb)  # checks the budget before any work
     progress = Progress()
