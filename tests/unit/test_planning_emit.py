@@ -53,11 +53,21 @@ def _check_training_step(bundle: Path, plan_cfg: dict, in_channels: int, **infer
     net = parser.get_parsed_content("network_def")
     out = net.train()(sample["image"][None].float())
     n_heads = 1 + parser.get_parsed_content("network_def#deep_supr_num")
-    assert out.shape[:3] == (1, n_heads, 4)  # deep supervision heads, 4 classes (0, 1, 3, 6 -> 0..3)
+    # deep-supervision heads at their own resolution (nnU-Net's), 4 classes (0, 1, 3, 6 -> 0..3)
+    assert isinstance(out, list) and len(out) == n_heads
+    scale = np.ones(len(plan_cfg["patch_size"]), int)
+    for head, stride in zip(out, plan_cfg["strides"], strict=False):
+        scale = scale * np.asarray(stride)
+        assert tuple(head.shape) == (1, 4, *(np.asarray(plan_cfg["patch_size"]) // scale).tolist())
     loss = parser.get_parsed_content("loss")(out, sample["label"][None])
     assert torch.isfinite(loss)
+    assert tuple(net.eval()(sample["image"][None].float()).shape) == (1, 4, *plan_cfg["patch_size"])
     infer = _workflow(bundle, ["inference.json"], "infer", **infer_overrides)
     assert not infer.check_properties()
+    # inference builds MONAI's plain DynUNet (TorchScript-able); the training checkpoint loads into it
+    inet = infer.parser.get_parsed_content("network_def")
+    assert type(inet).__name__ == "DynUNet" and not inet.deep_supervision
+    assert set(inet.state_dict()) <= set(net.state_dict())
 
 
 def test_fullres_and_2d_bundles(planned, msd_dataset: Path) -> None:

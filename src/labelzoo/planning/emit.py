@@ -88,8 +88,9 @@ RECIPE: list[tuple[str, str, str, str, str]] = [
      "`ClassesToIndicesd` (max 10000 per class), cached with the case", "fixed",
      "were recomputed from the whole label for every patch"),
     ("loss", "Dice (no background, batch Dice if planned) + CE, weights 1:1", "`DiceCELoss` the same", "kept", "same"),
-    ("deep supervision", "weights 1/2^i normalised, lowest head dropped", "same (`DeepSupervisionDiceCELoss`)", "kept",
-     "same"),
+    ("deep supervision", "weights 1/2^i normalised, lowest head dropped; heads at their own resolution, targets "
+     "downsampled (nearest-exact)", "same (`NativeHeadsDynUNet` + `DeepSupervisionDiceCELoss`)", "fixed",
+     "MONAI's DynUNet upsamples every head to the patch and the loss ran at full resolution for each"),
     ("optimiser", "SGD lr 0.01, Nesterov momentum 0.99, weight decay 3e-5, poly 0.9 per epoch",
      "the same (`PolynomialLR` per epoch)", "kept", "same"),
     ("budget", "1000 epochs x 250 iterations", "`num_epochs` 1000 x `iterations_per_epoch` 250", "kept", "same"),
@@ -286,12 +287,15 @@ def _inferer(plans: dict, cfg: dict) -> dict:
 
 
 def network_def(plans: dict, cfg: dict, cascade: bool) -> dict:
-    """MONAI ``DynUNet`` with the planned topology, instance norm, leaky ReLU and deep supervision."""
+    """MONAI ``DynUNet`` with the planned topology, instance norm, leaky ReLU and deep supervision.
+
+    Training builds :class:`labelzoo.networks.NativeHeadsDynUNet` (DynUNet whose deep-supervision heads stay at
+    their own resolution, as nnU-Net's; same state dict); ``inference_config`` sets ``DynUNet`` back."""
     n_classes = len(plans["labels"])
     in_ch = len(plans["channel_names"]) + (n_classes if cascade else 0)
     stages = len(cfg["strides"])
     net = {
-        "_target_": "DynUNet",
+        "_target_": "labelzoo.networks.NativeHeadsDynUNet",
         "spatial_dims": cfg["spatial_dims"],
         "in_channels": in_ch,
         "out_channels": n_classes,
@@ -423,7 +427,7 @@ def inference_config(plans: dict, cfg: dict, dataset_dir: str, cascade: bool = F
     conf = _common(plans, cfg, dataset_dir, cascade)
     # Inference needs no deep-supervision heads; without them DynUNet is TorchScript-able. The training
     # checkpoint's head weights, and only those, are skipped; the rest loads strictly (PlannedCheckpointLoader).
-    conf["network_def"]["deep_supervision"] = False
+    conf["network_def"].update({"_target_": "DynUNet", "deep_supervision": False})
     data = "$[{'image': i} for i in sorted(glob.glob(@dataset_dir + '/imagesTs/*.nii*'))]"
     inferer: dict[str, Any] = {"_target_": "labelzoo.inferers.MirroringInferer", "inferer": _inferer(plans, cfg),
                                "spatial_axes": mirror_axes(plans, cfg), "enabled": "@use_mirroring"}
@@ -432,7 +436,7 @@ def inference_config(plans: dict, cfg: dict, dataset_dir: str, cascade: bool = F
             raise LabelZooError("the cascade needs the 3d_lowres configuration in the plans")
         conf.pop("previous_stage_dir", None)
         stage1 = network_def(plans, stage1_cfg, cascade=False)
-        stage1["deep_supervision"] = False
+        stage1.update({"_target_": "DynUNet", "deep_supervision": False})
         ratio = [lo / fu for lo, fu in zip(stage1_cfg["spacing"], cfg["spacing"], strict=True)]
         conf.update({
             "previous_stage_bundle": previous_stage_bundle,

@@ -92,10 +92,13 @@ class PlannedNormalized(MapTransform):
 class DeepSupervisionDiceCELoss(torch.nn.Module):
     """Dice + cross-entropy over DynUNet's deep-supervision heads, weighted as nnU-Net v2 does.
 
-    In training mode ``DynUNet(deep_supervision=True)`` returns one tensor ``(B, 1 + k, C, ...)`` with
-    every head upsampled to the input size; head ``i`` gets weight ``1 / 2**i``, normalised to sum 1
-    (``nnUNetTrainer._build_loss``; nnU-Net also drops its lowest head, which the planned
-    ``deep_supr_num`` leaves out). A plain ``(B, C, ...)`` prediction gets the plain loss.
+    In training mode the planned :class:`labelzoo.networks.NativeHeadsDynUNet` returns ``[main, head_1, ...]``,
+    each head at its own resolution: the target is downsampled to each head (nearest-exact, nnU-Net's
+    ``DownsampleSegForDSTransform``). MONAI's ``DynUNet(deep_supervision=True)`` output, one tensor
+    ``(B, 1 + k, C, ...)`` with every head upsampled to the input size, is taken too. Head ``i`` gets weight
+    ``1 / 2**i``, normalised to sum 1 (``nnUNetTrainer._build_loss``; nnU-Net also drops its lowest head, which
+    the planned ``deep_supr_num`` leaves out); see :func:`labelzoo.losses.nnunet_deep_supervision`. A plain
+    ``(B, C, ...)`` prediction gets the plain loss.
 
     Args:
         **kwargs: passed to :class:`monai.losses.DiceCELoss` (e.g. ``to_onehot_y``, ``softmax``, ``batch``).
