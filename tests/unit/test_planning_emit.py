@@ -242,3 +242,23 @@ def test_class_locations_are_cached_not_recomputed_per_patch(planned, msd_datase
     sample = sample[0] if isinstance(sample, list) else sample
     assert "label_cls_indices" not in sample
     assert tuple(sample["image"].shape[1:]) == tuple(plans["configurations"]["3d_fullres"]["patch_size"])
+
+
+def test_random_part_runs_without_metadata_and_restores_tracking(planned, msd_dataset: Path) -> None:
+    """The random augmentation runs on plain tensors (no MetaTensor bookkeeping, as nnU-Net's); CacheDataset caches
+    the deterministic part with its metadata, never runs the switch, and tracking is back on after a sample."""
+    from monai.data import CacheDataset, MetaTensor, get_track_meta
+
+    from labelzoo.planning.transforms import TrackMetad
+
+    fp, plans, out = planned
+    bundle = emit_bundles(plans, fp, out / "meta", msd_dataset, configurations=["2d"])[0]
+    wf = _workflow(bundle, ["train.json"], "train", num_workers=0, cache_rate=1.0)
+    dataset: CacheDataset = wf.parser.get_parsed_content("train#dataset")
+    switches = [(i, t.track) for i, t in enumerate(dataset.transform.transforms) if isinstance(t, TrackMetad)]
+    assert [s for _, s in switches] == [False, True] and switches[1][0] == len(dataset.transform.transforms) - 1
+    assert get_track_meta() and isinstance(dataset._cache[0]["image"], MetaTensor)  # cached with its metadata
+    sample = dataset[0]
+    sample = sample[0] if isinstance(sample, list) else sample
+    assert type(sample["image"]) is torch.Tensor and type(sample["label"]) is torch.Tensor
+    assert get_track_meta()  # the main process (num_workers 0) keeps tracking for validation and inference
