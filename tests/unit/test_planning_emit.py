@@ -94,7 +94,11 @@ def test_fullres_and_2d_bundles(planned, msd_dataset: Path) -> None:
     train = json.loads((written[0] / "configs" / "train.json").read_text())
     crop = next(t for t in train["train"]["random_transforms"] if t["_target_"] == "RandCropByLabelClassesd")
     fg_share = sum(crop["ratios"][1:]) / sum(crop["ratios"])
-    assert fg_share > 1 / 3  # more than a third of the patches are centred on foreground
+    assert fg_share == pytest.approx(0.5)  # nnU-Net's batch of 2: the last sample forced to foreground
+    train2d = json.loads((written[1] / "configs" / "train.json").read_text())
+    crop = next(t for t in train2d["train"]["random_transforms"] if t["_target_"] == "RandCropByLabelClassesd")
+    batch = plans["configurations"]["2d"]["batch_size"]
+    assert sum(crop["ratios"][1:]) / sum(crop["ratios"]) == pytest.approx((batch - round(batch * 0.67)) / batch)
     assert train["network_def"]["deep_supervision"] is True
 
 
@@ -139,6 +143,12 @@ def test_pure_helpers() -> None:
     assert assign_folds([f"c{i}" for i in range(12)]) == folds  # deterministic
     assert np.bincount(list(folds.values())).tolist() == [3, 3, 2, 2, 2]
     assert sorted(set(assign_folds(["a", "b"]).values())) == [0, 1]
+    # nnU-Net's forced-foreground share of a batch (oversample_foreground_percent 0.33): last 1 of 2, 7 of 20
+    from labelzoo.planning.emit import foreground_share
+
+    shares = [foreground_share({"foreground_sampling_ratio": 0.33}, {"batch_size": b}) for b in (1, 2, 20, 40)]
+    assert shares == pytest.approx([0.33, 0.5, 0.35, 13 / 40])
+    assert foreground_share({"foreground_sampling_ratio": 0.5}, {"batch_size": 20}) == 0.5  # older plans
 
 
 def test_recipe_parity_items(planned, msd_dataset: Path) -> None:

@@ -8,8 +8,9 @@ What the bundles carry from the plan: target spacing (``Spacingd``), per-channel
 (:class:`labelzoo.planning.transforms.PlannedNormalized`), patch size (random crops and the sliding
 window), batch size, DynUNet strides / kernels / features, deep supervision, foreground oversampling
 (``RandCropByLabelClassesd``: a crop is centred on a random foreground class with probability
-``foreground_sampling_ratio`` > 1/3), cross-validation folds, and for ``3d_cascade_fullres`` the
-stage-1 (``3d_lowres``) segmentation, resampled to full resolution and one-hot encoded, as extra input
+nnU-Net's per-batch share: 1 of 2 at batch 2, 7 of 20 at batch 20; :func:`foreground_share`),
+cross-validation folds, and for ``3d_cascade_fullres`` the stage-1 (``3d_lowres``) segmentation, resampled to
+full resolution and one-hot encoded, as extra input
 channels: in training it is read from stage 1's cross-validation predictions as a second ``label`` channel
 (:class:`~labelzoo.planning.transforms.SplitPreviousStaged`), at inference stage 1 runs inside the inferer
 (:class:`~labelzoo.planning.cascade.CascadeInferer`), so the data keys stay ``image`` / ``label`` / ``pred``.
@@ -81,9 +82,10 @@ RECIPE: list[tuple[str, str, str, str, str]] = [
     ("gamma", "p 0.3, gamma 0.7-1.5, statistics retained", "`RandAdjustContrastd` p 0.3, retain_stats", "fixed",
      "statistics were not retained"),
     ("mirroring (training)", "p 0.5 per axis", "`RandFlipd` p 0.5 per axis", "kept", "same"),
-    ("foreground oversampling", "last 33% of each batch forced to contain foreground (batch 2: 1 of 2)",
-     "each patch centred on a random foreground class with p 0.5 (`RandCropByLabelClassesd`)", "kept",
-     "per-sample rather than per-batch; equals nnU-Net's share at batch size 2"),
+    ("foreground oversampling", "last 33% of each batch forced to contain foreground (batch 2: 1 of 2; batch 20: "
+     "7 of 20)", "each patch centred on a random foreground class with nnU-Net's share of the planned batch as "
+     "probability (`RandCropByLabelClassesd`)", "fixed", "was 0.5 for every batch size (more foreground than "
+     "nnU-Net in `2d`, batch 20); per-sample rather than per-batch"),
     ("class locations", "10000 voxels per class sampled once in preprocessing",
      "`ClassesToIndicesd` (max 10000 per class), cached with the case", "fixed",
      "were recomputed from the whole label for every patch"),
@@ -161,6 +163,23 @@ def channel_def(plans: dict) -> dict[str, str]:
     return {str(i): plans["labels"][str(v)] for i, v in enumerate(label_maps(plans)[0])}
 
 
+def foreground_share(plans: dict, cfg: dict) -> float:
+    """Share of a configuration's patches centred on a random foreground class: nnU-Net v2's per-batch share.
+
+    nnU-Net forces the last samples of each batch to contain foreground: all but the first
+    ``round(batch * (1 - p))``, ``p = oversample_foreground_percent`` (0.33; the plans' ``foreground_sampling_ratio``),
+    so 1 of 2 at batch 2 (0.5) and 7 of 20 at batch 20 (0.35). The bundle samples it per patch with that
+    probability. A batch of 1 (nnU-Net: no forced foreground) gets ``p`` per patch (nnU-Net's probabilistic mode).
+    Plans written before this rule hold 0.5, a per-patch probability: used as it is.
+    """
+    p = float(plans.get("foreground_sampling_ratio", 0.33))
+    if p >= 0.5:
+        return p
+    batch = int(cfg.get("batch_size", 2))
+    forced = batch - round(batch * (1 - p))
+    return forced / batch if forced > 0 else p
+
+
 def deep_supr_num(num_stages: int) -> int:
     """Deep-supervision heads beside the main output: every decoder level but the lowest (nnU-Net v2)."""
     return max(1, min(num_stages - 3, num_stages - 2))
@@ -223,7 +242,7 @@ def random_transforms(plans: dict, cfg: dict) -> list[dict]:
     keys = ["image", "label"]
     n = len(plans["labels"])
     crop, squeeze_axis = _crop_size(plans, cfg)
-    f = float(plans.get("foreground_sampling_ratio", 0.5))
+    f = foreground_share(plans, cfg)
     n_fg = n - 1
     ratios = [round(n_fg * (1 - f) / f, 6)] + [1] * n_fg
     size: Any = "@patch_size" if squeeze_axis is None else crop
@@ -652,8 +671,9 @@ planner (`labelzoo plan`, nnU-Net v2 rules; see the LabelZoo README, section "Se
 
 Training follows nnU-Net v2 where MONAI allows: SGD (lr 0.01, Nesterov momentum 0.99, weight decay 3e-5,
 polynomial decay 0.9), {DEFAULT_EPOCHS} epochs of {ITERATIONS_PER_EPOCH} iterations, Dice + cross-entropy with deep
-supervision, {int(plans.get('foreground_sampling_ratio', 0.5) * 100)}% of patches centred on a random foreground class,
-5-fold cross-validation (`fold` in `configs/datalist.json`); mirrored test-time augmentation at inference.
+supervision, {round(foreground_share(plans, cfg) * 100)}% of patches centred on a random foreground class
+(nnU-Net's share of a batch of {cfg.get('batch_size')}), 5-fold cross-validation (`fold` in
+`configs/datalist.json`); mirrored test-time augmentation at inference.
 {cascade_txt}
 ## Recipe against nnU-Net v2 (`nnUNetTrainer`, v2.8.1), item by item
 
