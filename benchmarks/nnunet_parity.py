@@ -438,7 +438,7 @@ def main() -> None:
         nn_file = work / "nnunet_result.json"
         if args.reuse and nn_file.is_file():
             r = json.loads(nn_file.read_text())
-            nn = (Path(r["validation"]), (float(r["per_iter"]), float(r["cpu_per_iter"])))
+            nn = (Path(r["validation"]), (float(r["per_iter"]), float(r.get("cpu_per_iter", "nan"))))
         else:
             nn = run_nnunet(work, args.configuration, args.iterations, args.fold, splits, args.device,
                             Path(args.nnunet_python), threads=args.threads)
