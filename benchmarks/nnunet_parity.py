@@ -34,7 +34,7 @@ before/after of a change in the same run; ``--labelzoo-override KEY=VALUE`` adds
 
 On CPU keep the budget small (the default: 10 iterations); with a GPU pass ``--iterations 250 --device cuda``
 or more. Run: ``python benchmarks/nnunet_parity.py [--configuration 3d_fullres] [--iterations 10]
-[--cases 10] [--shape 40,48,40] [--device cpu] [--work DIR] [--nnunet-python PY] [--reuse]
+[--cases 10] [--seed 3] [--threads N] [--shape 40,48,40] [--device cpu] [--work DIR] [--nnunet-python PY] [--reuse]
 [--speed-rounds R --speed-iterations N [--compare-src DIR] [--labelzoo-override KEY=VALUE]]``.
 """
 
@@ -202,15 +202,15 @@ def train_labelzoo(bundle: Path, iterations: int, fold: int, log: Path, validate
     return steady(marks)
 
 
-def run_labelzoo(work: Path, raw: Path, configuration: str, iterations: int,
-                 fold: int) -> tuple[Path, list[str], tuple[float, float]]:
+def run_labelzoo(work: Path, raw: Path, configuration: str, iterations: int, fold: int,
+                 overrides: list[str] | None = None) -> tuple[Path, list[str], tuple[float, float]]:
     """Plan, train one epoch of ``iterations``, predict the held-out fold; returns (predictions, cases,
     (wall s, CPU s) per iteration)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     bundle = plan_labelzoo(work, raw, configuration)
     datalist = json.loads((bundle / "configs" / "datalist.json").read_text())["training"]
     held = [d for d in datalist if d["fold"] == fold]
-    per_iter = train_labelzoo(bundle, iterations, fold, work / "labelzoo_train.log")
+    per_iter = train_labelzoo(bundle, iterations, fold, work / "labelzoo_train.log", overrides=overrides)
     run = [sys.executable, "-m", "monai.bundle", "run", "--bundle_root", str(bundle)]
     pred_dir = work / "labelzoo_pred"
     images = [str(raw / d["image"]) if not Path(d["image"]).is_absolute() else d["image"] for d in held]
@@ -248,9 +248,10 @@ def prepare_nnunet(work: Path, configuration: str, splits: list[dict], python: P
 
 
 def train_nnunet(work: Path, configuration: str, iterations: int, fold: int, device: str, python: Path,
-                 validate: bool = True) -> dict:
-    """``nnUNetTrainer`` as ``nnUNetv2_train -device cpu`` builds it, one epoch of ``iterations``, then (if
-    ``validate``) its own validation of the held-out fold; returns ``{"per_iter": s, "validation": folder}``."""
+                 validate: bool = True, threads: int | None = None) -> dict:
+    """``nnUNetTrainer`` as ``nnUNetv2_train -device cpu`` builds it (``threads`` torch threads instead of one per
+    core if given), one epoch of ``iterations``, then (if ``validate``) its own validation of the held-out fold;
+    returns ``{"per_iter": s, "validation": folder}``."""
     code = f"""
 import os, torch, time, json
 from batchgenerators.utilities.file_and_folder_operations import load_json, join
@@ -258,8 +259,8 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 pre = join({str(work / 'nnUNet_pre')!r}, {DATASET_NAME!r})
 plans, ds = load_json(join(pre, 'nnUNetPlans.json')), load_json(join(pre, 'dataset.json'))
 plans['continue_training'] = False  # what nnUNetv2_train's get_trainer_from_args sets
-if {device!r} == 'cpu':  # as nnUNetv2_train -device cpu
-    torch.set_num_threads(os.cpu_count())
+if {device!r} == 'cpu':  # as nnUNetv2_train -device cpu (unless the benchmark's --threads)
+    torch.set_num_threads({threads!r} or os.cpu_count())
 class ParityBudgetTrainer(nnUNetTrainer):
     # nnUNetTrainer records its __init__ arguments by name: keep its signature
     def __init__(self, plans, configuration, fold, dataset_json, device=torch.device('cuda')):
@@ -293,7 +294,7 @@ json.dump({{"per_iter": per_iter, "step_seconds": t.step_seconds, "validation": 
 
 
 def run_nnunet(work: Path, configuration: str, iterations: int, fold: int, splits: list[dict],
-               device: str, python: Path) -> tuple[Path, tuple[float, float]] | str:
+               device: str, python: Path, threads: int | None = None) -> tuple[Path, tuple[float, float]] | str:
     """nnU-Net v2 on the same data, split and budget; returns (predictions, (wall s, CPU s) per iteration) or
     why it did not run.
 
@@ -304,7 +305,7 @@ def run_nnunet(work: Path, configuration: str, iterations: int, fold: int, split
     if missing:
         return missing
     prepare_nnunet(work, configuration, splits, python)
-    result = train_nnunet(work, configuration, iterations, fold, device, python)
+    result = train_nnunet(work, configuration, iterations, fold, device, python, threads=threads)
     return Path(result["validation"]), (float(result["per_iter"]), float(result["cpu_per_iter"]))
 
 
@@ -397,6 +398,10 @@ def main() -> None:
     parser.add_argument("--labelzoo-override", action="append", default=[], metavar="KEY=VALUE",
                         help="with --speed-rounds: also time the same bundle run with `--KEY VALUE` (repeatable; "
                              "e.g. num_workers=0)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="accuracy run: torch threads of both trainings (LabelZoo `--num_threads`, nnU-Net "
+                             "`torch.set_num_threads`); default as shipped (one per core). 1 on a loaded machine "
+                             "(the Dice does not depend on it)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     shape = tuple(int(s) for s in args.shape.split(","))
@@ -421,7 +426,8 @@ def main() -> None:
             r = json.loads(lz_file.read_text())
             lz_pred, held, lz_iter = Path(r["predictions"]), r["held_out"], r["per_iter"]
         else:
-            lz_pred, held, lz_iter = run_labelzoo(work, raw, args.configuration, args.iterations, args.fold)
+            lz_pred, held, lz_iter = run_labelzoo(work, raw, args.configuration, args.iterations, args.fold,
+                                                  ["--num_threads", str(args.threads)] if args.threads else None)
             write_json_atomic(lz_file, {"predictions": str(lz_pred), "held_out": held, "per_iter": lz_iter})
         lz_iter = tuple(lz_iter)
         lz = score(lz_pred, raw, held, len(names), "_0000_seg.nii.gz")
@@ -432,10 +438,10 @@ def main() -> None:
         nn_file = work / "nnunet_result.json"
         if args.reuse and nn_file.is_file():
             r = json.loads(nn_file.read_text())
-            nn = (Path(r["validation"]), (float(r["per_iter"]), float(r["cpu_per_iter"])))
+            nn = (Path(r["validation"]), (float(r["per_iter"]), float(r.get("cpu_per_iter", "nan"))))
         else:
             nn = run_nnunet(work, args.configuration, args.iterations, args.fold, splits, args.device,
-                            Path(args.nnunet_python))
+                            Path(args.nnunet_python), threads=args.threads)
         nn_scores = score(nn[0], raw, held, len(names), ".nii.gz") if isinstance(nn, tuple) else None
 
         print(f"\n{args.configuration}, {args.iterations} iterations, fold {args.fold} ({len(held)} held-out cases: "
@@ -447,6 +453,11 @@ def main() -> None:
         lz_mean = float(np.nanmean([v[0] for v in lz.values()]))
         nn_mean = float(np.nanmean([v[0] for v in nn_scores.values()])) if nn_scores else float("nan")
         print(f"{'mean':<14}{lz_mean:>14.4f}{nn_mean:>14.4f}")
+        write_json_atomic(work / "accuracy_result.json", {
+            "configuration": args.configuration, "iterations": args.iterations, "fold": args.fold, "seed": args.seed,
+            "cases": args.cases, "held_out": held, "labelzoo_mean_dice": lz_mean, "nnunet_mean_dice": nn_mean,
+            "per_class": {names[c]: {"labelzoo": list(lz[c]), "nnunet": list(nn_scores[c]) if nn_scores else None}
+                          for c in sorted(names)[1:]}})
         print(f"time per iteration (one after the other; for a fair ratio use --speed-rounds): LabelZoo wall "
               f"{lz_iter[0]:.2f} s, CPU {lz_iter[1]:.2f} s"
               + (f"; nnU-Net wall {nn[1][0]:.2f} s, CPU {nn[1][1]:.2f} s" if isinstance(nn, tuple) else

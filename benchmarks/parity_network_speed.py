@@ -10,6 +10,10 @@ random batch: the planned bundle's ``network`` / ``loss`` / ``optimizer`` from i
 It needs nnunetv2 *and* LabelZoo: run it with the parity interpreter and LabelZoo's sources on the path, on the
 work folder ``nnunet_parity.py --work DIR`` left behind:
 ``PYTHONPATH=src .venv-parity/bin/python benchmarks/parity_network_speed.py --work DIR [--steps 4]``.
+``--compare-bundle`` adds a third side, another bundle of the same configuration (e.g. the
+``DIR/labelzoo_compare/...`` bundle that ``nnunet_parity.py --compare-src`` planned with an earlier tree), for a
+before/after of a change of the network or loss in the same process; ``--threads`` sets torch's threads
+(default: one per core, as ``nnUNetv2_train -device cpu``).
 """
 
 from __future__ import annotations
@@ -70,6 +74,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", required=True, help="the --work folder of a nnunet_parity.py run")
     ap.add_argument("--steps", type=int, default=4, help="timed steps per side (after one warm-up step each)")
+    ap.add_argument("--compare-bundle", default=None,
+                    help="another bundle of the same configuration to time as a third side (e.g. the one "
+                         "nnunet_parity.py --compare-src planned)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: all cores)")
     args = ap.parse_args()
     work = Path(args.work)
     bundle = next(p for p in (work / "labelzoo").iterdir() if (p / "configs" / "plan.json").is_file())
@@ -80,8 +88,9 @@ def main() -> None:
     os.environ.setdefault("nnUNet_results", str(work / "nnUNet_results_speed"))
     nn_plans = json.loads((work / "nnUNet_pre" / DATASET_NAME / "nnUNetPlans.json").read_text())
     nn_cfg = nn_plans["configurations"][configuration]
-    torch.set_num_threads(os.cpu_count() or 1)  # nnUNetv2_train -device cpu does the same
+    torch.set_num_threads(args.threads)  # default: all cores, as nnUNetv2_train -device cpu
     lz, lz_params = labelzoo_step(bundle)
+    cmp = labelzoo_step(Path(args.compare_bundle))[0] if args.compare_bundle else None
     nn, nn_params = nnunet_step(work, configuration)
     gen = torch.Generator().manual_seed(0)
     n_classes = len(json.loads((work / "nnUNet_raw" / DATASET_NAME / "dataset.json").read_text())["labels"])
@@ -92,11 +101,14 @@ def main() -> None:
 
     lz_batch = batch(plan["patch_size"], plan["batch_size"])
     nn_batch = batch(nn_cfg["patch_size"], nn_cfg["batch_size"])
-    lz(*lz_batch)
-    nn(*nn_batch)
-    times: dict[str, list[float]] = {"labelzoo": [], "nnunet": []}
-    for _ in range(args.steps):  # alternate, so both see the same load
-        for name, fn, b in (("labelzoo", lz, lz_batch), ("nnunet", nn, nn_batch)):
+    sides = [("labelzoo", lz, lz_batch), ("nnunet", nn, nn_batch)]
+    if cmp is not None:
+        sides.append(("compare", cmp, lz_batch))
+    for _, fn, b in sides:  # warm-up
+        fn(*b)
+    times: dict[str, list[float]] = {name: [] for name, _, _ in sides}
+    for i in range(args.steps):  # alternate (order rotated), so every side sees the same load
+        for name, fn, b in sides[i % len(sides):] + sides[:i % len(sides)]:
             t0 = time.perf_counter()
             fn(*b)
             times[name].append(time.perf_counter() - t0)
@@ -106,6 +118,11 @@ def main() -> None:
           f"{nn_cfg['batch_size']} ({nn_params / 1e6:.2f} M parameters); {torch.get_num_threads()} threads")
     print(f"network step (forward + loss + backward + step), median of {args.steps}: LabelZoo {med['labelzoo']:.3f} s, "
           f"nnU-Net {med['nnunet']:.3f} s, ratio {med['labelzoo'] / med['nnunet']:.2f}x")
+    if cmp is not None:
+        print(f"--compare-bundle {Path(args.compare_bundle).name}: {med['compare']:.3f} s, ratio to nnU-Net "
+              f"{med['compare'] / med['nnunet']:.2f}x; LabelZoo / compare {med['labelzoo'] / med['compare']:.2f}x")
+    for name, ts in times.items():
+        print(f"  {name} by step: {', '.join(f'{t:.3f}' for t in ts)}")
 
 
 if __name__ == "__main__":

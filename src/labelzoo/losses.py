@@ -2,31 +2,63 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from monai.losses import DeepSupervisionLoss
 
 
-def nnunet_deep_supervision(loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], pred: torch.Tensor,
-                            target: torch.Tensor) -> torch.Tensor:
-    """``loss`` over DynUNet's stacked deep-supervision output, weighted as nnU-Net v2 does.
+def downsample_target(target: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """A label map ``(B, 1, *spatial)`` resized to ``shape`` as nnU-Net v2 does for its deep-supervision targets.
 
-    ``pred`` with one dimension more than ``target`` is ``(B, 1 + k, C, ...)``: head ``i`` gets weight
-    ``1 / 2**i``, normalised to sum 1 (``nnUNetTrainer._build_loss``). Any other ``pred`` gets the plain loss.
+    ``interpolate(..., mode="nearest-exact")`` on a float copy, cast back (batchgeneratorsv2's
+    ``DownsampleSegForDSTransform``); the same per sample as per batch. A target already of ``shape`` is returned
+    as is. MetaTensors lose their metadata (the loss needs none).
+
+    Example:
+        >>> downsample_target(torch.arange(16.0).reshape(1, 1, 4, 4), (2, 2)).tolist()
+        [[[[5.0, 7.0], [13.0, 15.0]]]]
+    """
+    shape = tuple(int(s) for s in shape)
+    if tuple(target.shape[2:]) == shape:
+        return target
+    plain = target.as_tensor() if hasattr(target, "as_tensor") else torch.as_tensor(target)
+    return torch.nn.functional.interpolate(plain.float(), size=shape, mode="nearest-exact").to(plain.dtype)
+
+
+def nnunet_deep_supervision(loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                            pred: torch.Tensor | Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+    """``loss`` over a network's deep-supervision outputs, weighted as nnU-Net v2 does.
+
+    Head ``i`` gets weight ``1 / 2**i``, normalised to sum 1 (``nnUNetTrainer._build_loss``). ``pred`` may be
+
+    - a list or tuple ``[main, head_1, ...]`` of heads at their own resolution
+      (:class:`labelzoo.networks.NativeHeadsDynUNet`): the target is downsampled to each head's shape
+      (:func:`downsample_target`, nnU-Net's nearest-exact), so the loss runs at each head's resolution;
+    - ``(B, 1 + k, C, ...)``, one dimension more than ``target`` (``DynUNet(deep_supervision=True)``, heads
+      upsampled to the target's size): every head against the full-resolution target.
+
+    Any other ``pred`` gets the plain loss.
 
     Example:
         >>> mse = lambda p, t: ((p - t) ** 2).mean()
         >>> float(nnunet_deep_supervision(mse, torch.stack([torch.ones(1, 2), torch.zeros(1, 2)], 1),
         ...                               torch.zeros(1, 2)))
         0.6666666865348816
+        >>> float(nnunet_deep_supervision(mse, [torch.ones(1, 1, 4), torch.zeros(1, 1, 2)], torch.zeros(1, 1, 4)))
+        0.6666666865348816
     """
-    if pred.dim() != target.dim() + 1:
+    if isinstance(pred, (list, tuple)):
+        heads = list(pred)
+        targets = [downsample_target(target, h.shape[2:]) for h in heads]
+    elif pred.dim() == target.dim() + 1:
+        heads = list(torch.unbind(pred, dim=1))
+        targets = [target] * len(heads)
+    else:
         return loss(pred, target)
-    heads = torch.unbind(pred, dim=1)
     weights = torch.tensor([0.5**i for i in range(len(heads))])
     weights = weights / weights.sum()
-    return sum(w * loss(h, target) for w, h in zip(weights.tolist(), heads, strict=True))
+    return sum(w * loss(h, t) for w, h, t in zip(weights.tolist(), heads, targets, strict=True))
 
 
 class StackedDeepSupervisionLoss(DeepSupervisionLoss):
@@ -63,8 +95,9 @@ class MaskedDiceCELoss(torch.nn.Module):
     cross-entropy is averaged over annotated voxels only, and the Dice sums (intersection, prediction,
     target) run over annotated voxels only (prediction and one-hot target multiplied by the mask). Without
     ignored voxels it equals ``DiceCELoss(to_onehot_y=True, softmax=True, ...)`` with the same arguments.
-    DynUNet's stacked deep-supervision output ``(B, 1 + k, C, ...)`` is weighted ``1 / 2**i`` as nnU-Net does
-    (as :class:`labelzoo.planning.transforms.DeepSupervisionDiceCELoss`).
+    Deep-supervision outputs (a list of heads at their own resolution, the target downsampled to each, or
+    DynUNet's stacked ``(B, 1 + k, C, ...)``) are weighted ``1 / 2**i`` as nnU-Net does
+    (:func:`nnunet_deep_supervision`, as :class:`labelzoo.planning.transforms.DeepSupervisionDiceCELoss`).
 
     Args:
         ignore_value: target value of unannotated voxels (:data:`labelzoo.partial.IGNORE_VALUE`).

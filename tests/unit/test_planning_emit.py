@@ -53,11 +53,21 @@ def _check_training_step(bundle: Path, plan_cfg: dict, in_channels: int, **infer
     net = parser.get_parsed_content("network_def")
     out = net.train()(sample["image"][None].float())
     n_heads = 1 + parser.get_parsed_content("network_def#deep_supr_num")
-    assert out.shape[:3] == (1, n_heads, 4)  # deep supervision heads, 4 classes (0, 1, 3, 6 -> 0..3)
+    # deep-supervision heads at their own resolution (nnU-Net's), 4 classes (0, 1, 3, 6 -> 0..3)
+    assert isinstance(out, list) and len(out) == n_heads
+    scale = np.ones(len(plan_cfg["patch_size"]), int)
+    for head, stride in zip(out, plan_cfg["strides"], strict=False):
+        scale = scale * np.asarray(stride)
+        assert tuple(head.shape) == (1, 4, *(np.asarray(plan_cfg["patch_size"]) // scale).tolist())
     loss = parser.get_parsed_content("loss")(out, sample["label"][None])
     assert torch.isfinite(loss)
+    assert tuple(net.eval()(sample["image"][None].float()).shape) == (1, 4, *plan_cfg["patch_size"])
     infer = _workflow(bundle, ["inference.json"], "infer", **infer_overrides)
     assert not infer.check_properties()
+    # inference builds MONAI's plain DynUNet (TorchScript-able); the training checkpoint loads into it
+    inet = infer.parser.get_parsed_content("network_def")
+    assert type(inet).__name__ == "DynUNet" and not inet.deep_supervision
+    assert set(inet.state_dict()) <= set(net.state_dict())
 
 
 def test_fullres_and_2d_bundles(planned, msd_dataset: Path) -> None:
@@ -84,7 +94,11 @@ def test_fullres_and_2d_bundles(planned, msd_dataset: Path) -> None:
     train = json.loads((written[0] / "configs" / "train.json").read_text())
     crop = next(t for t in train["train"]["random_transforms"] if t["_target_"] == "RandCropByLabelClassesd")
     fg_share = sum(crop["ratios"][1:]) / sum(crop["ratios"])
-    assert fg_share > 1 / 3  # more than a third of the patches are centred on foreground
+    assert fg_share == pytest.approx(0.5)  # nnU-Net's batch of 2: the last sample forced to foreground
+    train2d = json.loads((written[1] / "configs" / "train.json").read_text())
+    crop = next(t for t in train2d["train"]["random_transforms"] if t["_target_"] == "RandCropByLabelClassesd")
+    batch = plans["configurations"]["2d"]["batch_size"]
+    assert sum(crop["ratios"][1:]) / sum(crop["ratios"]) == pytest.approx((batch - round(batch * 0.67)) / batch)
     assert train["network_def"]["deep_supervision"] is True
 
 
@@ -129,6 +143,12 @@ def test_pure_helpers() -> None:
     assert assign_folds([f"c{i}" for i in range(12)]) == folds  # deterministic
     assert np.bincount(list(folds.values())).tolist() == [3, 3, 2, 2, 2]
     assert sorted(set(assign_folds(["a", "b"]).values())) == [0, 1]
+    # nnU-Net's forced-foreground share of a batch (oversample_foreground_percent 0.33): last 1 of 2, 7 of 20
+    from labelzoo.planning.emit import foreground_share
+
+    shares = [foreground_share({"foreground_sampling_ratio": 0.33}, {"batch_size": b}) for b in (1, 2, 20, 40)]
+    assert shares == pytest.approx([0.33, 0.5, 0.35, 13 / 40])
+    assert foreground_share({"foreground_sampling_ratio": 0.5}, {"batch_size": 20}) == 0.5  # older plans
 
 
 def test_recipe_parity_items(planned, msd_dataset: Path) -> None:
@@ -232,3 +252,23 @@ def test_class_locations_are_cached_not_recomputed_per_patch(planned, msd_datase
     sample = sample[0] if isinstance(sample, list) else sample
     assert "label_cls_indices" not in sample
     assert tuple(sample["image"].shape[1:]) == tuple(plans["configurations"]["3d_fullres"]["patch_size"])
+
+
+def test_random_part_runs_without_metadata_and_restores_tracking(planned, msd_dataset: Path) -> None:
+    """The random augmentation runs on plain tensors (no MetaTensor bookkeeping, as nnU-Net's); CacheDataset caches
+    the deterministic part with its metadata, never runs the switch, and tracking is back on after a sample."""
+    from monai.data import CacheDataset, MetaTensor, get_track_meta
+
+    from labelzoo.planning.transforms import TrackMetad
+
+    fp, plans, out = planned
+    bundle = emit_bundles(plans, fp, out / "meta", msd_dataset, configurations=["2d"])[0]
+    wf = _workflow(bundle, ["train.json"], "train", num_workers=0, cache_rate=1.0)
+    dataset: CacheDataset = wf.parser.get_parsed_content("train#dataset")
+    switches = [(i, t.track) for i, t in enumerate(dataset.transform.transforms) if isinstance(t, TrackMetad)]
+    assert [s for _, s in switches] == [False, True] and switches[1][0] == len(dataset.transform.transforms) - 1
+    assert get_track_meta() and isinstance(dataset._cache[0]["image"], MetaTensor)  # cached with its metadata
+    sample = dataset[0]
+    sample = sample[0] if isinstance(sample, list) else sample
+    assert type(sample["image"]) is torch.Tensor and type(sample["label"]) is torch.Tensor
+    assert get_track_meta()  # the main process (num_workers 0) keeps tracking for validation and inference

@@ -2,6 +2,7 @@
 
 from labelzoo.networks.axial_attention import AxialAttention, AxialSelfAttention1d
 from labelzoo.networks.axial_dynunet import AxialDynUNet, AxialUpBlock
+from labelzoo.networks.native_heads_dynunet import NativeHeadsDynUNet
 from labelzoo.networks.tautoml import (
     AxialAttentionSearchBlock,
     BottleneckSearchBlock,
@@ -18,6 +19,7 @@ __all__ = [
     "AxialUpBlock",
     "BottleneckSearchBlock",
     "FlexibleUNetPlusPlus",
+    "NativeHeadsDynUNet",
     "ResidualSearchBlock",
     "TAutoMLNet",
     "UNetPlusPlus",

@@ -8,8 +8,9 @@ What the bundles carry from the plan: target spacing (``Spacingd``), per-channel
 (:class:`labelzoo.planning.transforms.PlannedNormalized`), patch size (random crops and the sliding
 window), batch size, DynUNet strides / kernels / features, deep supervision, foreground oversampling
 (``RandCropByLabelClassesd``: a crop is centred on a random foreground class with probability
-``foreground_sampling_ratio`` > 1/3), cross-validation folds, and for ``3d_cascade_fullres`` the
-stage-1 (``3d_lowres``) segmentation, resampled to full resolution and one-hot encoded, as extra input
+nnU-Net's per-batch share: 1 of 2 at batch 2, 7 of 20 at batch 20; :func:`foreground_share`),
+cross-validation folds, and for ``3d_cascade_fullres`` the stage-1 (``3d_lowres``) segmentation, resampled to
+full resolution and one-hot encoded, as extra input
 channels: in training it is read from stage 1's cross-validation predictions as a second ``label`` channel
 (:class:`~labelzoo.planning.transforms.SplitPreviousStaged`), at inference stage 1 runs inside the inferer
 (:class:`~labelzoo.planning.cascade.CascadeInferer`), so the data keys stay ``image`` / ``label`` / ``pred``.
@@ -81,15 +82,20 @@ RECIPE: list[tuple[str, str, str, str, str]] = [
     ("gamma", "p 0.3, gamma 0.7-1.5, statistics retained", "`RandAdjustContrastd` p 0.3, retain_stats", "fixed",
      "statistics were not retained"),
     ("mirroring (training)", "p 0.5 per axis", "`RandFlipd` p 0.5 per axis", "kept", "same"),
-    ("foreground oversampling", "last 33% of each batch forced to contain foreground (batch 2: 1 of 2)",
-     "each patch centred on a random foreground class with p 0.5 (`RandCropByLabelClassesd`)", "kept",
-     "per-sample rather than per-batch; equals nnU-Net's share at batch size 2"),
+    ("foreground oversampling", "last 33% of each batch forced to contain foreground (batch 2: 1 of 2; batch 20: "
+     "7 of 20)", "each patch centred on a random foreground class with nnU-Net's share of the planned batch as "
+     "probability (`RandCropByLabelClassesd`)", "fixed", "was 0.5 for every batch size (more foreground than "
+     "nnU-Net in `2d`, batch 20); per-sample rather than per-batch"),
     ("class locations", "10000 voxels per class sampled once in preprocessing",
      "`ClassesToIndicesd` (max 10000 per class), cached with the case", "fixed",
      "were recomputed from the whole label for every patch"),
+    ("augmentation bookkeeping", "plain tensors, no metadata", "MetaTensor tracking off around the random part "
+     "(`TrackMetad`)", "fixed", "MONAI's metadata and applied-operation records were ~2/3 of the augmentation's CPU "
+     "on small 2D patches; training inverts nothing"),
     ("loss", "Dice (no background, batch Dice if planned) + CE, weights 1:1", "`DiceCELoss` the same", "kept", "same"),
-    ("deep supervision", "weights 1/2^i normalised, lowest head dropped", "same (`DeepSupervisionDiceCELoss`)", "kept",
-     "same"),
+    ("deep supervision", "weights 1/2^i normalised, lowest head dropped; heads at their own resolution, targets "
+     "downsampled (nearest-exact)", "same (`NativeHeadsDynUNet` + `DeepSupervisionDiceCELoss`)", "fixed",
+     "MONAI's DynUNet upsamples every head to the patch and the loss ran at full resolution for each"),
     ("optimiser", "SGD lr 0.01, Nesterov momentum 0.99, weight decay 3e-5, poly 0.9 per epoch",
      "the same (`PolynomialLR` per epoch)", "kept", "same"),
     ("budget", "1000 epochs x 250 iterations", "`num_epochs` 1000 x `iterations_per_epoch` 250", "kept", "same"),
@@ -157,6 +163,23 @@ def channel_def(plans: dict) -> dict[str, str]:
     return {str(i): plans["labels"][str(v)] for i, v in enumerate(label_maps(plans)[0])}
 
 
+def foreground_share(plans: dict, cfg: dict) -> float:
+    """Share of a configuration's patches centred on a random foreground class: nnU-Net v2's per-batch share.
+
+    nnU-Net forces the last samples of each batch to contain foreground: all but the first
+    ``round(batch * (1 - p))``, ``p = oversample_foreground_percent`` (0.33; the plans' ``foreground_sampling_ratio``),
+    so 1 of 2 at batch 2 (0.5) and 7 of 20 at batch 20 (0.35). The bundle samples it per patch with that
+    probability. A batch of 1 (nnU-Net: no forced foreground) gets ``p`` per patch (nnU-Net's probabilistic mode).
+    Plans written before this rule hold 0.5, a per-patch probability: used as it is.
+    """
+    p = float(plans.get("foreground_sampling_ratio", 0.33))
+    if p >= 0.5:
+        return p
+    batch = int(cfg.get("batch_size", 2))
+    forced = batch - round(batch * (1 - p))
+    return forced / batch if forced > 0 else p
+
+
 def deep_supr_num(num_stages: int) -> int:
     """Deep-supervision heads beside the main output: every decoder level but the lowest (nnU-Net v2)."""
     return max(1, min(num_stages - 3, num_stages - 2))
@@ -219,7 +242,7 @@ def random_transforms(plans: dict, cfg: dict) -> list[dict]:
     keys = ["image", "label"]
     n = len(plans["labels"])
     crop, squeeze_axis = _crop_size(plans, cfg)
-    f = float(plans.get("foreground_sampling_ratio", 0.5))
+    f = foreground_share(plans, cfg)
     n_fg = n - 1
     ratios = [round(n_fg * (1 - f) / f, 6)] + [1] * n_fg
     size: Any = "@patch_size" if squeeze_axis is None else crop
@@ -230,6 +253,9 @@ def random_transforms(plans: dict, cfg: dict) -> list[dict]:
         # whole label for every patch (the largest share of the data pipeline's time per iteration).
         {"_target_": "ClassesToIndicesd", "keys": "label", "indices_postfix": "_cls_indices", "num_classes": n,
          "max_samples_per_class": CLASS_LOCATIONS},
+        # the random part runs on plain tensors, without MetaTensor bookkeeping (training inverts nothing; see
+        # TrackMetad); tracking is back on after the last random transform
+        {"_target_": "labelzoo.planning.transforms.TrackMetad", "keys": keys, "track": False},
         {"_target_": "RandCropByLabelClassesd", "keys": keys, "label_key": "label", "spatial_size": size,
          "num_classes": n, "ratios": ratios, "num_samples": 1, "warn": False, "indices_key": "label_cls_indices"},
         # the locations (one array per class, lengths differ between cases) must not reach the collate
@@ -264,6 +290,7 @@ def random_transforms(plans: dict, cfg: dict) -> list[dict]:
          "invert_image": False, "retain_stats": True},
     ]
     t += [{"_target_": "RandFlipd", "keys": keys, "prob": 0.5, "spatial_axis": a} for a in range(dims)]
+    t.append({"_target_": "labelzoo.planning.transforms.TrackMetad", "keys": keys, "track": True})
     return t
 
 
@@ -286,12 +313,15 @@ def _inferer(plans: dict, cfg: dict) -> dict:
 
 
 def network_def(plans: dict, cfg: dict, cascade: bool) -> dict:
-    """MONAI ``DynUNet`` with the planned topology, instance norm, leaky ReLU and deep supervision."""
+    """MONAI ``DynUNet`` with the planned topology, instance norm, leaky ReLU and deep supervision.
+
+    Training builds :class:`labelzoo.networks.NativeHeadsDynUNet` (DynUNet whose deep-supervision heads stay at
+    their own resolution, as nnU-Net's; same state dict); ``inference_config`` sets ``DynUNet`` back."""
     n_classes = len(plans["labels"])
     in_ch = len(plans["channel_names"]) + (n_classes if cascade else 0)
     stages = len(cfg["strides"])
     net = {
-        "_target_": "DynUNet",
+        "_target_": "labelzoo.networks.NativeHeadsDynUNet",
         "spatial_dims": cfg["spatial_dims"],
         "in_channels": in_ch,
         "out_channels": n_classes,
@@ -423,7 +453,7 @@ def inference_config(plans: dict, cfg: dict, dataset_dir: str, cascade: bool = F
     conf = _common(plans, cfg, dataset_dir, cascade)
     # Inference needs no deep-supervision heads; without them DynUNet is TorchScript-able. The training
     # checkpoint's head weights, and only those, are skipped; the rest loads strictly (PlannedCheckpointLoader).
-    conf["network_def"]["deep_supervision"] = False
+    conf["network_def"].update({"_target_": "DynUNet", "deep_supervision": False})
     data = "$[{'image': i} for i in sorted(glob.glob(@dataset_dir + '/imagesTs/*.nii*'))]"
     inferer: dict[str, Any] = {"_target_": "labelzoo.inferers.MirroringInferer", "inferer": _inferer(plans, cfg),
                                "spatial_axes": mirror_axes(plans, cfg), "enabled": "@use_mirroring"}
@@ -432,7 +462,7 @@ def inference_config(plans: dict, cfg: dict, dataset_dir: str, cascade: bool = F
             raise LabelZooError("the cascade needs the 3d_lowres configuration in the plans")
         conf.pop("previous_stage_dir", None)
         stage1 = network_def(plans, stage1_cfg, cascade=False)
-        stage1["deep_supervision"] = False
+        stage1.update({"_target_": "DynUNet", "deep_supervision": False})
         ratio = [lo / fu for lo, fu in zip(stage1_cfg["spacing"], cfg["spacing"], strict=True)]
         conf.update({
             "previous_stage_bundle": previous_stage_bundle,
@@ -641,8 +671,9 @@ planner (`labelzoo plan`, nnU-Net v2 rules; see the LabelZoo README, section "Se
 
 Training follows nnU-Net v2 where MONAI allows: SGD (lr 0.01, Nesterov momentum 0.99, weight decay 3e-5,
 polynomial decay 0.9), {DEFAULT_EPOCHS} epochs of {ITERATIONS_PER_EPOCH} iterations, Dice + cross-entropy with deep
-supervision, {int(plans.get('foreground_sampling_ratio', 0.5) * 100)}% of patches centred on a random foreground class,
-5-fold cross-validation (`fold` in `configs/datalist.json`); mirrored test-time augmentation at inference.
+supervision, {round(foreground_share(plans, cfg) * 100)}% of patches centred on a random foreground class
+(nnU-Net's share of a batch of {cfg.get('batch_size')}), 5-fold cross-validation (`fold` in
+`configs/datalist.json`); mirrored test-time augmentation at inference.
 {cascade_txt}
 ## Recipe against nnU-Net v2 (`nnUNetTrainer`, v2.8.1), item by item
 

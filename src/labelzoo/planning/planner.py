@@ -95,9 +95,9 @@ class ExperimentPlanner:
     initial_patch_area_2d: int = 2048**2
     #: Nonzero-mask normalisation when the median crop keeps less than this (``3 / 4.``).
     mask_for_norm_threshold: float = 0.75
-    #: Share of each batch forced to contain foreground (nnU-Net's ``oversample_foreground_percent`` is
-    #: 0.33; we sample foreground-centred crops with probability 0.5, so more than a third contain it).
-    foreground_sampling_ratio: float = 0.5
+    #: nnU-Net's ``oversample_foreground_percent``: the bundles centre a patch on foreground with nnU-Net's
+    #: per-batch share of the planned batch size (``labelzoo.planning.emit.foreground_share``: 0.5 at batch 2).
+    foreground_sampling_ratio: float = 0.33
 
     def __init__(self, gpu_memory_gb: float = 8.0, overwrite_target_spacing: list[float] | None = None):
         if not gpu_memory_gb or float(gpu_memory_gb) <= 0:

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from monai.config import KeysCollection
 from monai.losses import DiceCELoss
-from monai.transforms import MapTransform
+from monai.transforms import MapTransform, Randomizable
 from monai.utils import convert_to_tensor
 
 from labelzoo.losses import nnunet_deep_supervision
@@ -89,13 +89,61 @@ class PlannedNormalized(MapTransform):
         return d
 
 
+class TrackMetad(Randomizable, MapTransform):
+    """Turn MONAI's MetaTensor tracking off (``track=False``) or back on (``track=True``) for the transforms after it.
+
+    The planned training pipeline brackets its random part with ``TrackMetad(track=False)`` ... ``TrackMetad(
+    track=True)``: in between, ``keys`` are plain tensors and MONAI's transforms record no metadata or applied
+    operations (training never inverts them, nnU-Net's augmentation carries none). The bookkeeping was most of the
+    augmentation's CPU time on small 2D patches (~22 vs ~8 ms per 40x48 sample with every transform of the
+    pipeline, ``benchmarks/planned_bundle_profile.py``). The flag is per process (``monai.data.set_track_meta``): in
+    a DataLoader worker it only affects that worker; with ``num_workers=0`` the closing ``TrackMetad`` restores it
+    before the main process goes on. It is ``Randomizable`` (with nothing to draw) so that ``CacheDataset`` stops
+    caching before it and never runs it at caching time.
+
+    Args:
+        keys: keys whose MetaTensors become plain tensors when tracking is turned off.
+        track: the tracking state to set.
+        allow_missing_keys: do not fail when a key is absent.
+
+    Example:
+        >>> from monai.data import MetaTensor, get_track_meta
+        >>> d = TrackMetad("image", track=False)({"image": MetaTensor(torch.zeros(1, 2))})
+        >>> type(d["image"]).__name__, get_track_meta()
+        ('Tensor', False)
+        >>> _ = TrackMetad("image", track=True)(d); get_track_meta()
+        True
+    """
+
+    def __init__(self, keys: KeysCollection, track: bool, allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        self.track = bool(track)
+
+    def randomize(self, data: Any = None) -> None:
+        """Nothing to draw (``Randomizable`` only keeps ``CacheDataset`` from running it at caching time)."""
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        from monai.data import set_track_meta
+
+        d = dict(data)
+        if not self.track:
+            for key in self.key_iterator(d):
+                value = d[key]
+                d[key] = value.as_tensor() if hasattr(value, "as_tensor") else value
+        set_track_meta(self.track)
+        return d
+
+
 class DeepSupervisionDiceCELoss(torch.nn.Module):
     """Dice + cross-entropy over DynUNet's deep-supervision heads, weighted as nnU-Net v2 does.
 
-    In training mode ``DynUNet(deep_supervision=True)`` returns one tensor ``(B, 1 + k, C, ...)`` with
-    every head upsampled to the input size; head ``i`` gets weight ``1 / 2**i``, normalised to sum 1
-    (``nnUNetTrainer._build_loss``; nnU-Net also drops its lowest head, which the planned
-    ``deep_supr_num`` leaves out). A plain ``(B, C, ...)`` prediction gets the plain loss.
+    In training mode the planned :class:`labelzoo.networks.NativeHeadsDynUNet` returns ``[main, head_1, ...]``,
+    each head at its own resolution: the target is downsampled to each head (nearest-exact, nnU-Net's
+    ``DownsampleSegForDSTransform``). MONAI's ``DynUNet(deep_supervision=True)`` output, one tensor
+    ``(B, 1 + k, C, ...)`` with every head upsampled to the input size, is taken too. Head ``i`` gets weight
+    ``1 / 2**i``, normalised to sum 1 (``nnUNetTrainer._build_loss``; nnU-Net also drops its lowest head, which
+    the planned ``deep_supr_num`` leaves out); see :func:`labelzoo.losses.nnunet_deep_supervision`. A plain
+    ``(B, C, ...)`` prediction gets the plain loss.
 
     Args:
         **kwargs: passed to :class:`monai.losses.DiceCELoss` (e.g. ``to_onehot_y``, ``softmax``, ``batch``).
