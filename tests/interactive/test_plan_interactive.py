@@ -24,12 +24,17 @@ from labelzoo.planning.commands import run as plan_run
 NAME = "labelzoosyntheticct_ct_nnunet3dfullres_interactive_annotation"
 
 
+def _plan_variant(msd_dataset: Path, tmp_path_factory: pytest.TempPathFactory, configuration: str, name: str) -> Path:
+    """Plan ``configuration`` of the sample dataset with ``--interactive``; the interactive variant's folder."""
+    out = tmp_path_factory.mktemp(f"plan-interactive-{configuration}") / "planned"
+    text = plan_run(str(msd_dataset), out=str(out), configurations=configuration, interactive=True)
+    assert name in text
+    return out / name
+
+
 @pytest.fixture(scope="module")
 def variant(msd_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("plan-interactive") / "planned"
-    text = plan_run(str(msd_dataset), out=str(out), configurations="3d_fullres", interactive=True)
-    assert NAME in text
-    return out / NAME
+    return _plan_variant(msd_dataset, tmp_path_factory, "3d_fullres", NAME)
 
 
 def test_variant_passes_verify_and_declares_guidance(variant: Path) -> None:
@@ -70,17 +75,23 @@ def test_variant_training_pipeline_makes_guidance_channels(variant: Path) -> Non
     assert out.shape == (1, 4, *patch)  # one head (no deep supervision), 4 classes
 
 
-@pytest.mark.server
-def test_variant_is_served_as_deepedit_and_answers_clicks(variant: Path, server_factory, tmp_path: Path) -> None:
+def _serve_on_sample_image(variant: Path, name: str, server_factory, tmp_path: Path):
+    """A live server (inference only) serving ``variant`` as ``name`` on one unlabelled 48x48x32 sample image;
+    its client and the studies folder."""
     import shutil
 
     from labelzoo.data import build_sample_studies
 
     bundles = tmp_path / "bundles"
-    shutil.copytree(variant, bundles / NAME)
+    shutil.copytree(variant, bundles / name)
     studies = build_sample_studies(tmp_path / "studies", n_images=1, n_labeled=0, shape=(48, 48, 32))
-    server = server_factory(studies, conf=f"models={NAME},bundles={bundles},skip_scoring=true,skip_trainers=true")
-    client = server.client()
+    server = server_factory(studies, conf=f"models={name},bundles={bundles},skip_scoring=true,skip_trainers=true")
+    return server.client(), studies
+
+
+@pytest.mark.server
+def test_variant_is_served_as_deepedit_and_answers_clicks(variant: Path, server_factory, tmp_path: Path) -> None:
+    client, studies = _serve_on_sample_image(variant, NAME, server_factory, tmp_path)
     model = client.info()["models"][NAME]
     assert model["type"] == "deepedit" and model["labels"]["background"] == 0
     image = nib.load(studies / "case_000.nii.gz")
@@ -105,10 +116,7 @@ NAME_2D = "labelzoosyntheticct_ct_nnunet2d_interactive_annotation"
 
 @pytest.fixture(scope="module")
 def variant_2d(msd_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("plan-interactive-2d") / "planned"
-    text = plan_run(str(msd_dataset), out=str(out), configurations="2d", interactive=True)
-    assert NAME_2D in text
-    return out / NAME_2D
+    return _plan_variant(msd_dataset, tmp_path_factory, "2d", NAME_2D)
 
 
 def _inference(variant: Path):
@@ -211,17 +219,9 @@ def test_2d_variant_inference_puts_each_prompt_on_its_slice(variant_2d: Path, ms
 @pytest.mark.server
 def test_2d_variant_is_served_as_deepedit_and_answers_a_click_on_its_slice(variant_2d: Path, server_factory,
                                                                           tmp_path: Path) -> None:
-    import shutil
-
     from monailabel.client.client import MONAILabelClientException
 
-    from labelzoo.data import build_sample_studies
-
-    bundles = tmp_path / "bundles"
-    shutil.copytree(variant_2d, bundles / NAME_2D)
-    studies = build_sample_studies(tmp_path / "studies", n_images=1, n_labeled=0, shape=(48, 48, 32))
-    server = server_factory(studies, conf=f"models={NAME_2D},bundles={bundles},skip_scoring=true,skip_trainers=true")
-    client = server.client()
+    client, studies = _serve_on_sample_image(variant_2d, NAME_2D, server_factory, tmp_path)
     model = client.info()["models"][NAME_2D]
     assert model["type"] == "deepedit" and model["labels"]["background"] == 0 and model["dimension"] == 3
     image = nib.load(studies / "case_000.nii.gz")

@@ -5,7 +5,6 @@ One server for the module: the client's routes and calls first, then the annotat
 """
 
 import json
-import shutil
 import time
 import urllib.request
 
@@ -23,8 +22,8 @@ from LabelZooLib import (
 )
 from LabelZooLib.client import AUTH_ROUTES, ROUTES
 
-from tests.app.conftest import BUNDLE_NAME, bundle_source, shrink_bundle
-from tests.conftest import run_server
+from tests.app.conftest import BUNDLE_NAME
+from tests.slicer.conftest import tiny_unetr_server
 
 pytestmark = pytest.mark.server
 
@@ -32,14 +31,8 @@ pytestmark = pytest.mark.server
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory, sample_studies_template):
     """The LabelZoo app serving the shrunk (tiny UNETR, 1 epoch) bundle, untrained, with scoring kept light."""
-    base = tmp_path_factory.mktemp("slicer-live")
-    studies = base / "studies"
-    shutil.copytree(sample_studies_template, studies)
-    bundles = base / "bundles"
-    bundles.mkdir()
-    shrink_bundle(bundle_source(), bundles)
-    conf = f"models={BUNDLE_NAME},bundles={bundles},epistemic_samples=2,tta_samples=2,scoring_interval=600"
-    with run_server(studies, base / "server.log", conf=conf) as server:
+    conf = "epistemic_samples=2,tta_samples=2,scoring_interval=600"
+    with tiny_unetr_server(tmp_path_factory, sample_studies_template, "slicer-live", conf) as server:
         yield server
 
 

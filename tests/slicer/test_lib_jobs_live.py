@@ -4,7 +4,6 @@ and a train start / status / stop cycle with at most one status poll in flight."
 
 from __future__ import annotations
 
-import shutil
 import time
 
 import nibabel as nib
@@ -24,8 +23,7 @@ from LabelZooLib import (
 )
 from LabelZooLib.client import ROUTES
 
-from tests.app.conftest import BUNDLE_NAME, bundle_source, shrink_bundle
-from tests.conftest import run_server
+from tests.slicer.conftest import tiny_unetr_server
 
 from .test_lib_jobs import collect
 
@@ -35,14 +33,7 @@ pytestmark = pytest.mark.server
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, sample_studies_template):
     """The LabelZoo app serving the shrunk (tiny UNETR) bundle, untrained, without scoring."""
-    base = tmp_path_factory.mktemp("slicer-jobs")
-    studies = base / "studies"
-    shutil.copytree(sample_studies_template, studies)
-    bundles = base / "bundles"
-    bundles.mkdir()
-    shrink_bundle(bundle_source(), bundles)
-    conf = f"models={BUNDLE_NAME},bundles={bundles},skip_scoring=true"
-    with run_server(studies, base / "server.log", conf=conf) as live:
+    with tiny_unetr_server(tmp_path_factory, sample_studies_template, "slicer-jobs", "skip_scoring=true") as live:
         yield live
 
 
