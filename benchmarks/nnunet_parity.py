@@ -14,6 +14,10 @@ cases, the same fold and the same number of training iterations:
   written from the bundle's folds) and as many data-augmentation workers (``nnUNet_n_proc_DA``) as the bundle's
   DataLoader, then its own validation of the held-out fold (mirrored TTA).
 
+``--train-seeds 0,1,2`` trains each side once per seed (LabelZoo ``--seed``; nnU-Net, which has no seed option,
+seeded by this script) and reports each side's mean Dice as mean +- sd over the seeds: at a reduced budget the
+spread between two trainings of the same recipe is larger than the 1-point goal, so one run per side says little.
+
 Both predictions are scored by the same code (Dice per class; HD95 in mm with ``labelzoo.metrics``) and the
 script prints a table plus the steady-state time per training iteration of each, measured the same way for
 both by this script (``run_timed``): at each iteration's end line of the training's output it notes the wall
@@ -34,7 +38,8 @@ before/after of a change in the same run; ``--labelzoo-override KEY=VALUE`` adds
 
 On CPU keep the budget small (the default: 10 iterations); with a GPU pass ``--iterations 250 --device cuda``
 or more. Run: ``python benchmarks/nnunet_parity.py [--configuration 3d_fullres] [--iterations 10]
-[--cases 10] [--seed 3] [--threads N] [--shape 40,48,40] [--device cpu] [--work DIR] [--nnunet-python PY] [--reuse]
+[--cases 10] [--seed 3] [--train-seeds 0,1,2] [--threads N] [--shape 40,48,40] [--device cpu] [--work DIR]
+[--nnunet-python PY] [--reuse]
 [--speed-rounds R --speed-iterations N [--compare-src DIR] [--labelzoo-override KEY=VALUE]]``.
 """
 
@@ -45,6 +50,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -185,9 +191,10 @@ def plan_labelzoo(work: Path, raw: Path, configuration: str, src: str | None = N
 
 
 def train_labelzoo(bundle: Path, iterations: int, fold: int, log: Path, validate: bool = True,
-                   src: str | None = None, overrides: list[str] | None = None) -> tuple[float, float]:
+                   src: str | None = None, overrides: list[str] | None = None,
+                   seed: int | None = None) -> tuple[float, float]:
     """One epoch of ``iterations`` with ``python -m monai.bundle run`` (validation after it unless ``validate`` is
-    false); returns the steady-state (wall, CPU) seconds per iteration."""
+    false; training seed ``--seed`` if given); returns the steady-state (wall, CPU) seconds per iteration."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if src:
         env["PYTHONPATH"] = str(Path(src).resolve())
@@ -195,7 +202,8 @@ def train_labelzoo(bundle: Path, iterations: int, fold: int, log: Path, validate
     # val_interval > num_epochs: no validation at all (the timing-only runs)
     rc, out, marks = run_timed(run + ["--config_file", str(bundle / "configs" / "train.json"), "--fold", str(fold),
                                       "--num_epochs", "1", "--iterations_per_epoch", str(iterations),
-                                      "--val_interval", "1" if validate else "1000", *(overrides or [])],
+                                      "--val_interval", "1" if validate else "1000", *(overrides or []),
+                                      *(["--seed", str(seed)] if seed is not None else [])],
                                env, bundle, log)
     if rc != 0:
         raise RuntimeError(f"LabelZoo training failed:\n{out[-3000:]}")
@@ -203,16 +211,18 @@ def train_labelzoo(bundle: Path, iterations: int, fold: int, log: Path, validate
 
 
 def run_labelzoo(work: Path, raw: Path, configuration: str, iterations: int, fold: int,
-                 overrides: list[str] | None = None) -> tuple[Path, list[str], tuple[float, float]]:
-    """Plan, train one epoch of ``iterations``, predict the held-out fold; returns (predictions, cases,
-    (wall s, CPU s) per iteration)."""
+                 overrides: list[str] | None = None, seed: int = 0,
+                 bundle: Path | None = None) -> tuple[Path, list[str], tuple[float, float]]:
+    """Plan (unless ``bundle`` is given), train one epoch of ``iterations`` with training seed ``seed``, predict the
+    held-out fold into ``work/labelzoo_pred_s<seed>``; returns (predictions, cases, (wall s, CPU s) per iteration)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    bundle = plan_labelzoo(work, raw, configuration)
+    bundle = bundle or plan_labelzoo(work, raw, configuration)
     datalist = json.loads((bundle / "configs" / "datalist.json").read_text())["training"]
     held = [d for d in datalist if d["fold"] == fold]
-    per_iter = train_labelzoo(bundle, iterations, fold, work / "labelzoo_train.log", overrides=overrides)
+    per_iter = train_labelzoo(bundle, iterations, fold, work / f"labelzoo_train_s{seed}.log", overrides=overrides,
+                              seed=seed)
     run = [sys.executable, "-m", "monai.bundle", "run", "--bundle_root", str(bundle)]
-    pred_dir = work / "labelzoo_pred"
+    pred_dir = work / f"labelzoo_pred_s{seed}"
     images = [str(raw / d["image"]) if not Path(d["image"]).is_absolute() else d["image"] for d in held]
     subprocess.run(run + ["--config_file", str(bundle / "configs" / "inference.json"), "--output_dir", str(pred_dir),
                           "--datalist", json.dumps([{"image": i} for i in images])], check=True, env=env, cwd=bundle)
@@ -248,12 +258,18 @@ def prepare_nnunet(work: Path, configuration: str, splits: list[dict], python: P
 
 
 def train_nnunet(work: Path, configuration: str, iterations: int, fold: int, device: str, python: Path,
-                 validate: bool = True, threads: int | None = None) -> dict:
+                 validate: bool = True, threads: int | None = None, seed: int | None = None) -> dict:
     """``nnUNetTrainer`` as ``nnUNetv2_train -device cpu`` builds it (``threads`` torch threads instead of one per
     core if given), one epoch of ``iterations``, then (if ``validate``) its own validation of the held-out fold;
-    returns ``{"per_iter": s, "validation": folder}``."""
+    returns ``{"per_iter": s, "validation": folder}``.
+
+    ``seed``: nnU-Net has no seed option; the script seeds Python's, NumPy's and PyTorch's generators before the
+    trainer is made (its augmentation workers are forked from that state)."""
     code = f"""
-import os, torch, time, json
+import os, random, torch, time, json
+import numpy as np
+if {seed!r} is not None:
+    random.seed({seed!r}); np.random.seed({seed!r}); torch.manual_seed({seed!r})
 from batchgenerators.utilities.file_and_folder_operations import load_json, join
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 pre = join({str(work / 'nnUNet_pre')!r}, {DATASET_NAME!r})
@@ -294,9 +310,11 @@ json.dump({{"per_iter": per_iter, "step_seconds": t.step_seconds, "validation": 
 
 
 def run_nnunet(work: Path, configuration: str, iterations: int, fold: int, splits: list[dict],
-               device: str, python: Path, threads: int | None = None) -> tuple[Path, tuple[float, float]] | str:
-    """nnU-Net v2 on the same data, split and budget; returns (predictions, (wall s, CPU s) per iteration) or
-    why it did not run.
+               device: str, python: Path, threads: int | None = None, seed: int = 0,
+               prepare: bool = True) -> tuple[Path, tuple[float, float]] | str:
+    """nnU-Net v2 on the same data, split and budget (training seed ``seed``; ``prepare``: plan and preprocess
+    first); returns (predictions, copied to ``work/nnunet_pred_s<seed>``, (wall s, CPU s) per iteration) or why it
+    did not run.
 
     nnU-Net runs with ``python`` (the parity environment of ``make parity-venv``), never in this process: its
     dependencies (numpy 2.x) differ from LabelZoo's.
@@ -304,9 +322,15 @@ def run_nnunet(work: Path, configuration: str, iterations: int, fold: int, split
     missing = nnunet_missing(python)
     if missing:
         return missing
-    prepare_nnunet(work, configuration, splits, python)
-    result = train_nnunet(work, configuration, iterations, fold, device, python, threads=threads)
-    return Path(result["validation"]), (float(result["per_iter"]), float(result["cpu_per_iter"]))
+    if prepare:
+        prepare_nnunet(work, configuration, splits, python)
+    result = train_nnunet(work, configuration, iterations, fold, device, python, threads=threads, seed=seed)
+    # the trainer's output folder is the same for every seed: keep this seed's predictions
+    pred = work / f"nnunet_pred_s{seed}"
+    if pred.exists():
+        shutil.rmtree(pred)
+    shutil.copytree(result["validation"], pred)
+    return pred, (float(result["per_iter"]), float(result["cpu_per_iter"]))
 
 
 def interleaved_speed(work: Path, raw: Path, configuration: str, fold: int, rounds: int, iterations: int,
@@ -398,6 +422,10 @@ def main() -> None:
     parser.add_argument("--labelzoo-override", action="append", default=[], metavar="KEY=VALUE",
                         help="with --speed-rounds: also time the same bundle run with `--KEY VALUE` (repeatable; "
                              "e.g. num_workers=0)")
+    parser.add_argument("--train-seeds", default="0",
+                        help="accuracy run: training seeds, comma-separated; each side trains once per seed (LabelZoo "
+                             "`--seed`, nnU-Net seeded by this script) and the mean Dice is reported as mean +- sd "
+                             "over the seeds (at a small budget one run says little: see README)")
     parser.add_argument("--threads", type=int, default=None,
                         help="accuracy run: torch threads of both trainings (LabelZoo `--num_threads`, nnU-Net "
                              "`torch.set_num_threads`); default as shipped (one per core). 1 on a loaded machine "
@@ -421,48 +449,110 @@ def main() -> None:
             names = {i: n for n, i in json.loads((raw / "dataset.json").read_text())["labels"].items()}
         else:
             raw, names = build_dataset(work, args.cases, shape, args.seed)
-        lz_file = work / "labelzoo_result.json"
-        if args.reuse and lz_file.is_file():
-            r = json.loads(lz_file.read_text())
-            lz_pred, held, lz_iter = Path(r["predictions"]), r["held_out"], r["per_iter"]
-        else:
-            lz_pred, held, lz_iter = run_labelzoo(work, raw, args.configuration, args.iterations, args.fold,
-                                                  ["--num_threads", str(args.threads)] if args.threads else None)
-            write_json_atomic(lz_file, {"predictions": str(lz_pred), "held_out": held, "per_iter": lz_iter})
-        lz_iter = tuple(lz_iter)
-        lz = score(lz_pred, raw, held, len(names), "_0000_seg.nii.gz")
-        bundle_dl = json.loads(next((work / "labelzoo").glob("*/configs/datalist.json")).read_text())["training"]
-        folds = sorted({d["fold"] for d in bundle_dl})
-        splits = [{"train": [d["case_id"] for d in bundle_dl if d["fold"] != k],
-                   "val": [d["case_id"] for d in bundle_dl if d["fold"] == k]} for k in folds]
-        nn_file = work / "nnunet_result.json"
-        if args.reuse and nn_file.is_file():
-            r = json.loads(nn_file.read_text())
-            nn = (Path(r["validation"]), (float(r["per_iter"]), float(r.get("cpu_per_iter", "nan"))))
-        else:
-            nn = run_nnunet(work, args.configuration, args.iterations, args.fold, splits, args.device,
-                            Path(args.nnunet_python), threads=args.threads)
-        nn_scores = score(nn[0], raw, held, len(names), ".nii.gz") if isinstance(nn, tuple) else None
+        seeds = [int(x) for x in args.train_seeds.split(",")]
+        if len(set(seeds)) != len(seeds):
+            parser.error(f"--train-seeds: repeated seed in {args.train_seeds!r}")
+        threads = ["--num_threads", str(args.threads)] if args.threads else None
+        bundle: Path | None = None
+        lz_runs: dict[int, tuple[Path, tuple[float, float]]] = {}
+        nn_runs: dict[int, tuple[Path, tuple[float, float]]] = {}
+        nn_missing: str | None = None
+        held: list[str] = []
+        bar = progress_bar(2 * len(seeds), desc="trainings (LabelZoo, nnU-Net per seed)", unit="training")
+        for k in seeds:
+            # one seed: LabelZoo, then nnU-Net (a run cut short still has complete pairs)
+            lz_file = work / f"labelzoo_result_s{k}.json"
+            if args.reuse and lz_file.is_file():
+                r = json.loads(lz_file.read_text())
+                lz_runs[k], held = (Path(r["predictions"]), tuple(r["per_iter"])), r["held_out"]
+            else:
+                bundle = bundle or plan_labelzoo(work, raw, args.configuration)
+                pred, held, it = run_labelzoo(work, raw, args.configuration, args.iterations, args.fold, threads,
+                                              seed=k, bundle=bundle)
+                write_json_atomic(lz_file, {"predictions": str(pred), "held_out": held, "per_iter": it, "seed": k})
+                lz_runs[k] = (pred, it)
+            bar.update(1)
+            nn_file = work / f"nnunet_result_s{k}.json"
+            if args.reuse and nn_file.is_file():
+                r = json.loads(nn_file.read_text())
+                nn_runs[k] = (Path(r["predictions"]), (float(r["per_iter"]), float(r["cpu_per_iter"])))
+            elif nn_missing is None:
+                bundle_dl = json.loads(next((work / "labelzoo").glob("*/configs/datalist.json")).read_text())[
+                    "training"]
+                folds = sorted({d["fold"] for d in bundle_dl})
+                splits = [{"train": [d["case_id"] for d in bundle_dl if d["fold"] != f],
+                           "val": [d["case_id"] for d in bundle_dl if d["fold"] == f]} for f in folds]
+                nn = run_nnunet(work, args.configuration, args.iterations, args.fold, splits, args.device,
+                                Path(args.nnunet_python), threads=args.threads, seed=k,
+                                prepare=not (work / "nnUNet_pre" / DATASET_NAME / "splits_final.json").is_file()
+                                or not nn_runs)
+                if isinstance(nn, str):
+                    nn_missing = nn
+                else:
+                    write_json_atomic(nn_file, {"predictions": str(nn[0]), "per_iter": nn[1][0],
+                                                "cpu_per_iter": nn[1][1], "seed": k})
+                    nn_runs[k] = nn
+            bar.update(1)
+            bar.set_postfix_str(f"seed {k} done")
+        bar.close()
+        report_accuracy(args, names, held, raw, lz_runs, nn_runs, nn_missing, work)
 
-        print(f"\n{args.configuration}, {args.iterations} iterations, fold {args.fold} ({len(held)} held-out cases: "
-              f"{', '.join(held)}), device {args.device}")
-        print(f"{'class':<14}{'LabelZoo Dice':>14}{'nnU-Net Dice':>14}{'LZ HD95 mm':>12}{'nnU HD95 mm':>12}")
-        for c, name in sorted(names.items())[1:]:
-            n_d, n_h = nn_scores[c] if nn_scores else (float("nan"), float("nan"))
-            print(f"{name:<14}{lz[c][0]:>14.4f}{n_d:>14.4f}{lz[c][1]:>12.2f}{n_h:>12.2f}")
-        lz_mean = float(np.nanmean([v[0] for v in lz.values()]))
-        nn_mean = float(np.nanmean([v[0] for v in nn_scores.values()])) if nn_scores else float("nan")
-        print(f"{'mean':<14}{lz_mean:>14.4f}{nn_mean:>14.4f}")
-        write_json_atomic(work / "accuracy_result.json", {
-            "configuration": args.configuration, "iterations": args.iterations, "fold": args.fold, "seed": args.seed,
-            "cases": args.cases, "held_out": held, "labelzoo_mean_dice": lz_mean, "nnunet_mean_dice": nn_mean,
-            "per_class": {names[c]: {"labelzoo": list(lz[c]), "nnunet": list(nn_scores[c]) if nn_scores else None}
-                          for c in sorted(names)[1:]}})
-        print(f"time per iteration (one after the other; for a fair ratio use --speed-rounds): LabelZoo wall "
-              f"{lz_iter[0]:.2f} s, CPU {lz_iter[1]:.2f} s"
-              + (f"; nnU-Net wall {nn[1][0]:.2f} s, CPU {nn[1][1]:.2f} s" if isinstance(nn, tuple) else
-                 f"; nnU-Net not run: {nn}"))
 
+def _mean_sd(values: list[float]) -> str:
+    """``mean +- sd (n)`` of per-seed figures (sd of the seeds, ddof 1; none for one seed)."""
+    if not values:
+        return "n/a"
+    sd = f" +- {statistics.stdev(values):.4f}" if len(values) > 1 else ""
+    return f"{statistics.mean(values):.4f}{sd} (n={len(values)})"
+
+
+def report_accuracy(args: argparse.Namespace, names: dict[int, str], held: list[str], raw: Path,
+                    lz_runs: dict[int, tuple[Path, tuple[float, float]]],
+                    nn_runs: dict[int, tuple[Path, tuple[float, float]]], nn_missing: str | None, work: Path) -> None:
+    """Scores every seed's predictions of both sides with the same code; prints per seed, per class (mean over the
+    seeds) and the mean Dice of each side as mean +- sd over the training seeds; writes accuracy_result.json."""
+    n = len(names)
+    lz = {k: score(p, raw, held, n, "_0000_seg.nii.gz") for k, (p, _) in lz_runs.items()}
+    nn = {k: score(p, raw, held, n, ".nii.gz") for k, (p, _) in nn_runs.items()}
+
+    def mean_dice(s: dict[int, tuple[float, float]]) -> float:
+        return float(np.nanmean([v[0] for v in s.values()]))
+
+    print(f"\n{args.configuration}, {args.iterations} iterations, fold {args.fold} ({len(held)} held-out cases: "
+          f"{', '.join(held)}), dataset seed {args.seed}, training seeds {args.train_seeds}, device {args.device}")
+    print(f"{'training seed':<14}{'LabelZoo Dice':>14}{'nnU-Net Dice':>14}")
+    for k in sorted(set(lz) | set(nn)):
+        a = f"{mean_dice(lz[k]):.4f}" if k in lz else "n/a"
+        b = f"{mean_dice(nn[k]):.4f}" if k in nn else "n/a"
+        print(f"{k:<14}{a:>14}{b:>14}")
+    print(f"\nper class, mean over the seeds\n{'class':<14}{'LabelZoo Dice':>14}{'nnU-Net Dice':>14}"
+          f"{'LZ HD95 mm':>12}{'nnU HD95 mm':>12}")
+    per_class = {}
+    for c, name in sorted(names.items())[1:]:
+        cl = [float(np.nanmean([s[c][i] for s in lz.values()])) for i in (0, 1)]
+        cn = [float(np.nanmean([s[c][i] for s in nn.values()])) if nn else float("nan") for i in (0, 1)]
+        per_class[name] = {"labelzoo": cl, "nnunet": cn if nn else None}
+        print(f"{name:<14}{cl[0]:>14.4f}{cn[0]:>14.4f}{cl[1]:>12.2f}{cn[1]:>12.2f}")
+    lz_means = [mean_dice(lz[k]) for k in sorted(lz)]
+    nn_means = [mean_dice(nn[k]) for k in sorted(nn)]
+    print(f"\nmean Dice over the training seeds: LabelZoo {_mean_sd(lz_means)}, nnU-Net {_mean_sd(nn_means)}")
+    if lz_means and nn_means:
+        print(f"LabelZoo - nnU-Net: {100 * (statistics.mean(lz_means) - statistics.mean(nn_means)):+.1f} points "
+              f"(goal: within 1 point)")
+    write_json_atomic(work / "accuracy_result.json", {
+        "configuration": args.configuration, "iterations": args.iterations, "fold": args.fold, "seed": args.seed,
+        "train_seeds": sorted(set(lz) | set(nn)), "cases": args.cases, "held_out": held,
+        "labelzoo_mean_dice": statistics.mean(lz_means) if lz_means else None,
+        "nnunet_mean_dice": statistics.mean(nn_means) if nn_means else None,
+        "per_seed": {str(k): {"labelzoo": mean_dice(lz[k]) if k in lz else None,
+                              "nnunet": mean_dice(nn[k]) if k in nn else None} for k in sorted(set(lz) | set(nn))},
+        "per_class": per_class})
+    its = [it for _, it in lz_runs.values()]
+    nits = [it for _, it in nn_runs.values()]
+    print(f"time per iteration (one after the other; for a fair ratio use --speed-rounds): LabelZoo wall "
+          f"{statistics.median(t[0] for t in its):.2f} s, CPU {statistics.median(t[1] for t in its):.2f} s"
+          + (f"; nnU-Net wall {statistics.median(t[0] for t in nits):.2f} s, CPU "
+             f"{statistics.median(t[1] for t in nits):.2f} s" if nits else f"; nnU-Net not run: {nn_missing}"))
 
 if __name__ == "__main__":
     main()

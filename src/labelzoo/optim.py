@@ -1,4 +1,5 @@
-"""Optimiser helpers the bundles reference by dotted path: a Lookahead wrapper and encoder / decoder param groups.
+"""Optimiser helpers the bundles reference by dotted path: a Lookahead wrapper, encoder / decoder param groups and
+gradient-norm clipping for MONAI's trainers.
 
 Neither PyTorch nor MONAI ships Lookahead (Zhang, Lucas, Hinton, Ba, "Lookahead Optimizer: k steps forward,
 1 step back", NeurIPS 2019, https://arxiv.org/abs/1907.08610), which the UNet++ chest X-ray recipe pairs with
@@ -14,7 +15,7 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
-__all__ = ["Lookahead", "encoder_decoder_param_groups"]
+__all__ = ["ClipGradNorm", "Lookahead", "encoder_decoder_param_groups"]
 
 
 class Lookahead(Optimizer):
@@ -165,3 +166,42 @@ def encoder_decoder_param_groups(
         {"params": decoder, "lr": lr, "name": "decoder"},
     ]
     return [g for g in groups if g["params"]]
+
+
+class ClipGradNorm:
+    """Clip the gradient norm between ``backward`` and the optimiser step of a MONAI ``SupervisedTrainer``.
+
+    nnU-Net v2's ``nnUNetTrainer.train_step`` clips the global gradient norm to 12 before every SGD step; MONAI's
+    trainers have no such option (nor has ignite), so this handler attaches to MONAI's
+    ``IterationEvents.BACKWARD_COMPLETED``, which ``SupervisedTrainer`` fires after ``loss.backward()`` and
+    before ``optimizer.step()``. With AMP the gradients are unscaled first (``GradScaler.unscale_``), as nnU-Net
+    does, so the norm is that of the true gradients. It runs on every rank of a DDP training (gradients are
+    already all-reduced when backward returns, so every rank clips the same way).
+
+    Args:
+        max_norm: the largest global L2 norm of all the network's gradients (nnU-Net: 12).
+
+    Raises:
+        ValueError: if ``max_norm`` is not positive.
+
+    Example (``train.json``): ``{"_target_": "labelzoo.optim.ClipGradNorm", "max_norm": 12}`` in
+    ``train#handlers``.
+    """
+
+    def __init__(self, max_norm: float = 12.0) -> None:
+        if not float(max_norm) > 0:
+            raise ValueError(f"ClipGradNorm max_norm must be positive, got {max_norm!r}")
+        self.max_norm = float(max_norm)
+        #: the norm before clipping at the last iteration (for logs and tests)
+        self.last_norm: float | None = None
+
+    def attach(self, engine: Any) -> None:
+        from monai.engines.utils import IterationEvents
+
+        engine.add_event_handler(IterationEvents.BACKWARD_COMPLETED, self)
+
+    def __call__(self, engine: Any) -> None:
+        scaler = getattr(engine, "scaler", None)
+        if getattr(engine, "amp", False) and scaler is not None:
+            scaler.unscale_(engine.optimizer)
+        self.last_norm = float(torch.nn.utils.clip_grad_norm_(engine.network.parameters(), self.max_norm))

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from labelzoo.optim import Lookahead, encoder_decoder_param_groups
+from labelzoo.optim import ClipGradNorm, Lookahead, encoder_decoder_param_groups
 
 
 def _sgd_pair(k: int = 3, alpha: float = 0.5, lr: float = 0.1):
@@ -104,3 +104,40 @@ def test_encoder_decoder_param_groups_split_the_unetplusplus_encoder():
         encoder_decoder_param_groups(net, 1e-3, encoder_names=["nope.weight"])
     with pytest.raises(ValueError, match="positive"):
         encoder_decoder_param_groups(net, 0.0)
+
+
+def _one_sgd_iteration(handlers: list, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One iteration of a real MONAI SupervisedTrainer (plain SGD, lr 1) on a linear layer whose gradient is
+    ``scale`` times a known vector; returns (weight before, weight after)."""
+    from monai.engines import SupervisedTrainer
+
+    net = nn.Linear(3, 1, bias=False)
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor([[1.0, 2.0, 3.0]]))
+    before = net.weight.detach().clone()
+    x = torch.tensor([[3.0, 4.0, 0.0]]) * scale  # d(sum(w.x))/dw = x: norm 5 * scale
+    trainer = SupervisedTrainer(device=torch.device("cpu"), max_epochs=1, train_data_loader=[{"image": x,
+                                "label": torch.zeros(1, 1)}], network=net,
+                                optimizer=torch.optim.SGD(net.parameters(), lr=1.0),
+                                loss_function=lambda pred, _y: pred.sum(), train_handlers=handlers)
+    trainer.run()
+    return before, net.weight.detach().clone()
+
+
+def test_clip_grad_norm_clips_before_the_optimiser_step_of_a_monai_trainer():
+    clip = ClipGradNorm(max_norm=12)
+    before, after = _one_sgd_iteration([clip], scale=10.0)  # gradient (30, 40, 0): norm 50 > 12
+    assert clip.last_norm == pytest.approx(50.0)
+    assert torch.allclose(before - after, torch.tensor([[30.0, 40.0, 0.0]]) * 12 / 50, atol=1e-4)
+    clip = ClipGradNorm(max_norm=12)
+    before, after = _one_sgd_iteration([clip], scale=1.0)  # norm 5 <= 12: the step is unchanged
+    assert clip.last_norm == pytest.approx(5.0)
+    assert torch.allclose(before - after, torch.tensor([[3.0, 4.0, 0.0]]), atol=1e-5)
+    before, after = _one_sgd_iteration([], scale=10.0)  # without the handler the full gradient is applied
+    assert torch.allclose(before - after, torch.tensor([[30.0, 40.0, 0.0]]), atol=1e-4)
+
+
+@pytest.mark.parametrize("bad", [0, -1.0])
+def test_clip_grad_norm_rejects_a_non_positive_norm(bad):
+    with pytest.raises(ValueError, match="max_norm"):
+        ClipGradNorm(max_norm=bad)

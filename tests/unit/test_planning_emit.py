@@ -160,7 +160,13 @@ def test_recipe_parity_items(planned, msd_dataset: Path) -> None:
     assert "RandAffined" not in rand and rand["RandRotated"]["prob"] == rand["RandZoomd"]["prob"] == 0.2
     contrast = rand["RandScaleIntensityFixedMeand"]
     assert contrast["prob"] == 0.15 and contrast["preserve_range"]
-    assert rand["RandSimulateLowResolutiond"]["prob"] == 0.25
+    # nnU-Net's probability per channel: p 0.25 / 0.2, then p_per_channel 0.5
+    assert rand["RandSimulateLowResolutiond"]["prob"] == 0.125 and rand["RandGaussianSmoothd"]["prob"] == 0.1
+    # batchgeneratorsv2 draws the noise *std* from noise_variance=(0, 0.1)
+    assert rand["RandGaussianNoised"]["std"] == 0.1 and rand["RandGaussianNoised"]["sample_std"] is True
+    clip = [h for h in train["train"]["handlers"] if h["_target_"] == "labelzoo.optim.ClipGradNorm"]
+    assert [h["max_norm"] for h in clip] == [12.0]
+    assert train["seed"] == 0 and "$monai.utils.set_determinism(seed=@seed)" in train["initialize"]
     gammas = [t for t in train["train"]["random_transforms"] if t["_target_"] == "RandAdjustContrastd"]
     assert [(g["prob"], g["invert_image"], g["retain_stats"]) for g in gammas] == [(0.1, True, True),
                                                                                     (0.3, False, True)]
@@ -173,6 +179,7 @@ def test_recipe_parity_items(planned, msd_dataset: Path) -> None:
     assert "eval_metrics" not in meta  # filled by find-best, no placeholder
     docs = (bundle / "docs" / "README.md").read_text()
     assert "| low-resolution simulation |" in docs and "| checkpoint loading |" in docs
+    assert "| gradient clipping |" in docs and "| patch placement |" in docs
     # the random transforms run on a real case (2 draws: every branch has a chance to fire)
     wf = _workflow(bundle, ["train.json"], "train", num_workers=0, cache_rate=0.0)
     data = wf.parser.get_parsed_content("train_datalist")

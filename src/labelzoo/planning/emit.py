@@ -32,7 +32,7 @@ from labelzoo.bundle.emit import (
     LOGGING_CONF,
     large_files_yml,
     mean_dice_key_metric,
-    multi_gpu_train_config,
+    multi_gpu_train_for,
     package_version,
     slug,
     train_handlers,
@@ -67,25 +67,46 @@ RECIPE: list[tuple[str, str, str, str, str]] = [
     ("elastic deformation", "off", "off", "kept", "nnU-Net v2 disables it"),
     ("anisotropic patches (dummy 2D)", "rotation / low-res in-plane only when the patch is flat",
      "3D rotation and low-res on all axes", "kept", "no MONAI per-plane switch; affects only very flat patches"),
-    ("Gaussian noise", "p 0.1, variance U(0, 0.1)", "`RandGaussianNoised` p 0.1, std U(0, 0.316)", "kept",
-     "MONAI samples the std, nnU-Net the variance: same range, different distribution"),
-    ("Gaussian blur", "p 0.2, sigma 0.5-1 per axis, each channel p 0.5", "`RandGaussianSmoothd` p 0.2, sigma 0.5-1",
-     "kept", "MONAI blurs every channel (no per-channel probability)"),
+    ("Gaussian noise", "p 0.1, `noise_variance=(0, 0.1)`, which batchgeneratorsv2 uses as the std: std U(0, 0.1)",
+     "`RandGaussianNoised` p 0.1, std U(0, 0.1) (`sample_std`)", "fixed",
+     "was std U(0, 0.316) (the square root of the argument, read as a variance): 3x nnU-Net's noise"),
+    ("Gaussian blur", "p 0.2, sigma 0.5-1 per axis, then each channel p 0.5", "`RandGaussianSmoothd` p 0.1 "
+     "(= 0.2 x 0.5), sigma 0.5-1 per axis", "fixed", "was p 0.2: twice nnU-Net's rate per channel; MONAI has no "
+     "per-channel probability, so multi-channel images are blurred together, each channel at nnU-Net's rate"),
     ("brightness", "p 0.15, multiply by 0.75-1.25", "`RandScaleIntensityd` p 0.15, factors 0.25", "kept", "same"),
     ("contrast", "p 0.15, 0.75-1.25 around the mean, range preserved",
      "`RandScaleIntensityFixedMeand` p 0.15, factors 0.25, preserve_range", "fixed", "was missing"),
-    ("low-resolution simulation", "p 0.25, zoom 0.5-1 (nearest down, cubic up), each channel p 0.5",
-     "`RandSimulateLowResolutiond` p 0.25, zoom 0.5-1 (nearest down, linear up)", "fixed",
-     "was missing; MONAI has no per-channel probability nor cubic upsampling on tensors"),
+    ("low-resolution simulation", "p 0.25, zoom 0.5-1 (nearest down, linear up), then each channel p 0.5",
+     "`RandSimulateLowResolutiond` p 0.125 (= 0.25 x 0.5), zoom 0.5-1 (nearest down, linear up)", "fixed",
+     "was missing, then p 0.25 (twice nnU-Net's rate per channel); no per-channel probability in MONAI: channels "
+     "together"),
     ("inverted gamma", "p 0.1, gamma 0.7-1.5 on the inverted image, statistics retained",
      "`RandAdjustContrastd` p 0.1, invert_image, retain_stats", "fixed", "was missing"),
     ("gamma", "p 0.3, gamma 0.7-1.5, statistics retained", "`RandAdjustContrastd` p 0.3, retain_stats", "fixed",
      "statistics were not retained"),
+    ("gamma distribution", "`BGContrast`: gamma U(0.7, 1) or U(1, 1.5), each half the time",
+     "gamma U(0.7, 1.5) (below 1 with p 0.375)", "kept", "MONAI samples one range; slightly fewer gammas below 1"),
     ("mirroring (training)", "p 0.5 per axis", "`RandFlipd` p 0.5 per axis", "kept", "same"),
     ("foreground oversampling", "last 33% of each batch forced to contain foreground (batch 2: 1 of 2; batch 20: "
      "7 of 20)", "each patch centred on a random foreground class with nnU-Net's share of the planned batch as "
      "probability (`RandCropByLabelClassesd`)", "fixed", "was 0.5 for every batch size (more foreground than "
      "nnU-Net in `2d`, batch 20); per-sample rather than per-batch"),
+    ("patch placement", "patch drawn from a larger region (room for rotation) that may extend past the image: "
+     "a foreground patch is centred on the chosen voxel (never starting before the image) and padded past its far end",
+     "`SpatialPadd` to the patch, then the crop stays inside the (padded) image: a foreground patch is moved "
+     "inside it", "kept", "MONAI's crops keep the centre where the whole patch fits; differs only for objects near "
+     "the border (nnU-Net then sees them off-centre with padding); a one-seed ablation on the parity dataset moved "
+     "the mean Dice by less than the spread between training seeds"),
+    ("label interpolation (rotation, scaling)", "each label resampled linearly as a one-hot map, the largest kept",
+     "nearest neighbour", "kept", "a one-hot copy of every class per patch costs n_classes x the patch in memory "
+     "(nnU-Net loops over the labels); differs only at label edges; a one-seed ablation moved the mean Dice by "
+     "less than the spread between training seeds"),
+    ("gradient clipping", "global gradient norm clipped to 12 before every step",
+     "`labelzoo.optim.ClipGradNorm` (max_norm 12) in `train#handlers`", "fixed", "was missing (MONAI's trainer has "
+     "no clipping option)"),
+    ("training seed", "none (nnUNetv2_train is not seeded)", "`seed` (0): `set_determinism(seed=@seed)`; "
+     "`--seed N` for a repeat", "added", "reproducible runs; repeats with other seeds show the spread of a "
+     "budget"),
     ("class locations", "10000 voxels per class sampled once in preprocessing",
      "`ClassesToIndicesd` (max 10000 per class), cached with the case", "fixed",
      "were recomputed from the whole label for every patch"),
@@ -275,14 +296,16 @@ def random_transforms(plans: dict, cfg: dict) -> list[dict]:
         rotate,
         {"_target_": "RandZoomd", "keys": keys, "prob": 0.2, "min_zoom": 0.7, "max_zoom": 1.4,
          "mode": [linear, "nearest"], "padding_mode": "constant", "keep_size": True},
-        {"_target_": "RandGaussianNoised", "keys": "image", "prob": 0.1, "std": round(math.sqrt(0.1), 6),
-         "sample_std": True},
-        {"_target_": "RandGaussianSmoothd", "keys": "image", "prob": 0.2, "sigma_x": [0.5, 1.0],
+        # batchgeneratorsv2's GaussianNoiseTransform(noise_variance=(0, 0.1)) draws the *std* from (0, 0.1)
+        {"_target_": "RandGaussianNoised", "keys": "image", "prob": 0.1, "std": 0.1, "sample_std": True},
+        # nnU-Net: p 0.2, then each channel p 0.5 (p_per_channel): each channel is blurred with p 0.1
+        {"_target_": "RandGaussianSmoothd", "keys": "image", "prob": 0.1, "sigma_x": [0.5, 1.0],
          "sigma_y": [0.5, 1.0], "sigma_z": [0.5, 1.0]},
         {"_target_": "RandScaleIntensityd", "keys": "image", "prob": 0.15, "factors": 0.25},
         {"_target_": "RandScaleIntensityFixedMeand", "keys": "image", "prob": 0.15, "factors": 0.25,
          "preserve_range": True},
-        {"_target_": "RandSimulateLowResolutiond", "keys": "image", "prob": 0.25, "zoom_range": [0.5, 1.0],
+        # nnU-Net: p 0.25, then each channel p 0.5
+        {"_target_": "RandSimulateLowResolutiond", "keys": "image", "prob": 0.125, "zoom_range": [0.5, 1.0],
          "downsample_mode": "nearest", "upsample_mode": linear},
         {"_target_": "RandAdjustContrastd", "keys": "image", "prob": 0.1, "gamma": [0.7, 1.5],
          "invert_image": True, "retain_stats": True},
@@ -386,6 +409,8 @@ def train_config(plans: dict, cfg: dict, dataset_dir: str, cascade: bool = False
         "iterations_per_epoch": ITERATIONS_PER_EPOCH,
         "batch_size": cfg["batch_size"],
         "learning_rate": 0.01,
+        # random seed of the training (weights, patch sampling, augmentation): `--seed N` for a repeat
+        "seed": 0,
         "num_threads": "$torch.get_num_threads()",
         "val_interval": 50,
         "cache_rate": 1.0,
@@ -410,6 +435,8 @@ def train_config(plans: dict, cfg: dict, dataset_dir: str, cascade: bool = False
                            "sampler": "@train#sampler", "num_workers": "@num_workers"},
             "inferer": {"_target_": "SimpleInferer"},
             "handlers": [{"_target_": "LrScheduleHandler", "lr_scheduler": "@lr_scheduler", "print_lr": True},
+                         # nnU-Net clips the gradient norm to 12 before every SGD step
+                         {"_target_": "labelzoo.optim.ClipGradNorm", "max_norm": 12.0},
                          *train_handlers()],
             "trainer": {"_target_": "SupervisedTrainer", "max_epochs": "@num_epochs", "device": "@device",
                         "train_data_loader": "@train#dataloader", "network": "@network", "loss_function": "@loss",
@@ -437,7 +464,7 @@ def train_config(plans: dict, cfg: dict, dataset_dir: str, cascade: bool = False
         },
         # torch's threads as the process has them (one per core, or OMP_NUM_THREADS); `--num_threads 1` on cores
         # other work already uses (README, "Parity benchmark")
-        "initialize": ["$monai.utils.set_determinism(seed=0)", "$torch.set_num_threads(@num_threads)"],
+        "initialize": ["$monai.utils.set_determinism(seed=@seed)", "$torch.set_num_threads(@num_threads)"],
         "run": ["$@train#trainer.run()"],
     })
     if not cascade:
@@ -670,10 +697,11 @@ planner (`labelzoo plan`, nnU-Net v2 rules; see the LabelZoo README, section "Se
 | GPU memory budget | {plans['gpu_memory_gb']:g} GB (estimated, not measured) |
 
 Training follows nnU-Net v2 where MONAI allows: SGD (lr 0.01, Nesterov momentum 0.99, weight decay 3e-5,
-polynomial decay 0.9), {DEFAULT_EPOCHS} epochs of {ITERATIONS_PER_EPOCH} iterations, Dice + cross-entropy with deep
-supervision, {round(foreground_share(plans, cfg) * 100)}% of patches centred on a random foreground class
-(nnU-Net's share of a batch of {cfg.get('batch_size')}), 5-fold cross-validation (`fold` in
-`configs/datalist.json`); mirrored test-time augmentation at inference.
+polynomial decay 0.9, gradient norm clipped to 12), {DEFAULT_EPOCHS} epochs of {ITERATIONS_PER_EPOCH} iterations,
+Dice + cross-entropy with deep supervision, {round(foreground_share(plans, cfg) * 100)}% of patches centred on a
+random foreground class (nnU-Net's share of a batch of {cfg.get('batch_size')}), 5-fold cross-validation (`fold` in
+`configs/datalist.json`); mirrored test-time augmentation at inference. `--seed N` repeats a training with another
+random seed (default 0).
 {cascade_txt}
 ## Recipe against nnU-Net v2 (`nnUNetTrainer`, v2.8.1), item by item
 
@@ -713,12 +741,13 @@ def emit_bundle(plans: dict, configuration: str, out_dir: str | Path, dataset_di
     folds = assign_folds(cases)
     datalist = {"training": [{"case_id": c["case_id"], "image": c["image"] if len(c["image"]) > 1 else c["image"][0],
                               "label": c["label"], "fold": folds[c["case_id"]]} for c in plans.get("cases", [])]}
-    write_json_atomic(root / "configs" / "train.json", train_config(plans, cfg, dataset_dir, cascade, previous))
+    train = train_config(plans, cfg, dataset_dir, cascade, previous)
+    write_json_atomic(root / "configs" / "train.json", train)
     stage1 = configs.get("3d_lowres") if cascade else None
     write_json_atomic(root / "configs" / "inference.json",
                       inference_config(plans, cfg, dataset_dir, cascade, previous, stage1))
     write_json_atomic(root / "configs" / "evaluate.json", evaluate_config())
-    write_json_atomic(root / "configs" / "multi_gpu_train.json", multi_gpu_train_config())
+    write_json_atomic(root / "configs" / "multi_gpu_train.json", multi_gpu_train_for(train))
     write_json_atomic(root / "configs" / "metadata.json", metadata(plans, configuration, cfg, name, cascade))
     write_json_atomic(root / "configs" / "datalist.json", datalist)
     write_json_atomic(root / "configs" / "smoke.json",
