@@ -333,6 +333,14 @@ def run_nnunet(work: Path, configuration: str, iterations: int, fold: int, split
     return pred, (float(result["per_iter"]), float(result["cpu_per_iter"]))
 
 
+def bundle_splits(bundle: Path) -> list[dict]:
+    """The bundle's folds as nnU-Net's ``splits_final.json`` (one ``{"train": [...], "val": [...]}`` per fold)."""
+    datalist = json.loads((bundle / "configs" / "datalist.json").read_text())["training"]
+    folds = sorted({d["fold"] for d in datalist})
+    return [{"train": [d["case_id"] for d in datalist if d["fold"] != k],
+             "val": [d["case_id"] for d in datalist if d["fold"] == k]} for k in folds]
+
+
 def interleaved_speed(work: Path, raw: Path, configuration: str, fold: int, rounds: int, iterations: int,
                       device: str, python: Path, compare_src: str | None,
                       overrides: list[str] | None = None) -> dict[str, list[tuple[float, float]]]:
@@ -340,10 +348,7 @@ def interleaved_speed(work: Path, raw: Path, configuration: str, fold: int, roun
     runs every side once (LabelZoo, nnU-Net, and the bundle planned with ``compare_src`` if given), in an order
     rotated by one each round, so every side meets the same load on average. No validation in these runs."""
     bundle = plan_labelzoo(work, raw, configuration)
-    datalist = json.loads((bundle / "configs" / "datalist.json").read_text())["training"]
-    folds = sorted({d["fold"] for d in datalist})
-    splits = [{"train": [d["case_id"] for d in datalist if d["fold"] != k],
-               "val": [d["case_id"] for d in datalist if d["fold"] == k]} for k in folds]
+    splits = bundle_splits(bundle)
     sides: dict[str, Any] = {"LabelZoo": lambda: train_labelzoo(bundle, iterations, fold, work / "speed_lz.log",
                                                                 validate=False)}
     if compare_src:
@@ -457,6 +462,7 @@ def main() -> None:
         lz_runs: dict[int, tuple[Path, tuple[float, float]]] = {}
         nn_runs: dict[int, tuple[Path, tuple[float, float]]] = {}
         nn_missing: str | None = None
+        nn_prepared, splits = False, []
         held: list[str] = []
         bar = progress_bar(2 * len(seeds), desc="trainings (LabelZoo, nnU-Net per seed)", unit="training")
         for k in seeds:
@@ -477,15 +483,12 @@ def main() -> None:
                 r = json.loads(nn_file.read_text())
                 nn_runs[k] = (Path(r["predictions"]), (float(r["per_iter"]), float(r["cpu_per_iter"])))
             elif nn_missing is None:
-                bundle_dl = json.loads(next((work / "labelzoo").glob("*/configs/datalist.json")).read_text())[
-                    "training"]
-                folds = sorted({d["fold"] for d in bundle_dl})
-                splits = [{"train": [d["case_id"] for d in bundle_dl if d["fold"] != f],
-                           "val": [d["case_id"] for d in bundle_dl if d["fold"] == f]} for f in folds]
+                splits = splits or bundle_splits(next(p.parent.parent for p in
+                                                      (work / "labelzoo").glob("*/configs/datalist.json")))
+                # plan and preprocess once per invocation, before its first nnU-Net training
                 nn = run_nnunet(work, args.configuration, args.iterations, args.fold, splits, args.device,
-                                Path(args.nnunet_python), threads=args.threads, seed=k,
-                                prepare=not (work / "nnUNet_pre" / DATASET_NAME / "splits_final.json").is_file()
-                                or not nn_runs)
+                                Path(args.nnunet_python), threads=args.threads, seed=k, prepare=not nn_prepared)
+                nn_prepared = True
                 if isinstance(nn, str):
                     nn_missing = nn
                 else:
