@@ -172,6 +172,20 @@ def test_training_from_the_app_keeps_model_values(planned_train_config: tuple[Pa
 
     assert values({}) == {0, 1, 2}  # the bug: 3 (liver) mapped as a dataset value to 2, 2 left unmapped
     assert values(overrides) == {0, 1, 2, 3}
+    # a partial label's unannotated voxels (255) pass the planned training pipeline, rotation and scaling (one-hot
+    # linear label resampling) forced on
+    label[:, :, 12:] = IGNORE_VALUE
+    nib.save(nib.Nifti1Image(label, affine), str(tmp_path / "p.nii.gz"))
+    forced = {f"train#random_transforms#{j}#prob": 1.0 for j, t in enumerate(config["train"]["random_transforms"])
+              if t["_target_"] in ("RandRotated", "RandZoomd")}
+    assert len(forced) == 2
+    parser = ConfigParser(copy.deepcopy(config))
+    parser["bundle_root"] = str(bundle)
+    parser.update({**overrides, **forced})
+    out = parser.get_parsed_content("train#preprocessing")({**item, "label": str(tmp_path / "p.nii.gz")})
+    out = out[0] if isinstance(out, list) else out
+    assert out["label"].shape[0] == 1 and IGNORE_VALUE in set(np.unique(np.asarray(out["label"])).astype(int))
+    assert set(out) == {"image", "label"}  # nothing of the label's values left for the collate
     assert identity_label_maps({"train": {"x": [{"_target_": "MapLabelValued", "orig_labels": [1],
                                                  "target_labels": [1]}]}}) == {}
     with pytest.raises(LabelZooError, match="target_labels"):

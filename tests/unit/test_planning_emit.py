@@ -167,6 +167,18 @@ def test_recipe_parity_items(planned, msd_dataset: Path) -> None:
     clip = [h for h in train["train"]["handlers"] if h["_target_"] == "labelzoo.optim.ClipGradNorm"]
     assert [h["max_norm"] for h in clip] == [12.0]
     assert train["seed"] == 0 and "$monai.utils.set_determinism(seed=@seed)" in train["initialize"]
+    # nnU-Net's label interpolation: one-hot, linear per class, argmax (nearest only past the memory bound)
+    steps = [(t["_target_"], t.get("to_onehot"), t.get("argmax")) for t in train["train"]["random_transforms"]]
+    n = len(plans["labels"])
+    i = steps.index(("RandRotated", None, None))
+    assert steps[i - 1][0] == "labelzoo.planning.transforms.LabelToIndicatorsd"
+    assert steps[i + 2][0] == "labelzoo.planning.transforms.IndicatorsToLabeld"
+    assert rand["RandRotated"]["mode"] == ["bilinear", "bilinear"]
+    assert rand["RandZoomd"]["mode"] == ["trilinear", "trilinear"]
+    from labelzoo.planning.emit import ONEHOT_LABEL_BYTES, onehot_labels
+
+    assert onehot_labels(4, [40, 48, 40]) and not onehot_labels(105, [128, 128, 128])
+    assert onehot_labels(ONEHOT_LABEL_BYTES // 4, [1]) and not onehot_labels(ONEHOT_LABEL_BYTES // 4 + 1, [1])
     gammas = [t for t in train["train"]["random_transforms"] if t["_target_"] == "RandAdjustContrastd"]
     assert [(g["prob"], g["invert_image"], g["retain_stats"]) for g in gammas] == [(0.1, True, True),
                                                                                     (0.3, False, True)]
@@ -187,6 +199,44 @@ def test_recipe_parity_items(planned, msd_dataset: Path) -> None:
         s = wf.parser.get_parsed_content("train#preprocessing")(data[0])
         s = s[0] if isinstance(s, list) else s
         assert tuple(s["image"].shape[1:]) == tuple(plans["configurations"]["3d_fullres"]["patch_size"])
+        assert s["label"].shape[0] == 1 and set(torch.unique(s["label"]).tolist()) <= set(range(n))
+    # rotation and scaling forced on: the one-hot label is resampled and comes back as one map of class indices
+    for j, tr in enumerate(train["train"]["random_transforms"]):
+        if tr["_target_"] in ("RandRotated", "RandZoomd"):
+            wf.parser[f"train#random_transforms#{j}#prob"] = 1.0
+    s = wf.parser.get_parsed_content("train#preprocessing")(data[0])
+    s = s[0] if isinstance(s, list) else s
+    values = set(torch.unique(s["label"]).tolist())
+    assert s["label"].shape[0] == 1 and values <= set(range(n)) and len(values) > 1
+
+
+def test_label_indicators_resample_labels_as_nnunet() -> None:
+    """Label -> indicator per value -> linear resampling -> the largest value back (nnU-Net's label interpolation);
+    any value passes (partial-label ignore 255), zero padding comes back as background."""
+    from monai.transforms import Rotated, Zoomd
+
+    from labelzoo.planning.transforms import IndicatorsToLabeld, LabelToIndicatorsd
+
+    label = torch.zeros(1, 24, 24)
+    label[0, 4:20, 4:20] = 2.0
+    label[0, 8:16, 8:16] = 255.0  # e.g. the unannotated voxels of a partial label
+    d = LabelToIndicatorsd("label")({"label": label.clone()})
+    assert d["label"].shape == (3, 24, 24) and d["label_values"].tolist() == [0.0, 2.0, 255.0]
+    assert torch.equal(IndicatorsToLabeld("label")(dict(d))["label"], label)  # no resampling: unchanged
+    # a label without background still gets background as channel 0: padding stays background
+    full = LabelToIndicatorsd("label")({"label": torch.full((1, 4, 4), 3.0)})
+    assert full["label_values"].tolist() == [0.0, 3.0]
+    shrunk = Zoomd("label", zoom=0.5, mode="bilinear", keep_size=True, padding_mode="constant")(full)
+    out = IndicatorsToLabeld("label")(shrunk)["label"]
+    assert set(out.unique().tolist()) == {0.0, 3.0} and out[0, 0, 0] == 0 and out[0, 2, 2] == 3
+    # rotation: the largest interpolated indicator wins, as an independent argmax over the rotated maps says
+    rot = Rotated("label", angle=0.4, mode="bilinear", padding_mode="zeros", keep_size=True)
+    got = IndicatorsToLabeld("label")(rot(LabelToIndicatorsd("label")({"label": label.clone()})))["label"]
+    maps = torch.stack([rot({"label": (label == v).float()})["label"][0] for v in (0.0, 2.0, 255.0)])
+    want = torch.tensor([0.0, 2.0, 255.0])[maps.argmax(0)]
+    assert torch.equal(got[0], want) and set(got.unique().tolist()) == {0.0, 2.0, 255.0}
+    with pytest.raises(ValueError, match="label: expected one label channel"):
+        LabelToIndicatorsd("label")({"label": torch.zeros(2, 4, 4)})
 
 
 def test_strict_checkpoint_loading(tmp_path: Path) -> None:

@@ -134,6 +134,64 @@ class TrackMetad(Randomizable, MapTransform):
         return d
 
 
+#: suffix of the key that carries the label values between :class:`LabelToIndicatorsd` and
+#: :class:`IndicatorsToLabeld`
+VALUES_POSTFIX = "_values"
+
+
+class LabelToIndicatorsd(MapTransform):
+    """Label map -> one float indicator channel per label value present, for nnU-Net's label interpolation.
+
+    nnU-Net resamples a label under rotation and scaling linearly, one indicator map per label, and keeps the
+    label with the largest interpolated value (batchgeneratorsv2 ``SpatialTransform``, ``mode_seg="bilinear"``):
+    smoother edges than nearest neighbour. Put this before the spatial transforms (with a linear ``mode`` for the
+    label) and :class:`IndicatorsToLabeld` after them. Values rather than class indices, so any value survives
+    (e.g. the partial-label ignore value 255); ``background`` is always channel 0, so what the spatial transforms
+    pad with zeros comes back as background, as nnU-Net pads. The values travel in ``<key>_values``.
+
+    Args:
+        keys: label keys (one channel each).
+        background: the value of channel 0 (added when the label does not hold it).
+
+    Example:
+        >>> d = LabelToIndicatorsd("label")({"label": torch.tensor([[[0., 2.], [255., 2.]]])})
+        >>> d["label"].shape, d["label_values"].tolist()
+        (torch.Size([3, 2, 2]), [0.0, 2.0, 255.0])
+        >>> IndicatorsToLabeld("label")(d)["label"].tolist()
+        [[[0.0, 2.0], [255.0, 2.0]]]
+    """
+
+    def __init__(self, keys: KeysCollection, background: float = 0, allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        self.background = float(background)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            label = convert_to_tensor(d[key], track_meta=False)
+            if label.shape[0] != 1:
+                raise ValueError(f"{key}: expected one label channel, got {label.shape[0]}")
+            values = torch.unique(label)
+            bg = torch.tensor([self.background], dtype=values.dtype)
+            values = torch.cat([bg, values[values != bg]])  # background first, the rest ascending
+            d[key] = (label == values.view(-1, *[1] * (label.ndim - 1))).to(torch.float32)
+            d[f"{key}{VALUES_POSTFIX}"] = values
+        return d
+
+
+class IndicatorsToLabeld(MapTransform):
+    """Indicator channels (:class:`LabelToIndicatorsd`, after resampling) -> one label channel: at each voxel the
+    value whose channel is largest (ties: the earlier channel; all zero: background)."""
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            values = d.pop(f"{key}{VALUES_POSTFIX}")
+            channels = convert_to_tensor(d[key], track_meta=False)
+            d[key] = values.to(channels.device)[torch.argmax(channels, dim=0, keepdim=True)].to(torch.float32)
+        return d
+
+
 class DeepSupervisionDiceCELoss(torch.nn.Module):
     """Dice + cross-entropy over DynUNet's deep-supervision heads, weighted as nnU-Net v2 does.
 
