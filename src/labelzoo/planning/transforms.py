@@ -1,7 +1,8 @@
 """MONAI transforms and losses the planned bundles reference by dotted path (``labelzoo.planning.transforms``).
 
 Only what MONAI lacks: per-channel nnU-Net normalisation (a different scheme per channel, CT statistics
-from the fingerprint) and a deep-supervision loss for DynUNet's stacked training output.
+from the fingerprint), nnU-Net's label interpolation under rotation and scaling (label values as indicator maps,
+resampled by MONAI's own transforms), and a deep-supervision loss for DynUNet's stacked training output.
 """
 
 from __future__ import annotations
