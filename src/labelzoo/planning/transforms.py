@@ -173,7 +173,7 @@ class LabelToIndicatorsd(MapTransform):
             if label.shape[0] != 1:
                 raise ValueError(f"{key}: expected one label channel, got {label.shape[0]}")
             values = torch.unique(label)
-            bg = torch.tensor([self.background], dtype=values.dtype)
+            bg = torch.tensor([self.background], dtype=values.dtype, device=values.device)
             values = torch.cat([bg, values[values != bg]])  # background first, the rest ascending
             d[key] = (label == values.view(-1, *[1] * (label.ndim - 1))).to(torch.float32)
             d[f"{key}{VALUES_POSTFIX}"] = values
