@@ -167,12 +167,12 @@ def test_recipe_parity_items(planned, msd_dataset: Path) -> None:
     clip = [h for h in train["train"]["handlers"] if h["_target_"] == "labelzoo.optim.ClipGradNorm"]
     assert [h["max_norm"] for h in clip] == [12.0]
     assert train["seed"] == 0 and "$monai.utils.set_determinism(seed=@seed)" in train["initialize"]
-    # nnU-Net's label interpolation: one-hot, linear per class, argmax (nearest only past the memory bound)
-    steps = [(t["_target_"], t.get("to_onehot"), t.get("argmax")) for t in train["train"]["random_transforms"]]
+    # nnU-Net's label interpolation: indicator map per label value, linear, argmax (nearest past the memory bound)
+    steps = [t["_target_"] for t in train["train"]["random_transforms"]]
     n = len(plans["labels"])
-    i = steps.index(("RandRotated", None, None))
-    assert steps[i - 1][0] == "labelzoo.planning.transforms.LabelToIndicatorsd"
-    assert steps[i + 2][0] == "labelzoo.planning.transforms.IndicatorsToLabeld"
+    i = steps.index("RandRotated")
+    assert steps[i - 1] == "labelzoo.planning.transforms.LabelToIndicatorsd"
+    assert steps[i + 2] == "labelzoo.planning.transforms.IndicatorsToLabeld"
     assert rand["RandRotated"]["mode"] == ["bilinear", "bilinear"]
     assert rand["RandZoomd"]["mode"] == ["trilinear", "trilinear"]
     from labelzoo.planning.emit import ONEHOT_LABEL_BYTES, onehot_labels
